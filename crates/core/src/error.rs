@@ -1,0 +1,61 @@
+//! The one error enum of the core: every refusal a primitive can answer, carrying
+//! what the caller needs. The server maps each variant to its status and stable
+//! `code` in exactly one place.
+
+use serde_json::Value;
+
+/// The current state of a record, reported with a conflict so the client can merge
+/// without another round trip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current {
+    /// The version (revision of the last write) of the record.
+    pub version: u64,
+    /// The record's value.
+    pub value: Value,
+}
+
+/// A typed refusal of a request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Malformed input: bad JSON, unknown or missing field, bad key, bad cursor.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The caller's role does not allow the operation.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The addressed object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// `expected_version` did not match; `current` is `None` when the record is absent.
+    #[error("expected version {expected}, found {}", current.as_ref().map_or(0, |c| c.version))]
+    VersionMismatch {
+        /// The version the caller expected.
+        expected: u64,
+        /// The record as it is now.
+        current: Option<Current>,
+    },
+    /// A JSON Patch `test` operation failed.
+    #[error("{detail}")]
+    PatchTestFailed {
+        /// Which operation failed.
+        detail: String,
+        /// The record as it is now.
+        current: Option<Current>,
+    },
+    /// An `If-Match` / `If-None-Match` header failed.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// A body, value or transaction is over its limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A patch (or `incr`) that cannot apply to the current value.
+    #[error("{0}")]
+    InvalidPatch(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidRequest`].
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Error::InvalidRequest(detail.into())
+    }
+}

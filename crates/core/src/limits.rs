@@ -1,0 +1,51 @@
+//! Every limit of the service in one place. Names carry their unit last.
+
+/// Configurable limits; [`Limits::default`] gives the values of SPEC §3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub body_bytes_max: usize,
+    /// Largest serialized JSON value of a record.
+    pub value_bytes_max: usize,
+    /// Longest key, name or id, in UTF-8 bytes.
+    pub key_bytes_max: usize,
+    /// Most compares plus operations in one transaction.
+    pub txn_items_max: usize,
+    /// Largest page of a listing.
+    pub page_size_max: usize,
+    /// Page size when the caller gives none.
+    pub page_size_default: usize,
+    /// Deepest accepted JSON nesting.
+    pub json_depth_max: usize,
+    /// Longest record TTL (ten years: keeps `now + ttl` far from overflow).
+    pub record_ttl_ms_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes_max: 2 * 1024 * 1024,
+            value_bytes_max: 1024 * 1024,
+            key_bytes_max: 512,
+            txn_items_max: 64,
+            page_size_max: 1000,
+            page_size_default: 100,
+            json_depth_max: 128,
+            record_ttl_ms_max: 10 * 365 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl Limits {
+    /// Resolves a requested page size: default when absent, 400 outside 1..=max.
+    pub fn page_size(&self, requested: Option<usize>) -> Result<usize, crate::Error> {
+        match requested {
+            None => Ok(self.page_size_default),
+            Some(n) if (1..=self.page_size_max).contains(&n) => Ok(n),
+            Some(n) => Err(crate::Error::invalid(format!(
+                "limit {n} is outside 1..={}",
+                self.page_size_max
+            ))),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Transactions (SPEC §5): compare several things, then apply one branch of
+//! operations atomically, etcd-style. Parsed straight from the request body.
+
+use crate::record::{self, PatchDoc};
+use crate::{json, Error, Limits, Millis, Record};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// `{compare, success, failure}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Txn {
+    /// Conditions evaluated together.
+    #[serde(default)]
+    pub compare: Vec<Compare>,
+    /// Applied when every compare holds.
+    #[serde(default)]
+    pub success: Vec<Op>,
+    /// Applied otherwise.
+    #[serde(default)]
+    pub failure: Vec<Op>,
+}
+
+/// One condition of a transaction.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "Map<String, Value>")]
+pub enum Compare {
+    /// `{key, version: N}`: the live version is N (0 = absent).
+    Version {
+        /// Record key.
+        key: String,
+        /// Expected version.
+        version: u64,
+    },
+    /// `{key, exists: bool}`.
+    Exists {
+        /// Record key.
+        key: String,
+        /// Whether it must exist.
+        exists: bool,
+    },
+    /// `{key, value: JSON}`: the live value equals it (absent never equals).
+    Value {
+        /// Record key.
+        key: String,
+        /// Expected value.
+        value: Value,
+    },
+}
+
+impl TryFrom<Map<String, Value>> for Compare {
+    type Error = String;
+
+    fn try_from(mut m: Map<String, Value>) -> Result<Self, String> {
+        let key = match m.remove("key") {
+            Some(Value::String(k)) => k,
+            Some(_) => return Err("compare `key` must be a string".into()),
+            None => return Err("compare needs a `key` (lease and fence compares come later)".into()),
+        };
+        let (name, target) = match (m.len(), m.into_iter().next()) {
+            (1, Some(pair)) => pair,
+            _ => return Err("a compare has `key` and exactly one of `version`, `exists`, `value`".into()),
+        };
+        match (name.as_str(), target) {
+            ("version", Value::Number(n)) => n
+                .as_u64()
+                .map(|version| Compare::Version { key, version })
+                .ok_or_else(|| "compare `version` must be a non-negative integer".into()),
+            ("exists", Value::Bool(exists)) => Ok(Compare::Exists { key, exists }),
+            ("value", value) => Ok(Compare::Value { key, value }),
+            ("version", _) => Err("compare `version` must be a non-negative integer".into()),
+            ("exists", _) => Err("compare `exists` must be a boolean".into()),
+            (other, _) => Err(format!("unknown compare field `{other}`")),
+        }
+    }
+}
+
+impl Compare {
+    /// The record key it reads.
+    pub fn key(&self) -> &str {
+        match self {
+            Compare::Version { key, .. } | Compare::Exists { key, .. } | Compare::Value { key, .. } => key,
+        }
+    }
+
+    fn holds(&self, live: Option<&Record>) -> bool {
+        match self {
+            Compare::Version { version, .. } => live.map_or(0, |r| r.version) == *version,
+            Compare::Exists { exists, .. } => live.is_some() == *exists,
+            Compare::Value { value, .. } => live.is_some_and(|r| &r.value == value),
+        }
+    }
+}
+
+/// `{key}`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyOp {
+    /// Record key.
+    pub key: String,
+}
+
+/// `{key, value, ttl_ms?}`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutOp {
+    /// Record key.
+    pub key: String,
+    /// New value.
+    pub value: Value,
+    /// Optional TTL.
+    pub ttl_ms: Option<u64>,
+}
+
+/// `{key, merge}`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchOp {
+    /// Record key.
+    pub key: String,
+    /// RFC 7396 merge patch.
+    pub merge: Value,
+}
+
+/// `{key, by}`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrOp {
+    /// Record key.
+    pub key: String,
+    /// Amount to add (may be negative).
+    pub by: i64,
+}
+
+/// One operation of a branch.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Read a record.
+    Get(KeyOp),
+    /// Write a whole value.
+    Put(PutOp),
+    /// Delete a record (absent is not an error: `deleted: false`).
+    Delete(KeyOp),
+    /// Merge-patch a record (absent is 404).
+    Patch(PatchOp),
+    /// Add to an integer (absent counts as 0).
+    Incr(IncrOp),
+}
+
+impl Op {
+    /// The record key it touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Get(o) | Op::Delete(o) => &o.key,
+            Op::Put(o) => &o.key,
+            Op::Patch(o) => &o.key,
+            Op::Incr(o) => &o.key,
+        }
+    }
+}
+
+/// The answer of one operation, aligned with the applied branch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpResult {
+    /// `get`: the record, or `None` when absent.
+    Get(Option<Record>),
+    /// `put`, `patch`, `incr`: the record as written.
+    Written(Record),
+    /// `delete`: whether something was deleted.
+    Delete {
+        /// The key.
+        key: String,
+        /// Whether a live record was removed.
+        deleted: bool,
+    },
+}
+
+/// What a transaction answered (the revision is added by the shell).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnResult {
+    /// Whether every compare held.
+    pub succeeded: bool,
+    /// Indexes of the compares that did not hold.
+    pub failed: Vec<usize>,
+    /// One result per operation of the applied branch.
+    pub results: Vec<OpResult>,
+}
+
+impl Txn {
+    /// Validates keys, sizes and the item limit before anything is loaded.
+    pub fn validate(&self, limits: &Limits) -> Result<(), Error> {
+        let items = self.compare.len() + self.success.len() + self.failure.len();
+        if items > limits.txn_items_max {
+            return Err(Error::PayloadTooLarge(format!(
+                "transaction has {items} items, the limit is {}",
+                limits.txn_items_max
+            )));
+        }
+        for c in &self.compare {
+            crate::names::validate_key(c.key(), limits)?;
+            if let Compare::Value { value, .. } = c {
+                json::check_value(value, limits)?;
+            }
+        }
+        for op in self.success.iter().chain(&self.failure) {
+            crate::names::validate_key(op.key(), limits)?;
+            match op {
+                Op::Put(p) => {
+                    json::check_value(&p.value, limits)?;
+                    record::check_ttl(p.ttl_ms, limits)?;
+                }
+                Op::Patch(p) => {
+                    json::check_value(&p.merge, limits)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record key the transaction reads or writes, sorted and unique.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .compare
+            .iter()
+            .map(|c| c.key().to_owned())
+            .chain(
+                self.success
+                    .iter()
+                    .chain(&self.failure)
+                    .map(|o| o.key().to_owned()),
+            )
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// The live view a transaction works on: key → live record (or absent).
+pub type Working = std::collections::BTreeMap<String, Option<Record>>;
+
+/// One write made by an operation, for the change log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The key.
+    pub key: String,
+    /// The change op (`put`, `patch`, `delete`).
+    pub op: crate::ChangeOp,
+}
+
+/// Evaluates the compares and applies the chosen branch to `working`, in order,
+/// so a later operation sees an earlier one's write.
+pub fn apply(
+    txn: &Txn,
+    working: &mut Working,
+    revision: u64,
+    now: Millis,
+    limits: &Limits,
+) -> Result<(TxnResult, Vec<Written>), Error> {
+    let failed: Vec<usize> = txn
+        .compare
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.holds(working.get(c.key()).and_then(Option::as_ref)))
+        .map(|(i, _)| i)
+        .collect();
+    let succeeded = failed.is_empty();
+    let branch = if succeeded { &txn.success } else { &txn.failure };
+    let mut results = Vec::with_capacity(branch.len());
+    let mut writes = Vec::new();
+    for op in branch {
+        let key = op.key().to_owned();
+        let cur = working.get(&key).cloned().flatten();
+        let (result, new_state, change) = match op {
+            Op::Get(_) => (OpResult::Get(cur), None, None),
+            Op::Put(p) => {
+                let expires = p.ttl_ms.map(|t| now.plus_ms(t));
+                let r = record::written(&key, cur.as_ref(), p.value.clone(), expires, revision, now);
+                (
+                    OpResult::Written(r.clone()),
+                    Some(Some(r)),
+                    Some(crate::ChangeOp::Put),
+                )
+            }
+            Op::Delete(_) => {
+                let deleted = cur.is_some();
+                let state = deleted.then_some(None);
+                let change = deleted.then_some(crate::ChangeOp::Delete);
+                (
+                    OpResult::Delete {
+                        key: key.clone(),
+                        deleted,
+                    },
+                    state,
+                    change,
+                )
+            }
+            Op::Patch(p) => {
+                let c = cur
+                    .as_ref()
+                    .ok_or_else(|| Error::NotFound(format!("record {key:?} does not exist")))?;
+                let value = record::apply_patch(&c.value, &PatchDoc::Merge(p.merge.clone()), Some(c))?;
+                json::check_value(&value, limits)?;
+                let r = record::written(&key, Some(c), value, c.expires_at, revision, now);
+                (
+                    OpResult::Written(r.clone()),
+                    Some(Some(r)),
+                    Some(crate::ChangeOp::Patch),
+                )
+            }
+            Op::Incr(i) => {
+                let base = match cur.as_ref().map(|r| &r.value) {
+                    None => 0,
+                    Some(v) => v.as_i64().ok_or_else(|| {
+                        Error::InvalidPatch(format!("incr: record {key:?} does not hold an integer"))
+                    })?,
+                };
+                let sum = base
+                    .checked_add(i.by)
+                    .ok_or_else(|| Error::InvalidPatch(format!("incr: record {key:?} would overflow")))?;
+                let expires = cur.as_ref().and_then(|r| r.expires_at);
+                let r = record::written(&key, cur.as_ref(), Value::from(sum), expires, revision, now);
+                (
+                    OpResult::Written(r.clone()),
+                    Some(Some(r)),
+                    Some(crate::ChangeOp::Patch),
+                )
+            }
+        };
+        if let Some(state) = new_state {
+            working.insert(key.clone(), state);
+        }
+        if let Some(op) = change {
+            writes.push(Written { key, op });
+        }
+        results.push(result);
+    }
+    Ok((
+        TxnResult {
+            succeeded,
+            failed,
+            results,
+        },
+        writes,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Txn, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_compares_and_rejects_bad_ones() {
+        let t = parse(
+            json!({"compare": [{"key": "a", "version": 0}, {"key": "b", "exists": true}, {"key": "c", "value": null}],
+            "success": [{"put": {"key": "a", "value": 1}}, {"incr": {"key": "n", "by": -2}}]}),
+        );
+        assert!(t.is_ok(), "{t:?}");
+        for bad in [
+            json!({"compare": [{"key": "a"}]}),
+            json!({"compare": [{"key": "a", "version": 1, "exists": true}]}),
+            json!({"compare": [{"key": "a", "version": -1}]}),
+            json!({"compare": [{"key": "a", "nope": 1}]}),
+            json!({"success": [{"put": {"key": "a"}}]}),
+            json!({"success": [{"put": {"key": "a", "value": 1, "x": 2}}]}),
+            json!({"success": [{"frob": {"key": "a"}}]}),
+            json!({"other": []}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn applies_branch_in_order() {
+        let l = Limits::default();
+        let t = parse(json!({"compare": [{"key": "a", "exists": false}],
+            "success": [{"incr": {"key": "a", "by": 5}}, {"incr": {"key": "a", "by": 1}}, {"get": {"key": "a"}}, {"delete": {"key": "zz"}}]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = Working::new();
+        let (res, writes) = apply(&t, &mut w, 4, Millis(0), &l).unwrap_or_else(|e| panic!("{e}"));
+        assert!(res.succeeded);
+        assert_eq!(writes.len(), 2);
+        match &res.results[2] {
+            OpResult::Get(Some(r)) => assert_eq!((r.value.clone(), r.version), (json!(6), 4)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            res.results[3],
+            OpResult::Delete {
+                key: "zz".into(),
+                deleted: false
+            }
+        );
+        // Now it exists: the failure branch runs and names the failed compare.
+        let (res, _) = apply(&t, &mut w, 5, Millis(0), &l).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((res.succeeded, res.failed), (false, vec![0]));
+    }
+
+    #[test]
+    fn incr_on_non_integer_is_invalid_patch() {
+        let l = Limits::default();
+        let t =
+            parse(json!({"success": [{"incr": {"key": "a", "by": 1}}]})).unwrap_or_else(|e| panic!("{e}"));
+        let mut w = Working::new();
+        w.insert(
+            "a".into(),
+            Some(Record {
+                key: "a".into(),
+                value: json!("x"),
+                version: 1,
+                created_at: Millis(0),
+                updated_at: Millis(0),
+                expires_at: None,
+            }),
+        );
+        assert!(matches!(
+            apply(&t, &mut w, 2, Millis(0), &l),
+            Err(Error::InvalidPatch(_))
+        ));
+    }
+}

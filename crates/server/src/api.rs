@@ -1,0 +1,180 @@
+//! The route table: every endpoint once, with its handler and its documentation.
+//! The router and `/openapi.json` are both built from this table, so the
+//! published API cannot drift from what is served.
+
+use crate::routes::{records, system, txn};
+use crate::AppState;
+use axum::handler::Handler;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use serde_json::{json, Map, Value};
+
+/// One endpoint: a method on a path, its handler and its documentation.
+pub struct Endpoint {
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    query: &'static [(&'static str, &'static str, &'static str)],
+    body: Option<(&'static [&'static str], Value)>,
+    responses: &'static [(u16, &'static str)],
+    route: MethodRouter<AppState>,
+}
+
+fn ep<H, T>(
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    handler: H,
+) -> Endpoint
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let route = on(filter(method), handler);
+    Endpoint {
+        method,
+        path,
+        id,
+        summary,
+        query: &[],
+        body: None,
+        responses: &[],
+        route,
+    }
+}
+
+impl Endpoint {
+    fn query(mut self, q: &'static [(&'static str, &'static str, &'static str)]) -> Self {
+        self.query = q;
+        self
+    }
+    fn body(mut self, types: &'static [&'static str], schema: Value) -> Self {
+        self.body = Some((types, schema));
+        self
+    }
+    fn responses(mut self, r: &'static [(u16, &'static str)]) -> Self {
+        self.responses = r;
+        self
+    }
+}
+
+fn filter(method: &str) -> MethodFilter {
+    match method {
+        "put" => MethodFilter::PUT,
+        "post" => MethodFilter::POST,
+        "patch" => MethodFilter::PATCH,
+        "delete" => MethodFilter::DELETE,
+        _ => MethodFilter::GET,
+    }
+}
+
+const NS: &str = "/v1/ns/{ns}";
+const WRITE_ERRORS: &[(u16, &str)] = &[
+    (400, "invalid_request"),
+    (413, "payload_too_large"),
+    (415, "unsupported_media_type"),
+    (503, "unavailable"),
+];
+
+fn record_value_schema() -> Value {
+    json!({"description": "any JSON value, at most 1 MiB serialized"})
+}
+
+/// Every endpoint of the API.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        ep("get", "/v1/info", "info", "Version, backend and durability.", system::info)
+            .responses(&[(200, "`{version, backend, durability}`")]),
+        ep("delete", NS, "deleteNamespace", "Remove a namespace and everything in it (admin).", records::delete_namespace)
+            .responses(&[(200, "`{namespace, deleted, records}`"), (400, "invalid_request"), (403, "forbidden")]),
+        ep("get", "/v1/ns/{ns}/records", "listRecords", "List live records in key order.", records::list)
+            .query(&[("prefix", "string", "only keys starting with this"), ("limit", "integer", "page size 1..=1000, default 100"), ("cursor", "string", "opaque cursor from next_cursor")])
+            .responses(&[(200, "`{records, next_cursor}`"), (400, "invalid_request")]),
+        ep("get", "/v1/ns/{ns}/records/{*key}", "getRecord", "Read a record; ETag is its version.", records::get)
+            .responses(&[(200, "`{key, value, version, created_at, updated_at, expires_at}`"), (304, "If-None-Match matched"), (404, "not_found")]),
+        ep("put", "/v1/ns/{ns}/records/{*key}", "putRecord", "Create or replace a record, optionally only at an expected version.", records::put)
+            .body(&["application/json"], json!({"type": "object", "required": ["value"], "additionalProperties": false, "properties": {
+                "value": record_value_schema(),
+                "expected_version": {"type": "integer", "minimum": 0, "description": "0 = must not exist; else 409 version_mismatch"},
+                "ttl_ms": {"type": "integer", "minimum": 1},
+                "force": {"type": "boolean", "description": "skip the precondition (admin)"}}}))
+            .responses(&[(200, "replaced: `{key, version, revision}`"), (201, "created: `{key, version, revision}`"), (409, "version_mismatch, with `current`"), (412, "precondition_failed"), (400, "invalid_request"), (413, "payload_too_large"), (415, "unsupported_media_type"), (503, "unavailable")]),
+        ep("patch", "/v1/ns/{ns}/records/{*key}", "patchRecord", "Patch a record on the server (RFC 7396 or RFC 6902).", records::patch)
+            .query(&[("expected_version", "integer", "409 unless the current version is this")])
+            .body(&["application/merge-patch+json", "application/json-patch+json"], json!({"description": "a merge patch document, or a JSON Patch array"}))
+            .responses(&[(200, "`{key, version, value, revision}`"), (404, "not_found"), (409, "version_mismatch or patch_test_failed, with `current`"), (412, "precondition_failed"), (422, "invalid_patch"), (400, "invalid_request"), (415, "unsupported_media_type")]),
+        ep("delete", "/v1/ns/{ns}/records/{*key}", "deleteRecord", "Delete a record, optionally only at an expected version.", records::delete)
+            .query(&[("expected_version", "integer", "409 unless the current version is this")])
+            .responses(&[(200, "`{key, deleted, revision}`"), (404, "not_found"), (409, "version_mismatch"), (412, "precondition_failed")]),
+        ep("post", "/v1/ns/{ns}/txn", "txn", "Compare, then apply one branch atomically.", txn::txn)
+            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
+                "compare": {"type": "array", "items": {"type": "object", "description": "{key, version} | {key, exists} | {key, value}"}},
+                "success": {"type": "array", "items": {"type": "object", "description": "{get|put|delete|patch|incr: {...}}"}},
+                "failure": {"type": "array", "items": {"type": "object"}}}}))
+            .responses(&[(200, "`{succeeded, failed, results, revision}`"), (404, "not_found (patch of an absent record)"), (422, "invalid_patch"), (400, "invalid_request"), (413, "payload_too_large")]),
+        ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]),
+        ep("get", "/readyz", "readyz", "Storage is reachable.", system::readyz).responses(&[(200, "ready"), (503, "unavailable")]),
+        ep("get", "/metrics", "metrics", "Prometheus metrics.", system::metrics).responses(&[(200, "text exposition")]),
+        ep("get", "/openapi.json", "openapi", "This document.", system::openapi).responses(&[(200, "OpenAPI 3.1")]),
+    ]
+    .into_iter()
+    .map(|e| if e.responses.is_empty() { e.responses(WRITE_ERRORS) } else { e })
+    .collect()
+}
+
+/// The router of every endpoint.
+pub fn router() -> axum::Router<AppState> {
+    endpoints()
+        .into_iter()
+        .fold(axum::Router::new(), |r, e| r.route(e.path, e.route))
+}
+
+/// The OpenAPI 3.1 document of every endpoint.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for e in endpoints() {
+        let path = e.path.replace("{*key}", "{key}");
+        let mut params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        params.extend(e.query.iter().map(|(name, ty, desc)| {
+            json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}})
+        }));
+        let mut responses = Map::new();
+        for (status, desc) in e.responses {
+            let content = if *status >= 400 {
+                json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}})
+            } else {
+                json!({"application/json": {}})
+            };
+            responses.insert(
+                status.to_string(),
+                json!({"description": desc, "content": content}),
+            );
+        }
+        let mut op =
+            json!({"operationId": e.id, "summary": e.summary, "parameters": params, "responses": responses});
+        if let Some((types, schema)) = &e.body {
+            let content: Map<String, Value> = types
+                .iter()
+                .map(|t| ((*t).to_owned(), json!({"schema": schema})))
+                .collect();
+            op["requestBody"] = json!({"required": true, "content": content});
+        }
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
+        entry[e.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "lockstep", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Coordination primitives over HTTP/JSON: versioned records, transactions."},
+        "paths": paths,
+        "components": {"schemas": {"Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "detail": {"type": "string"}, "code": {"type": "string"},
+            "current": {"description": "the current {version, value}, or null (version_mismatch, patch_test_failed)"}}}}}
+    })
+}

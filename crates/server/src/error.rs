@@ -1,0 +1,130 @@
+//! The server's error enum and its single mapping to RFC 9457 problem+json.
+//! Every status and stable `code` of SPEC §3 is decided here and nowhere else;
+//! the conversion has no side effects.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lockstep_core::Current;
+use serde_json::{json, Map, Value};
+
+/// Every refusal the HTTP API answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A semantic refusal from the core.
+    #[error(transparent)]
+    Core(#[from] lockstep_core::Error),
+    /// Storage unreachable or overloaded.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or corrupt data (logged; answered as 500 without details).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Wrong `Content-Type`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No such route.
+    #[error("no such route")]
+    NoRoute,
+}
+
+impl From<lockstep_store::Error> for ApiError {
+    fn from(e: lockstep_store::Error) -> Self {
+        match e {
+            lockstep_store::Error::Core(c) => ApiError::Core(c),
+            lockstep_store::Error::Unavailable(s) => ApiError::Unavailable(s),
+            lockstep_store::Error::Config(s) | lockstep_store::Error::Internal(s) => ApiError::Internal(s),
+        }
+    }
+}
+
+impl ApiError {
+    /// Shorthand for a 400 `invalid_request`.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        ApiError::Core(lockstep_core::Error::invalid(detail))
+    }
+
+    /// The status, stable code and title: the catalogue of SPEC §3.
+    pub fn catalogue(&self) -> (StatusCode, &'static str, &'static str) {
+        use lockstep_core::Error as C;
+        match self {
+            ApiError::Core(c) => match c {
+                C::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
+                C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+                C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+                C::VersionMismatch { .. } => (StatusCode::CONFLICT, "version_mismatch", "Version mismatch"),
+                C::PatchTestFailed { .. } => (StatusCode::CONFLICT, "patch_test_failed", "Patch test failed"),
+                C::PreconditionFailed(_) => (
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    "Precondition failed",
+                ),
+                C::PayloadTooLarge(_) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "Payload too large",
+                ),
+                C::InvalidPatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_patch", "Invalid patch"),
+            },
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+        }
+    }
+
+    /// Extension members (e.g. `current`).
+    fn extensions(&self, body: &mut Map<String, Value>) {
+        use lockstep_core::Error as C;
+        let current = |c: &Option<Current>| match c {
+            Some(c) => json!({"version": c.version, "value": c.value}),
+            None => Value::Null,
+        };
+        if let ApiError::Core(C::VersionMismatch { current: c, .. } | C::PatchTestFailed { current: c, .. }) =
+            self
+        {
+            body.insert("current".into(), current(c));
+        }
+    }
+}
+
+/// Seconds a client should wait before retrying an `unavailable` answer.
+pub const RETRY_AFTER_S: u64 = 1;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.catalogue();
+        let detail = match &self {
+            ApiError::Internal(_) => "an internal error occurred; see the server log".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = Map::new();
+        body.insert("type".into(), Value::from(format!("urn:lockstep:problem:{code}")));
+        body.insert("title".into(), Value::from(title));
+        body.insert("status".into(), Value::from(status.as_u16()));
+        body.insert("detail".into(), Value::from(detail));
+        body.insert("code".into(), Value::from(code));
+        self.extensions(&mut body);
+        let mut resp = (status, Value::Object(body).to_string()).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        resp
+    }
+}

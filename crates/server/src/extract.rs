@@ -1,0 +1,153 @@
+//! Request extractors that enforce the HTTP conventions of SPEC §3: content type,
+//! body size, JSON depth, unknown fields and query parameters, names in paths.
+//! Every rejection is an [`ApiError`], so it answers problem+json.
+
+use crate::{ApiError, AppState};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, HeaderMap};
+use bytes::Bytes;
+use lockstep_core::{names, Limits};
+use serde::de::DeserializeOwned;
+
+/// Whether the request's `Content-Type` is `expected` (parameters ignored).
+pub fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(expected))
+}
+
+/// Reads the whole body, refusing more than the body limit with 413.
+pub async fn read_body(req: Request, limits: &Limits) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), limits.body_bytes_max)
+        .await
+        .map_err(|_| {
+            ApiError::Core(lockstep_core::Error::PayloadTooLarge(format!(
+                "request body is over the limit of {} bytes",
+                limits.body_bytes_max
+            )))
+        })
+}
+
+/// Parses JSON with the nesting depth measured first, so exactly
+/// `json_depth_max` levels of value are accepted inside a request wrapper.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, ApiError> {
+    // A request wraps the value in a few levels of its own (a txn op: body,
+    // branch list, op, operation): allow for them here; the value itself is
+    // checked exactly by the core.
+    const WRAPPER_DEPTH: usize = 4;
+    if lockstep_core::json::text_depth(bytes) > limits.json_depth_max + WRAPPER_DEPTH {
+        return Err(ApiError::invalid(format!(
+            "JSON nesting is deeper than {}",
+            limits.json_depth_max
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = T::deserialize(&mut de).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    de.end()
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// A JSON body (`Content-Type: application/json`) with unknown fields refused.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !content_type_is(req.headers(), "application/json") {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = read_body(req, &state.limits).await?;
+        parse_json(&bytes, &state.limits).map(Json)
+    }
+}
+
+/// Query parameters, unknown ones refused (400).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(q)
+            .map(Query)
+            .map_err(|e| ApiError::invalid(format!("invalid query: {e}")))
+    }
+}
+
+/// Path parameters, decoded, with a rejection that answers 400.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))
+    }
+}
+
+/// A validated namespace from the path.
+pub struct Ns(pub String);
+
+impl FromRequestParts<AppState> for Ns {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
+            parts, state,
+        )
+        .await
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+        let ns = params.0.get("ns").cloned().unwrap_or_default();
+        names::validate_namespace(&ns)?;
+        Ok(Ns(ns))
+    }
+}
+
+/// A validated record key from the path (raw or percent-encoded).
+pub struct Key(pub String);
+
+impl FromRequestParts<AppState> for Key {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
+            parts, state,
+        )
+        .await
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+        let key = params.0.get("key").cloned().unwrap_or_default();
+        names::validate_key(&key, &state.limits)?;
+        Ok(Key(key))
+    }
+}
+
+/// Who is calling. Tokens (SPEC §11) are not configured yet: the server runs in
+/// open mode, loopback only, where every caller is an admin named `anonymous`.
+pub struct Caller {
+    /// The token name recorded in the change log.
+    pub name: String,
+    /// Whether the caller may use admin-only features (`force`, namespace delete).
+    pub admin: bool,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Ok(Caller {
+            name: "anonymous".into(),
+            admin: true,
+        })
+    }
+}

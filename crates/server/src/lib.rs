@@ -1,0 +1,87 @@
+//! lockstep-server: the HTTP/JSON API. Only this crate knows HTTP: it maps
+//! requests to core commands, runs them on the store, and maps answers and
+//! refusals to JSON and problem+json (SPEC §3).
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod wire;
+
+pub use error::ApiError;
+
+use axum::extract::DefaultBodyLimit;
+use lockstep_core::Limits;
+use lockstep_store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The storage backend.
+    pub store: Store,
+    /// Limits in force.
+    pub limits: Arc<Limits>,
+    /// Request counters.
+    pub http: Arc<metrics::HttpMetrics>,
+}
+
+impl AppState {
+    /// State over `store` with `limits`.
+    pub fn new(store: Store, limits: Limits) -> Self {
+        AppState {
+            store,
+            limits: Arc::new(limits),
+            http: Arc::default(),
+        }
+    }
+}
+
+/// The complete application: routes, problem+json fallbacks, metrics.
+pub fn app(state: AppState) -> axum::Router {
+    api::router()
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        // Bodies are read by our extractors, which answer 413 as problem+json.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// How often the background sweeper purges expired records.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+const SWEEP_BATCH: usize = 500;
+
+async fn sweep_forever(store: Store) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.sweep_expired(SWEEP_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "purged expired records"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired records failed"),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep_forever(state.store.clone()));
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    result
+}

@@ -1,0 +1,5 @@
+//! HTTP handlers, one module per resource.
+
+pub mod records;
+pub mod system;
+pub mod txn;

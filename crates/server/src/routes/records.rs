@@ -1,0 +1,260 @@
+//! `/v1/ns/{ns}/records`: versioned records with optimistic concurrency (SPEC §4).
+
+use crate::extract::{content_type_is, read_body, Caller, Json, Key, Ns, Query};
+use crate::{wire, ApiError, AppState};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
+use lockstep_core::{cursor, Command, Outcome, Precondition};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// `PUT` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    value: Value,
+    expected_version: Option<u64>,
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `?expected_version=N` of PATCH and DELETE.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreconditionQuery {
+    expected_version: Option<u64>,
+}
+
+/// `GET /records` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn parse_etags(raw: &str) -> Result<EtagMatch, ApiError> {
+    if raw.trim() == "*" {
+        return Ok(EtagMatch::Any);
+    }
+    let mut versions = Vec::new();
+    for tag in raw.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+        let inner = opaque
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .ok_or_else(|| ApiError::invalid(format!("malformed entity tag {tag:?}")))?;
+        // A weak tag never matches strongly; a tag that is no version of ours never matches.
+        if let (false, Ok(v)) = (tag.starts_with("W/"), inner.parse::<u64>()) {
+            versions.push(v);
+        }
+    }
+    Ok(EtagMatch::Versions(versions))
+}
+
+/// The precondition of a write: the `If-Match`/`If-None-Match` headers (412) or
+/// the body/query `expected_version` (409); both at once is a 400.
+fn precondition(headers: &HeaderMap, expected: Option<u64>) -> Result<Precondition, ApiError> {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::invalid(format!("{name} is not text")))
+            })
+            .transpose()
+    };
+    let from_header = match (text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("give If-Match or If-None-Match, not both")),
+        (Some(m), None) => Some(Precondition::IfMatch(parse_etags(m)?)),
+        (None, Some(m)) => Some(Precondition::IfNoneMatch(parse_etags(m)?)),
+        (None, None) => None,
+    };
+    match (from_header, expected) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "give a precondition either in headers or as expected_version, not both",
+        )),
+        (Some(p), None) => Ok(p),
+        (None, Some(v)) => Ok(Precondition::ExpectedVersion(v)),
+        (None, None) => Ok(Precondition::None),
+    }
+}
+
+fn with_etag(status: StatusCode, version: u64, body: Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut().insert(header::ETAG, wire::etag(version));
+    resp
+}
+
+/// `GET /records/{key}`; `If-None-Match` answers 304 when it matches.
+pub async fn get(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Key(key): Key,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rec = st
+        .store
+        .get(&ns, &key)
+        .await?
+        .ok_or_else(|| lockstep_core::Error::NotFound(format!("record {key:?} does not exist")))?;
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let m = parse_etags(inm)?;
+        if Precondition::IfNoneMatch(m).check(Some(&rec)).is_err() {
+            let mut resp = StatusCode::NOT_MODIFIED.into_response();
+            resp.headers_mut().insert(header::ETAG, wire::etag(rec.version));
+            return Ok(resp);
+        }
+    }
+    Ok(with_etag(StatusCode::OK, rec.version, wire::record(&rec)))
+}
+
+/// `PUT /records/{key}`.
+pub async fn put(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Key(key): Key,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<PutBody>,
+) -> Result<Response, ApiError> {
+    if body.force && !caller.admin {
+        return Err(lockstep_core::Error::Forbidden("force needs the admin role".into()).into());
+    }
+    let req = PutRecord {
+        value: body.value,
+        precondition: precondition(&headers, body.expected_version)?,
+        ttl_ms: body.ttl_ms,
+        force: body.force,
+    };
+    let c = st
+        .store
+        .execute(&ns, Command::Put { key, req }, &caller.name)
+        .await?;
+    match c.outcome {
+        Outcome::Put { record, created } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_etag(
+                status,
+                record.version,
+                json!({"key": record.key, "version": record.version, "revision": c.revision}),
+            ))
+        }
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// `PATCH /records/{key}`: merge patch or JSON Patch, by `Content-Type`.
+pub async fn patch(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Key(key): Key,
+    caller: Caller,
+    Query(q): Query<PreconditionQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let precondition = precondition(req.headers(), q.expected_version)?;
+    let merge = content_type_is(req.headers(), "application/merge-patch+json");
+    let json_patch = content_type_is(req.headers(), "application/json-patch+json");
+    if !merge && !json_patch {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/merge-patch+json or application/json-patch+json".into(),
+        ));
+    }
+    let bytes = read_body(req, &st.limits).await?;
+    let doc = if merge {
+        PatchDoc::Merge(crate::extract::parse_json(&bytes, &st.limits)?)
+    } else {
+        PatchDoc::Json(crate::extract::parse_json(&bytes, &st.limits)?)
+    };
+    let c = st
+        .store
+        .execute(
+            &ns,
+            Command::Patch {
+                key,
+                doc,
+                precondition,
+            },
+            &caller.name,
+        )
+        .await?;
+    match c.outcome {
+        Outcome::Patch { record } => Ok(with_etag(
+            StatusCode::OK,
+            record.version,
+            json!({"key": record.key, "version": record.version, "value": record.value, "revision": c.revision}),
+        )),
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// `DELETE /records/{key}`.
+pub async fn delete(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Key(key): Key,
+    caller: Caller,
+    Query(q): Query<PreconditionQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let precondition = precondition(&headers, q.expected_version)?;
+    let c = st
+        .store
+        .execute(&ns, Command::Delete { key, precondition }, &caller.name)
+        .await?;
+    match c.outcome {
+        Outcome::Delete { key } => {
+            Ok(axum::Json(json!({"key": key, "deleted": true, "revision": c.revision})).into_response())
+        }
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// `GET /records?prefix=&limit=&cursor=`: key order, opaque cursors.
+pub async fn list(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = st.limits.page_size(q.limit)?;
+    let scope = format!("{ns}\0records\0{}", q.prefix);
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode(c, &scope))
+        .transpose()?;
+    let mut records = st.store.list(&ns, &q.prefix, after.as_deref(), limit + 1).await?;
+    let next_cursor = if records.len() > limit {
+        records.truncate(limit);
+        records.last().map(|r| cursor::encode(&scope, &r.key))
+    } else {
+        None
+    };
+    let records: Vec<Value> = records.iter().map(wire::record).collect();
+    Ok(axum::Json(json!({"records": records, "next_cursor": next_cursor})).into_response())
+}
+
+/// `DELETE /v1/ns/{ns}` (admin): removes the namespace and everything in it.
+pub async fn delete_namespace(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    if !caller.admin {
+        return Err(
+            lockstep_core::Error::Forbidden("deleting a namespace needs the admin role".into()).into(),
+        );
+    }
+    let removed = st.store.delete_namespace(&ns).await?;
+    Ok(axum::Json(json!({"namespace": ns, "deleted": true, "records": removed})).into_response())
+}

@@ -1,0 +1,46 @@
+//! Service endpoints: info, health, readiness, metrics, OpenAPI.
+
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// `GET /v1/info`.
+pub async fn info(State(st): State<AppState>) -> Response {
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "backend": st.store.backend(),
+        "durability": st.store.durability(),
+    }))
+    .into_response()
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: storage is reachable.
+pub async fn readyz(State(st): State<AppState>) -> Result<Response, ApiError> {
+    st.store.ping().await?;
+    Ok(axum::Json(json!({"status": "ready", "backend": st.store.backend()})).into_response())
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let mut out = String::new();
+    st.http.render(&mut out);
+    st.store.metrics().render(&mut out);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    axum::Json(crate::api::openapi()).into_response()
+}

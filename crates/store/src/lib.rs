@@ -1,0 +1,213 @@
+//! lockstep-store: the storage kernel. Each backend loads and locks the rows a
+//! command touches inside one storage transaction, calls the pure semantics of
+//! `lockstep-core`, and persists the rows and change entries it returns,
+//! atomically. SQLite serves embedded mode, PostgreSQL shared mode.
+
+pub mod clock;
+pub mod error;
+pub mod metrics;
+pub mod postgres;
+pub mod sqlite;
+
+pub use error::Error;
+pub use metrics::StoreMetrics;
+
+use lockstep_core::{Command, Limits, Outcome, Record};
+use std::sync::Arc;
+
+/// Settings common to every backend.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Limits in force (TTL and size checks inside commands).
+    pub limits: Limits,
+    /// PostgreSQL connection pool size.
+    pub pool_size: usize,
+    /// SQLite: most operations committed in one transaction.
+    pub batch_max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            pool_size: 16,
+            batch_max: 256,
+        }
+    }
+}
+
+/// A committed (or refused-without-effect) command: its answer and the revision it
+/// committed at; the current revision when it wrote nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The answer of the pure semantics.
+    pub outcome: Outcome,
+    /// The revision.
+    pub revision: u64,
+}
+
+/// Which database a store uses, parsed from `--database`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `sqlite:PATH` or a bare path.
+    Sqlite(std::path::PathBuf),
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(String),
+}
+
+impl Location {
+    /// Parses a `--database` argument.
+    pub fn parse(s: &str) -> Result<Location, Error> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Location::Postgres(s.to_owned()))
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(Error::Config("sqlite: needs a path".into()));
+            }
+            Ok(Location::Sqlite(path.into()))
+        } else if s.contains("://") {
+            Err(Error::Config(format!("unsupported database URL {s:?}")))
+        } else {
+            Ok(Location::Sqlite(s.into()))
+        }
+    }
+}
+
+/// A storage backend (enum dispatch: one semantics, two kernels).
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded mode.
+    Sqlite(sqlite::SqliteStore),
+    /// Shared mode.
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the store at `location`.
+    pub async fn open(location: &Location, opts: Options) -> Result<Store, Error> {
+        let metrics = Arc::new(StoreMetrics::default());
+        Ok(match location {
+            Location::Sqlite(path) => Store::Sqlite(sqlite::SqliteStore::open(path, opts, metrics).await?),
+            Location::Postgres(url) => Store::Postgres(postgres::PgStore::open(url, opts, metrics).await?),
+        })
+    }
+
+    /// Applies one write command atomically, with its change entries.
+    pub async fn execute(&self, ns: &str, cmd: Command, actor: &str) -> Result<Committed, Error> {
+        let started = std::time::Instant::now();
+        let r = match self {
+            Store::Sqlite(s) => s.execute(ns, cmd, actor).await,
+            Store::Postgres(s) => s.execute(ns, cmd, actor).await,
+        };
+        self.metrics()
+            .storage_latency_us
+            .observe(started.elapsed().as_micros() as u64);
+        r
+    }
+
+    /// Reads a live record.
+    pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Record>, Error> {
+        match self {
+            Store::Sqlite(s) => s.get(ns, key).await,
+            Store::Postgres(s) => s.get(ns, key).await,
+        }
+    }
+
+    /// Lists live records of `ns` whose key starts with `prefix`, after `after`,
+    /// in key order, at most `limit`.
+    pub async fn list(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error> {
+        match self {
+            Store::Sqlite(s) => s.list(ns, prefix, after, limit).await,
+            Store::Postgres(s) => s.list(ns, prefix, after, limit).await,
+        }
+    }
+
+    /// Removes a namespace and everything in it; returns how many records went.
+    pub async fn delete_namespace(&self, ns: &str) -> Result<u64, Error> {
+        match self {
+            Store::Sqlite(s) => s.delete_namespace(ns).await,
+            Store::Postgres(s) => s.delete_namespace(ns).await,
+        }
+    }
+
+    /// Checks the storage is reachable.
+    pub async fn ping(&self) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// Purges up to `batch` expired records, each with an `expire` change;
+    /// returns how many were purged.
+    pub async fn sweep_expired(&self, batch: usize) -> Result<usize, Error> {
+        let expired = match self {
+            Store::Sqlite(s) => s.expired(batch).await?,
+            Store::Postgres(s) => s.expired(batch).await?,
+        };
+        let mut purged = 0;
+        for (ns, key) in expired {
+            let c = self.execute(&ns, Command::Expire { key }, "system").await?;
+            if matches!(c.outcome, Outcome::Expire { expired: true }) {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// What an acknowledged write survives, for `/v1/info`.
+    pub fn durability(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "fsync on commit (WAL, synchronous=FULL)",
+            Store::Postgres(_) => "PostgreSQL commit (as configured on the server)",
+        }
+    }
+
+    /// Storage metrics.
+    pub fn metrics(&self) -> &StoreMetrics {
+        match self {
+            Store::Sqlite(s) => s.metrics(),
+            Store::Postgres(s) => s.metrics(),
+        }
+    }
+}
+
+/// Reads a stored row into a [`Record`] (shared by both backends).
+pub(crate) fn record_from_parts(
+    key: String,
+    value: &str,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: Option<i64>,
+) -> Result<Record, Error> {
+    use lockstep_core::Millis;
+    Ok(Record {
+        key,
+        value: serde_json::from_str(value)
+            .map_err(|e| Error::Internal(format!("stored value is not JSON: {e}")))?,
+        version: u64::try_from(version).map_err(|_| Error::Internal("negative version".into()))?,
+        created_at: Millis(created_at),
+        updated_at: Millis(updated_at),
+        expires_at: expires_at.map(Millis),
+    })
+}
+
+/// A revision as stored (SQL has signed 64-bit integers).
+pub(crate) fn rev_i64(revision: u64) -> Result<i64, Error> {
+    i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))
+}

@@ -1,0 +1,472 @@
+//! Embedded backend: SQLite in WAL mode with `synchronous=FULL`. One writer
+//! thread owns the only write connection and group-commits: it takes every
+//! queued command (up to `batch_max`), runs each in its own savepoint inside one
+//! `BEGIN IMMEDIATE` transaction, commits once (one fsync), then answers them
+//! all. A refused command rolls back its savepoint only. Readers use their own
+//! connections, so reads never wait for the writer.
+
+use crate::{clock, record_from_parts, rev_i64, Committed, Error, Options, StoreMetrics};
+use lockstep_core::{execute, Command, Ctx, Effect, Limits, Mutation, Record, Snapshot};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Versioned schema migrations, applied in order; `PRAGMA user_version` records
+/// the last one applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: records, the revision counter and the change log.
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+     INSERT INTO meta (name, value) VALUES ('revision', 0);
+     CREATE TABLE records (
+        ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, expires_at INTEGER,
+        PRIMARY KEY (ns, key)) WITHOUT ROWID;
+     CREATE INDEX records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
+     CREATE TABLE changes (
+        revision INTEGER NOT NULL, idx INTEGER NOT NULL, ns TEXT NOT NULL, kind TEXT NOT NULL,
+        key TEXT NOT NULL, op TEXT NOT NULL, actor TEXT NOT NULL, forced INTEGER NOT NULL,
+        at INTEGER NOT NULL, PRIMARY KEY (revision, idx)) WITHOUT ROWID;",
+];
+
+const READERS_MAX: usize = 8;
+
+enum Job {
+    Exec {
+        ns: String,
+        cmd: Command,
+        actor: String,
+        reply: oneshot::Sender<Result<Committed, Error>>,
+    },
+    DeleteNamespace {
+        ns: String,
+        reply: oneshot::Sender<Result<u64, Error>>,
+    },
+}
+
+/// The embedded SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    metrics: Arc<StoreMetrics>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if applied > MIGRATIONS.len() {
+        return Err(Error::Config(format!(
+            "database schema version {applied} is newer than this binary ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database file and starts the writer.
+    pub async fn open(path: &Path, opts: Options, metrics: Arc<StoreMetrics>) -> Result<Self, Error> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+        let revision: i64 =
+            conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |r| r.get(0))?;
+        let revision = u64::try_from(revision).map_err(|_| Error::Internal("negative revision".into()))?;
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        let writer = Writer {
+            conn,
+            revision,
+            limits: opts.limits,
+            batch_max: opts.batch_max.max(1),
+            metrics: metrics.clone(),
+        };
+        std::thread::Builder::new()
+            .name("lockstep-sqlite-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                jobs: tx,
+                readers: Mutex::new(Vec::new()),
+                path: path.to_owned(),
+                metrics,
+            }),
+        })
+    }
+
+    /// Storage metrics.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
+    }
+
+    async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
+        let gone = || Error::Unavailable("the SQLite writer has stopped".into());
+        self.inner.jobs.send(job).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Applies one write command (group-committed with concurrent ones).
+    pub async fn execute(&self, ns: &str, cmd: Command, actor: &str) -> Result<Committed, Error> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Exec {
+            ns: ns.to_owned(),
+            cmd,
+            actor: actor.to_owned(),
+            reply,
+        };
+        self.submit(job, rx).await
+    }
+
+    /// Removes every record of a namespace.
+    pub async fn delete_namespace(&self, ns: &str) -> Result<u64, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(
+            Job::DeleteNamespace {
+                ns: ns.to_owned(),
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .map_err(|_| Error::Internal("reader pool poisoned".into()))?
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                if pool.len() < READERS_MAX {
+                    pool.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reader task failed: {e}")))?
+    }
+
+    /// Reads one live record.
+    pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Record>, Error> {
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.read(move |c| {
+            let now = clock::system_now();
+            Ok(load(c, &ns, &key)?.filter(|r| r.is_live(now)))
+        })
+        .await
+    }
+
+    /// Lists live records by key.
+    pub async fn list(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error> {
+        let (ns, prefix, after) = (ns.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+        self.read(move |c| {
+            let now = clock::system_now().0;
+            let (lower_op, lower) = match after {
+                Some(a) if a.as_str() >= prefix.as_str() => (">", a),
+                _ => (">=", prefix.clone()),
+            };
+            let upper = lockstep_core::names::prefix_upper_bound(&prefix);
+            let sql = format!(
+                "SELECT key, value, version, created_at, updated_at, expires_at FROM records
+                 WHERE ns = ?1 AND key {lower_op} ?2 AND (?3 IS NULL OR key < ?3)
+                   AND (expires_at IS NULL OR expires_at > ?4)
+                 ORDER BY key LIMIT ?5"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![ns, lower, upper, now, limit], row_parts)?;
+            rows.map(|r| r.map_err(Error::from).and_then(parts_to_record))
+                .collect()
+        })
+        .await
+    }
+
+    /// Up to `batch` expired records, as `(namespace, key)`.
+    pub async fn expired(&self, batch: usize) -> Result<Vec<(String, String)>, Error> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?1
+                 ORDER BY expires_at LIMIT ?2",
+            )?;
+            let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![clock::system_now().0, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.map(|r| r.map_err(Error::from)).collect()
+        })
+        .await
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
+
+type Parts = (String, String, i64, i64, i64, Option<i64>);
+
+fn row_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<Parts> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn parts_to_record(p: Parts) -> Result<Record, Error> {
+    record_from_parts(p.0, &p.1, p.2, p.3, p.4, p.5)
+}
+
+fn load(c: &Connection, ns: &str, key: &str) -> Result<Option<Record>, Error> {
+    let mut stmt = c.prepare_cached(
+        "SELECT key, value, version, created_at, updated_at, expires_at FROM records WHERE ns = ?1 AND key = ?2",
+    )?;
+    stmt.query_row(params![ns, key], row_parts)
+        .optional()?
+        .map(parts_to_record)
+        .transpose()
+}
+
+fn persist(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
+    for m in &effect.mutations {
+        match m {
+            Mutation::Upsert(r) => {
+                let value = serde_json::to_string(&r.value).map_err(|e| Error::Internal(e.to_string()))?;
+                c.prepare_cached(
+                    "INSERT INTO records (ns, key, value, version, created_at, updated_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = excluded.version,
+                       created_at = excluded.created_at, updated_at = excluded.updated_at,
+                       expires_at = excluded.expires_at",
+                )?
+                .execute(params![
+                    ns,
+                    r.key,
+                    value,
+                    rev_i64(r.version)?,
+                    r.created_at.0,
+                    r.updated_at.0,
+                    r.expires_at.map(|e| e.0)
+                ])?;
+            }
+            Mutation::Delete(key) => {
+                c.prepare_cached("DELETE FROM records WHERE ns = ?1 AND key = ?2")?
+                    .execute(params![ns, key])?;
+            }
+        }
+    }
+    for ch in &effect.changes {
+        c.prepare_cached(
+            "INSERT INTO changes (revision, idx, ns, kind, key, op, actor, forced, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            rev_i64(ch.revision)?,
+            ch.index,
+            ns,
+            ch.kind.as_str(),
+            ch.key,
+            ch.op.as_str(),
+            ch.actor,
+            ch.forced,
+            ch.at.0
+        ])?;
+    }
+    Ok(())
+}
+
+/// The single writer: owns the write connection and the revision counter.
+struct Writer {
+    conn: Connection,
+    revision: u64,
+    limits: Limits,
+    batch_max: usize,
+    metrics: Arc<StoreMetrics>,
+}
+
+enum Reply {
+    Exec(
+        oneshot::Sender<Result<Committed, Error>>,
+        Result<Committed, Error>,
+    ),
+    Deleted(oneshot::Sender<Result<u64, Error>>, Result<u64, Error>),
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.metrics.commit_batch_size.observe(batch.len() as u64);
+            let start = self.revision;
+            let replies = match self.commit_batch(batch) {
+                Ok(replies) => replies,
+                Err((e, replies)) => {
+                    // The transaction did not commit: nothing of the batch applied.
+                    self.revision = start;
+                    tracing::error!(error = %e, "sqlite commit failed");
+                    replies
+                        .into_iter()
+                        .map(|r| match r {
+                            Reply::Exec(tx, _) => Reply::Exec(tx, Err(Error::Unavailable(e.to_string()))),
+                            Reply::Deleted(tx, _) => {
+                                Reply::Deleted(tx, Err(Error::Unavailable(e.to_string())))
+                            }
+                        })
+                        .collect()
+                }
+            };
+            for r in replies {
+                // A caller that went away does not care about its answer.
+                let _ = match r {
+                    Reply::Exec(tx, v) => tx.send(v).map_err(|_| ()),
+                    Reply::Deleted(tx, v) => tx.send(v).map_err(|_| ()),
+                };
+            }
+        }
+    }
+
+    /// Runs a batch in one transaction, one savepoint per job. On a commit
+    /// failure returns the error with the (now void) replies.
+    fn commit_batch(&mut self, batch: Vec<Job>) -> Result<Vec<Reply>, (Error, Vec<Reply>)> {
+        let now = clock::system_now();
+        let mut replies = Vec::with_capacity(batch.len());
+        let tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = Error::from(e);
+                for job in batch {
+                    replies.push(match job {
+                        Job::Exec { reply, .. } => Reply::Exec(reply, Err(Error::Unavailable(String::new()))),
+                        Job::DeleteNamespace { reply, .. } => {
+                            Reply::Deleted(reply, Err(Error::Unavailable(String::new())))
+                        }
+                    });
+                }
+                return Err((e, replies));
+            }
+        };
+        let mut tx = tx;
+        let mut revision = self.revision;
+        for job in batch {
+            match job {
+                Job::Exec {
+                    ns,
+                    cmd,
+                    actor,
+                    reply,
+                } => {
+                    let result = run_in_savepoint(&mut tx, |c| {
+                        let ctx = Ctx {
+                            revision: revision + 1,
+                            now,
+                            actor: &actor,
+                            limits: &self.limits,
+                        };
+                        let mut snapshot = Snapshot::new();
+                        for key in cmd.keys() {
+                            let row = load(c, &ns, &key)?;
+                            snapshot.insert(key, row);
+                        }
+                        let effect = execute(&cmd, &snapshot, &ctx)?;
+                        persist(c, &ns, &effect)?;
+                        Ok(effect)
+                    });
+                    let result = result.map(|effect| {
+                        if effect.writes() {
+                            revision += 1;
+                        }
+                        Committed {
+                            outcome: effect.outcome,
+                            revision,
+                        }
+                    });
+                    replies.push(Reply::Exec(reply, result));
+                }
+                Job::DeleteNamespace { ns, reply } => {
+                    let result = run_in_savepoint(&mut tx, |c| {
+                        let n = c
+                            .prepare_cached("DELETE FROM records WHERE ns = ?1")?
+                            .execute(params![ns])?;
+                        Ok(n as u64)
+                    });
+                    replies.push(Reply::Deleted(reply, result));
+                }
+            }
+        }
+        let saved = tx
+            .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")
+            .map_err(Error::from)
+            .and_then(|mut s| Ok(s.execute(params![rev_i64(revision)?])?));
+        match saved.and_then(|_| tx.commit().map_err(Error::from)) {
+            Ok(()) => {
+                assert!(revision >= self.revision, "the revision only grows");
+                self.revision = revision;
+                Ok(replies)
+            }
+            Err(e) => Err((e, replies)),
+        }
+    }
+}
+
+/// Runs `f` inside a savepoint: released on success, rolled back on refusal.
+fn run_in_savepoint<T>(
+    tx: &mut rusqlite::Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let sp = tx.savepoint()?;
+    let out = f(&sp)?;
+    sp.commit()?;
+    Ok(out)
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
