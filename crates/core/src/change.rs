@@ -8,6 +8,8 @@ use crate::Millis;
 pub enum ChangeKind {
     /// A versioned record (§4).
     Record,
+    /// A lease (§6).
+    Lease,
 }
 
 impl ChangeKind {
@@ -15,6 +17,7 @@ impl ChangeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Record => "record",
+            ChangeKind::Lease => "lease",
         }
     }
 }
@@ -28,8 +31,16 @@ pub enum ChangeOp {
     Patch,
     /// Deleted by a caller.
     Delete,
-    /// Removed because its TTL ran out.
+    /// Removed (or, for a lease, freed) because its TTL ran out.
     Expire,
+    /// A lease was acquired.
+    Acquire,
+    /// A lease was renewed.
+    Renew,
+    /// A lease was released by its holder.
+    Release,
+    /// A lease was broken by an admin.
+    Break,
 }
 
 impl ChangeOp {
@@ -40,6 +51,10 @@ impl ChangeOp {
             ChangeOp::Patch => "patch",
             ChangeOp::Delete => "delete",
             ChangeOp::Expire => "expire",
+            ChangeOp::Acquire => "acquire",
+            ChangeOp::Renew => "renew",
+            ChangeOp::Release => "release",
+            ChangeOp::Break => "break",
         }
     }
 }

@@ -3,10 +3,79 @@
 //! the answer, the rows to persist and the change entries, or a typed refusal.
 //! Backends call [`execute`] inside their storage transaction.
 
+use crate::lease::{self, AcquireReq, Acquired, Lease, Waiter};
 use crate::record::{self, PatchDoc, Precondition, PutRecord};
-use crate::txn::{self, Txn, TxnResult, Working};
+use crate::txn::{self, Guards, Txn, TxnResult, Working};
 use crate::{Change, ChangeKind, ChangeOp, Error, Limits, Millis, Record};
 use std::collections::BTreeMap;
+
+/// The identity of one stored row a command may read or write. Backends lock
+/// every row of [`Command::rows`] (present or not) before loading them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RowKey {
+    /// A record by key.
+    Record(String),
+    /// A lease by name.
+    Lease(String),
+    /// The waiter queue of a lease, by lease name.
+    Waiters(String),
+    /// The highest fence recorded for a resource.
+    Fence(String),
+}
+
+impl RowKey {
+    /// The name inside the key.
+    pub fn name(&self) -> &str {
+        match self {
+            RowKey::Record(n) | RowKey::Lease(n) | RowKey::Waiters(n) | RowKey::Fence(n) => n,
+        }
+    }
+
+    /// The lock family: rows of one family and name share one lock (a lease and
+    /// its queue are one unit).
+    pub fn lock_kind(&self) -> &'static str {
+        match self {
+            RowKey::Record(_) => "record",
+            RowKey::Lease(_) | RowKey::Waiters(_) => "lease",
+            RowKey::Fence(_) => "fence",
+        }
+    }
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// A record.
+    Record(Record),
+    /// A lease.
+    Lease(Lease),
+    /// The whole waiter queue of a lease (written as a unit).
+    Waiters {
+        /// Lease name.
+        name: String,
+        /// The queue.
+        waiters: Vec<Waiter>,
+    },
+    /// A recorded fence.
+    Fence {
+        /// The resource.
+        resource: String,
+        /// The highest fence presented.
+        fence: u64,
+    },
+}
+
+impl Row {
+    /// The row's identity.
+    pub fn key(&self) -> RowKey {
+        match self {
+            Row::Record(r) => RowKey::Record(r.key.clone()),
+            Row::Lease(l) => RowKey::Lease(l.name.clone()),
+            Row::Waiters { name, .. } => RowKey::Waiters(name.clone()),
+            Row::Fence { resource, .. } => RowKey::Fence(resource.clone()),
+        }
+    }
+}
 
 /// A write request against one namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,18 +110,64 @@ pub enum Command {
         /// Record key.
         key: String,
     },
+    /// `POST /leases/{name}/acquire` (one attempt; waiting repeats it).
+    Acquire {
+        /// Lease name.
+        name: String,
+        /// The request.
+        req: AcquireReq,
+    },
+    /// `POST /leases/{name}/renew`.
+    Renew {
+        /// Lease name.
+        name: String,
+        /// Owner token.
+        token: String,
+        /// New TTL from now.
+        ttl_ms: u64,
+    },
+    /// `POST /leases/{name}/release`.
+    Release {
+        /// Lease name.
+        name: String,
+        /// Owner token.
+        token: String,
+    },
+    /// `POST /leases/{name}/break` (admin).
+    Break {
+        /// Lease name.
+        name: String,
+    },
+    /// Free an expired lease with an `expire` change (background sweeper).
+    ExpireLease {
+        /// Lease name.
+        name: String,
+    },
+    /// A waiter gives up its place (timeout or disconnect).
+    LeaveQueue {
+        /// Lease name.
+        name: String,
+        /// The waiter's id.
+        waiter: u64,
+    },
 }
 
 impl Command {
-    /// Every record key the command touches, sorted and unique: the rows a backend
-    /// must lock (present or not) and load before calling [`execute`].
-    pub fn keys(&self) -> Vec<String> {
+    /// Every row the command touches, sorted and unique: the rows a backend must
+    /// lock (present or not) and load before calling [`execute`].
+    pub fn rows(&self) -> Vec<RowKey> {
         match self {
             Command::Put { key, .. }
             | Command::Patch { key, .. }
             | Command::Delete { key, .. }
-            | Command::Expire { key } => vec![key.clone()],
-            Command::Txn(t) => t.keys(),
+            | Command::Expire { key } => vec![RowKey::Record(key.clone())],
+            Command::Txn(t) => t.rows(),
+            Command::Acquire { name, .. } => vec![RowKey::Lease(name.clone()), RowKey::Waiters(name.clone())],
+            Command::Renew { name, .. }
+            | Command::Release { name, .. }
+            | Command::Break { name }
+            | Command::ExpireLease { name } => vec![RowKey::Lease(name.clone())],
+            Command::LeaveQueue { name, .. } => vec![RowKey::Waiters(name.clone())],
         }
     }
 }
@@ -72,15 +187,15 @@ pub struct Ctx<'a> {
 }
 
 /// The stored rows of the touched keys (expired ones included): `None` = no row.
-pub type Snapshot = BTreeMap<String, Option<Record>>;
+pub type Snapshot = BTreeMap<RowKey, Option<Row>>;
 
 /// A row to persist.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     /// Insert or replace the row.
-    Upsert(Record),
+    Put(Row),
     /// Remove the row.
-    Delete(String),
+    Delete(RowKey),
 }
 
 /// The answer of a command.
@@ -110,40 +225,98 @@ pub enum Outcome {
         /// Whether a row was removed.
         expired: bool,
     },
+    /// Acquired or renewed: the lease as held now.
+    Lease(Lease),
+    /// A waiting acquire is queued as waiter `id`.
+    Queued {
+        /// The waiter id.
+        id: u64,
+        /// The refusal to answer if it stops waiting now.
+        held: Error,
+    },
+    /// Release: whether the token held the lease.
+    Released {
+        /// Compare-and-clear result.
+        released: bool,
+    },
+    /// Break: whether a live lease was broken.
+    Broken {
+        /// Whether anything was cleared.
+        broken: bool,
+    },
+    /// The sweeper freed an expired lease (or found nothing to do).
+    LeaseExpired {
+        /// Whether a lease was freed.
+        expired: bool,
+    },
+    /// A waiter left the queue.
+    LeftQueue,
 }
 
 /// The result of [`execute`]: the answer, what to persist and the change entries.
-/// Nothing to persist means no revision is consumed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effect {
     /// The answer.
     pub outcome: Outcome,
-    /// Rows to write, one per touched key, in its final state.
+    /// Rows to write, one per touched row, in its final state.
     pub mutations: Vec<Mutation>,
     /// One change per write, indexed in order.
     pub changes: Vec<Change>,
 }
 
 impl Effect {
-    /// Whether the command writes anything (and so consumes its revision).
+    /// Whether the command makes a visible write, and so consumes its revision.
+    /// (Bookkeeping rows, such as a lease's waiter queue, are persisted without.)
     pub fn writes(&self) -> bool {
-        !self.mutations.is_empty()
+        !self.changes.is_empty()
+    }
+
+    fn answer(outcome: Outcome) -> Effect {
+        Effect {
+            outcome,
+            mutations: vec![],
+            changes: vec![],
+        }
+    }
+}
+
+fn record_row(snapshot: &Snapshot, key: &str) -> Option<Record> {
+    match snapshot.get(&RowKey::Record(key.to_owned())) {
+        Some(Some(Row::Record(r))) => Some(r.clone()),
+        _ => None,
     }
 }
 
 fn live(snapshot: &Snapshot, key: &str, now: Millis) -> Option<Record> {
-    snapshot
-        .get(key)
-        .and_then(Option::as_ref)
-        .filter(|r| r.is_live(now))
-        .cloned()
+    record_row(snapshot, key).filter(|r| r.is_live(now))
 }
 
-fn change(ctx: &Ctx, index: usize, key: &str, op: ChangeOp, forced: bool) -> Change {
+fn lease_row(snapshot: &Snapshot, name: &str) -> Option<Lease> {
+    match snapshot.get(&RowKey::Lease(name.to_owned())) {
+        Some(Some(Row::Lease(l))) => Some(l.clone()),
+        _ => None,
+    }
+}
+
+fn waiters_row(snapshot: &Snapshot, name: &str) -> Vec<Waiter> {
+    match snapshot.get(&RowKey::Waiters(name.to_owned())) {
+        Some(Some(Row::Waiters { waiters, .. })) => waiters.clone(),
+        _ => vec![],
+    }
+}
+
+fn fence_row(snapshot: &Snapshot, resource: &str) -> Option<u64> {
+    match snapshot.get(&RowKey::Fence(resource.to_owned())) {
+        Some(Some(Row::Fence { fence, .. })) => Some(*fence),
+        _ => None,
+    }
+}
+
+fn change(ctx: &Ctx, index: usize, kind: ChangeKind, key: &str, op: ChangeOp, forced: bool) -> Change {
     Change {
         revision: ctx.revision,
         index: u32::try_from(index).unwrap_or(u32::MAX),
-        kind: ChangeKind::Record,
+        kind,
         key: key.to_owned(),
         op,
         actor: ctx.actor.to_owned(),
@@ -152,18 +325,38 @@ fn change(ctx: &Ctx, index: usize, key: &str, op: ChangeOp, forced: bool) -> Cha
     }
 }
 
+fn lease_write(ctx: &Ctx, lease: Lease, op: ChangeOp, outcome: Outcome) -> Effect {
+    Effect {
+        changes: vec![change(ctx, 0, ChangeKind::Lease, &lease.name, op, false)],
+        mutations: vec![Mutation::Put(Row::Lease(lease))],
+        outcome,
+    }
+}
+
+fn waiters_put(name: &str, waiters: Vec<Waiter>) -> Mutation {
+    if waiters.is_empty() {
+        Mutation::Delete(RowKey::Waiters(name.to_owned()))
+    } else {
+        Mutation::Put(Row::Waiters {
+            name: name.to_owned(),
+            waiters,
+        })
+    }
+}
+
 /// Applies `cmd` to the stored rows `snapshot` (which must hold an entry for
-/// every key of [`Command::keys`]); pure: no I/O, no clock.
+/// every row of [`Command::rows`]); pure: no I/O, no clock.
 pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
     let (rev, now, limits) = (ctx.revision, ctx.now, ctx.limits);
+    let record_change = |i, key: &str, op, forced| change(ctx, i, ChangeKind::Record, key, op, forced);
     match cmd {
         Command::Put { key, req } => {
             let cur = live(snapshot, key, now);
             let (record, created) = record::put(key, cur.as_ref(), req, rev, now, limits)?;
             let forced = req.force && req.precondition != Precondition::None;
             Ok(Effect {
-                changes: vec![change(ctx, 0, key, ChangeOp::Put, forced)],
-                mutations: vec![Mutation::Upsert(record.clone())],
+                changes: vec![record_change(0, key, ChangeOp::Put, forced)],
+                mutations: vec![Mutation::Put(Row::Record(record.clone()))],
                 outcome: Outcome::Put { record, created },
             })
         }
@@ -175,8 +368,8 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             let cur = live(snapshot, key, now);
             let record = record::patch(key, cur.as_ref(), doc, precondition, rev, now, limits)?;
             Ok(Effect {
-                changes: vec![change(ctx, 0, key, ChangeOp::Patch, false)],
-                mutations: vec![Mutation::Upsert(record.clone())],
+                changes: vec![record_change(0, key, ChangeOp::Patch, false)],
+                mutations: vec![Mutation::Put(Row::Record(record.clone()))],
                 outcome: Outcome::Patch { record },
             })
         }
@@ -184,36 +377,54 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             let cur = live(snapshot, key, now);
             record::delete(key, cur.as_ref(), precondition)?;
             Ok(Effect {
-                changes: vec![change(ctx, 0, key, ChangeOp::Delete, false)],
-                mutations: vec![Mutation::Delete(key.clone())],
+                changes: vec![record_change(0, key, ChangeOp::Delete, false)],
+                mutations: vec![Mutation::Delete(RowKey::Record(key.clone()))],
                 outcome: Outcome::Delete { key: key.clone() },
             })
         }
         Command::Txn(t) => {
             t.validate(limits)?;
-            let mut working: Working = t
-                .keys()
-                .into_iter()
-                .map(|k| {
-                    let r = live(snapshot, &k, now);
-                    (k, r)
-                })
-                .collect();
-            let (result, writes) = txn::apply(t, &mut working, rev, now, limits)?;
+            let mut working = Working::new();
+            let mut guards = Guards::default();
+            for row in t.rows() {
+                match row {
+                    RowKey::Record(k) => {
+                        let r = live(snapshot, &k, now);
+                        working.insert(k, r);
+                    }
+                    RowKey::Lease(n) => {
+                        let token =
+                            lease_row(snapshot, &n).and_then(|l| l.live_token(now).map(str::to_owned));
+                        guards.lease_tokens.insert(n, token);
+                    }
+                    RowKey::Fence(r) => {
+                        if let Some(f) = fence_row(snapshot, &r) {
+                            guards.fences.insert(r, f);
+                        }
+                    }
+                    RowKey::Waiters(_) => {}
+                }
+            }
+            let (result, writes) = txn::apply(t, &mut working, &guards, rev, now, limits)?;
             let mut touched: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
             touched.sort_unstable();
             touched.dedup();
-            let mutations = touched
+            let mut mutations: Vec<Mutation> = touched
                 .into_iter()
                 .map(|k| match working.get(k).cloned().flatten() {
-                    Some(r) => Mutation::Upsert(r),
-                    None => Mutation::Delete(k.to_owned()),
+                    Some(r) => Mutation::Put(Row::Record(r)),
+                    None => Mutation::Delete(RowKey::Record(k.to_owned())),
                 })
                 .collect();
+            if result.succeeded {
+                for (resource, fence) in t.fences_to_record(&guards) {
+                    mutations.push(Mutation::Put(Row::Fence { resource, fence }));
+                }
+            }
             let changes = writes
                 .iter()
                 .enumerate()
-                .map(|(i, w)| change(ctx, i, &w.key, w.op, false))
+                .map(|(i, w)| record_change(i, &w.key, w.op, false))
                 .collect();
             Ok(Effect {
                 outcome: Outcome::Txn(result),
@@ -222,23 +433,90 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             })
         }
         Command::Expire { key } => {
-            let expired = snapshot
-                .get(key)
-                .and_then(Option::as_ref)
-                .is_some_and(|r| !r.is_live(now));
-            let (mutations, changes) = if expired {
-                (
-                    vec![Mutation::Delete(key.clone())],
-                    vec![change(ctx, 0, key, ChangeOp::Expire, false)],
-                )
-            } else {
-                (vec![], vec![])
-            };
+            let expired = record_row(snapshot, key).is_some_and(|r| !r.is_live(now));
+            if !expired {
+                return Ok(Effect::answer(Outcome::Expire { expired }));
+            }
             Ok(Effect {
                 outcome: Outcome::Expire { expired },
-                mutations,
-                changes,
+                mutations: vec![Mutation::Delete(RowKey::Record(key.clone()))],
+                changes: vec![record_change(0, key, ChangeOp::Expire, false)],
             })
+        }
+        Command::Acquire { name, req } => {
+            lease::check_acquire(req, limits)?;
+            let current = lease_row(snapshot, name);
+            let mut waiters = waiters_row(snapshot, name);
+            if req.wait == Some(None) && lease::live_waiters(&waiters, now).len() >= limits.lease_waiters_max
+            {
+                return Err(Error::LeaseHeld {
+                    holder: current.as_ref().and_then(|l| l.holder.clone()),
+                    expires_at: current.as_ref().map(|l| l.expires_at),
+                    waiters: limits.lease_waiters_max,
+                });
+            }
+            match lease::acquire(name, current.as_ref(), &waiters, req, rev, now)? {
+                Acquired::Granted(lease) => {
+                    let mut effect =
+                        lease_write(ctx, lease.clone(), ChangeOp::Acquire, Outcome::Lease(lease));
+                    // The new holder leaves the queue; dead waiters are dropped with it.
+                    let before = waiters.len();
+                    waiters.retain(|w| w.alive_until > now && Some(Some(w.id)) != req.wait);
+                    if waiters.len() != before {
+                        effect.mutations.push(waiters_put(name, waiters));
+                    }
+                    Ok(effect)
+                }
+                Acquired::Queued { id, refresh, held } => {
+                    let mut effect = Effect::answer(Outcome::Queued { id, held });
+                    if let Some(w) = refresh {
+                        waiters.retain(|x| x.id != w.id && x.alive_until > now);
+                        waiters.push(w);
+                        effect.mutations.push(waiters_put(name, waiters));
+                    }
+                    Ok(effect)
+                }
+            }
+        }
+        Command::Renew { name, token, ttl_ms } => {
+            lease::check_token(token)?;
+            lease::check_ttl(*ttl_ms, limits)?;
+            let lease = lease::renew(lease_row(snapshot, name).as_ref(), token, *ttl_ms, now)?;
+            Ok(lease_write(
+                ctx,
+                lease.clone(),
+                ChangeOp::Renew,
+                Outcome::Lease(lease),
+            ))
+        }
+        Command::Release { name, token } => {
+            lease::check_token(token)?;
+            Ok(
+                match lease::release(lease_row(snapshot, name).as_ref(), token, now) {
+                    Some(l) => lease_write(ctx, l, ChangeOp::Release, Outcome::Released { released: true }),
+                    None => Effect::answer(Outcome::Released { released: false }),
+                },
+            )
+        }
+        Command::Break { name } => Ok(
+            match lease::break_lease(lease_row(snapshot, name).as_ref(), now) {
+                Some(l) => lease_write(ctx, l, ChangeOp::Break, Outcome::Broken { broken: true }),
+                None => Effect::answer(Outcome::Broken { broken: false }),
+            },
+        ),
+        Command::ExpireLease { name } => Ok(match lease::expire(lease_row(snapshot, name).as_ref(), now) {
+            Some(l) => lease_write(ctx, l, ChangeOp::Expire, Outcome::LeaseExpired { expired: true }),
+            None => Effect::answer(Outcome::LeaseExpired { expired: false }),
+        }),
+        Command::LeaveQueue { name, waiter } => {
+            let mut waiters = waiters_row(snapshot, name);
+            let before = waiters.len();
+            waiters.retain(|w| w.id != *waiter && w.alive_until > now);
+            let mut effect = Effect::answer(Outcome::LeftQueue);
+            if waiters.len() != before {
+                effect.mutations.push(waiters_put(name, waiters));
+            }
+            Ok(effect)
         }
     }
 }
@@ -257,6 +535,10 @@ mod tests {
         }
     }
 
+    fn rk(k: &str) -> RowKey {
+        RowKey::Record(k.into())
+    }
+
     #[test]
     fn expired_rows_read_as_absent_and_are_purged_once() {
         let l = Limits::default();
@@ -269,12 +551,12 @@ mod tests {
                 force: false,
             },
         };
-        let mut snap = Snapshot::from([("k".to_string(), None)]);
+        let mut snap = Snapshot::from([(rk("k"), None)]);
         let e = execute(&put, &snap, &ctx(1, 100, &l)).unwrap_or_else(|e| panic!("{e}"));
-        let Mutation::Upsert(r) = &e.mutations[0] else {
+        let Mutation::Put(r) = &e.mutations[0] else {
             panic!()
         };
-        snap.insert("k".into(), Some(r.clone()));
+        snap.insert(rk("k"), Some(r.clone()));
         // At 110 it is expired: expected_version 0 holds, and PUT creates.
         let create = Command::Put {
             key: "k".into(),
@@ -302,10 +584,49 @@ mod tests {
             key: "k".into(),
             precondition: Precondition::None,
         };
-        let snap = Snapshot::from([("k".to_string(), None)]);
+        let snap = Snapshot::from([(rk("k"), None)]);
         assert!(matches!(
             execute(&del, &snap, &ctx(1, 0, &l)),
             Err(Error::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn fenced_transactions() {
+        let l = Limits::default();
+        let t: Txn = serde_json::from_value(json!({
+            "compare": [{"lease": "job", "token": "A"}, {"fence": {"resource": "db", "token": 7}}],
+            "success": [{"put": {"key": "x", "value": 1}}]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cmd = Command::Txn(t);
+        let held_by_a = Lease {
+            name: "job".into(),
+            token: Some("A".into()),
+            holder: None,
+            fence: 7,
+            acquired_at: Millis(0),
+            expires_at: Millis(100),
+        };
+        let mut snap: Snapshot = cmd.rows().into_iter().map(|k| (k, None)).collect();
+        snap.insert(RowKey::Lease("job".into()), Some(Row::Lease(held_by_a)));
+        let e = execute(&cmd, &snap, &ctx(8, 50, &l)).unwrap_or_else(|e| panic!("{e}"));
+        let Outcome::Txn(r) = &e.outcome else { panic!() };
+        assert!(r.succeeded);
+        assert!(e.mutations.contains(&Mutation::Put(Row::Fence {
+            resource: "db".into(),
+            fence: 7
+        })));
+        // After the lease lapsed, and once fence 9 was recorded, both compares fail.
+        snap.insert(
+            RowKey::Fence("db".into()),
+            Some(Row::Fence {
+                resource: "db".into(),
+                fence: 9,
+            }),
+        );
+        let e = execute(&cmd, &snap, &ctx(10, 150, &l)).unwrap_or_else(|e| panic!("{e}"));
+        let Outcome::Txn(r) = &e.outcome else { panic!() };
+        assert_eq!((r.succeeded, r.failed.clone()), (false, vec![0, 1]));
+        assert!(e.mutations.is_empty());
     }
 }

@@ -51,6 +51,19 @@ pub enum Error {
     /// A patch (or `incr`) that cannot apply to the current value.
     #[error("{0}")]
     InvalidPatch(String),
+    /// Another holder's lease is live.
+    #[error("the lease is held{}", holder.as_ref().map(|h| format!(" by {h:?}")).unwrap_or_default())]
+    LeaseHeld {
+        /// The live holder's label.
+        holder: Option<String>,
+        /// When its lease runs out.
+        expires_at: Option<crate::Millis>,
+        /// How many requests wait for it.
+        waiters: usize,
+    },
+    /// The token does not hold the lease (any more): the caller must stop.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 impl Error {

@@ -10,6 +10,7 @@ pub mod command;
 pub mod cursor;
 pub mod error;
 pub mod json;
+pub mod lease;
 pub mod limits;
 pub mod names;
 pub mod record;
@@ -17,7 +18,7 @@ pub mod time;
 pub mod txn;
 
 pub use change::{Change, ChangeKind, ChangeOp};
-pub use command::{execute, Command, Ctx, Effect, Mutation, Outcome, Snapshot};
+pub use command::{execute, Command, Ctx, Effect, Mutation, Outcome, Row, RowKey, Snapshot};
 pub use error::{Current, Error};
 pub use limits::Limits;
 pub use record::{Precondition, Record};

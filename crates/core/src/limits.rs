@@ -19,6 +19,16 @@ pub struct Limits {
     pub json_depth_max: usize,
     /// Longest record TTL (ten years: keeps `now + ttl` far from overflow).
     pub record_ttl_ms_max: u64,
+    /// Shortest lease TTL.
+    pub lease_ttl_ms_min: u64,
+    /// Longest lease TTL.
+    pub lease_ttl_ms_max: u64,
+    /// Longest wait of a waiting acquire.
+    pub lease_wait_ms_max: u64,
+    /// Longest holder label.
+    pub lease_holder_bytes_max: usize,
+    /// Most waiters queued on one lease.
+    pub lease_waiters_max: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +42,11 @@ impl Default for Limits {
             page_size_default: 100,
             json_depth_max: 128,
             record_ttl_ms_max: 10 * 365 * 24 * 3600 * 1000,
+            lease_ttl_ms_min: 100,
+            lease_ttl_ms_max: 24 * 3600 * 1000,
+            lease_wait_ms_max: 60_000,
+            lease_holder_bytes_max: 256,
+            lease_waiters_max: 1_000,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Transactions (SPEC §5): compare several things, then apply one branch of
 //! operations atomically, etcd-style. Parsed straight from the request body.
 
+use crate::command::RowKey;
 use crate::record::{self, PatchDoc};
 use crate::{json, Error, Limits, Millis, Record};
 use serde::Deserialize;
@@ -46,16 +47,53 @@ pub enum Compare {
         /// Expected value.
         value: Value,
     },
+    /// `{lease: name, token: T}`: T is the live holder's token now.
+    Lease {
+        /// Lease name.
+        name: String,
+        /// Owner token.
+        token: String,
+    },
+    /// `{fence: {resource: R, token: N}}`: N is at least the highest fence recorded
+    /// for R; applying the success branch records N.
+    Fence {
+        /// The fenced resource.
+        resource: String,
+        /// The caller's fence.
+        token: u64,
+    },
 }
 
 impl TryFrom<Map<String, Value>> for Compare {
     type Error = String;
 
     fn try_from(mut m: Map<String, Value>) -> Result<Self, String> {
+        if m.contains_key("lease") {
+            return match (m.remove("lease"), m.remove("token"), m.is_empty()) {
+                (Some(Value::String(name)), Some(Value::String(token)), true) if !token.is_empty() => {
+                    Ok(Compare::Lease { name, token })
+                }
+                _ => Err("a lease compare is {lease: name, token: non-empty string}".into()),
+            };
+        }
+        if m.contains_key("fence") {
+            let bad =
+                || "a fence compare is {fence: {resource: string, token: non-negative integer}}".to_owned();
+            let (Some(Value::Object(mut f)), true) = (m.remove("fence"), m.is_empty()) else {
+                return Err(bad());
+            };
+            return match (f.remove("resource"), f.remove("token"), f.is_empty()) {
+                (Some(Value::String(resource)), Some(Value::Number(n)), true) => n
+                    .as_u64()
+                    .map(|token| Compare::Fence { resource, token })
+                    .ok_or_else(bad),
+                _ => Err(bad()),
+            };
+        }
         let key = match m.remove("key") {
             Some(Value::String(k)) => k,
             Some(_) => return Err("compare `key` must be a string".into()),
-            None => return Err("compare needs a `key` (lease and fence compares come later)".into()),
+            None => return Err("a compare needs a `key`, a `lease` or a `fence`".into()),
         };
         let (name, target) = match (m.len(), m.into_iter().next()) {
             (1, Some(pair)) => pair,
@@ -75,19 +113,37 @@ impl TryFrom<Map<String, Value>> for Compare {
     }
 }
 
+/// What compares read besides records: leases and recorded fences.
+#[derive(Debug, Clone, Default)]
+pub struct Guards {
+    /// Live holder token of each lease named by a compare.
+    pub lease_tokens: std::collections::BTreeMap<String, Option<String>>,
+    /// Highest recorded fence of each resource named by a compare.
+    pub fences: std::collections::BTreeMap<String, u64>,
+}
+
 impl Compare {
-    /// The record key it reads.
-    pub fn key(&self) -> &str {
+    /// The row it reads.
+    pub fn row(&self) -> RowKey {
         match self {
-            Compare::Version { key, .. } | Compare::Exists { key, .. } | Compare::Value { key, .. } => key,
+            Compare::Version { key, .. } | Compare::Exists { key, .. } | Compare::Value { key, .. } => {
+                RowKey::Record(key.clone())
+            }
+            Compare::Lease { name, .. } => RowKey::Lease(name.clone()),
+            Compare::Fence { resource, .. } => RowKey::Fence(resource.clone()),
         }
     }
 
-    fn holds(&self, live: Option<&Record>) -> bool {
+    fn holds(&self, working: &Working, guards: &Guards) -> bool {
+        let live = |key: &str| working.get(key).and_then(Option::as_ref);
         match self {
-            Compare::Version { version, .. } => live.map_or(0, |r| r.version) == *version,
-            Compare::Exists { exists, .. } => live.is_some() == *exists,
-            Compare::Value { value, .. } => live.is_some_and(|r| &r.value == value),
+            Compare::Version { key, version } => live(key).map_or(0, |r| r.version) == *version,
+            Compare::Exists { key, exists } => live(key).is_some() == *exists,
+            Compare::Value { key, value } => live(key).is_some_and(|r| &r.value == value),
+            Compare::Lease { name, token } => {
+                guards.lease_tokens.get(name).and_then(Option::as_deref) == Some(token.as_str())
+            }
+            Compare::Fence { resource, token } => guards.fences.get(resource).is_none_or(|f| token >= f),
         }
     }
 }
@@ -198,7 +254,7 @@ impl Txn {
             )));
         }
         for c in &self.compare {
-            crate::names::validate_key(c.key(), limits)?;
+            crate::names::validate_key(c.row().name(), limits)?;
             if let Compare::Value { value, .. } = c {
                 json::check_value(value, limits)?;
             }
@@ -219,22 +275,36 @@ impl Txn {
         Ok(())
     }
 
-    /// Every record key the transaction reads or writes, sorted and unique.
-    pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
+    /// Every row the transaction reads or writes, sorted and unique.
+    pub fn rows(&self) -> Vec<RowKey> {
+        let mut rows: Vec<RowKey> = self
             .compare
             .iter()
-            .map(|c| c.key().to_owned())
+            .map(Compare::row)
             .chain(
                 self.success
                     .iter()
                     .chain(&self.failure)
-                    .map(|o| o.key().to_owned()),
+                    .map(|o| RowKey::Record(o.key().to_owned())),
             )
             .collect();
-        keys.sort();
-        keys.dedup();
-        keys
+        rows.sort();
+        rows.dedup();
+        rows
+    }
+
+    /// The fences to record when the success branch applies: each fence compare's
+    /// resource with the larger of its token and the recorded fence.
+    pub fn fences_to_record(&self, guards: &Guards) -> Vec<(String, u64)> {
+        let mut out: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for c in &self.compare {
+            if let Compare::Fence { resource, token } = c {
+                let recorded = guards.fences.get(resource).copied().unwrap_or(0);
+                let e = out.entry(resource.clone()).or_insert(recorded);
+                *e = (*e).max(*token);
+            }
+        }
+        out.into_iter().collect()
     }
 }
 
@@ -255,6 +325,7 @@ pub struct Written {
 pub fn apply(
     txn: &Txn,
     working: &mut Working,
+    guards: &Guards,
     revision: u64,
     now: Millis,
     limits: &Limits,
@@ -263,7 +334,7 @@ pub fn apply(
         .compare
         .iter()
         .enumerate()
-        .filter(|(_, c)| !c.holds(working.get(c.key()).and_then(Option::as_ref)))
+        .filter(|(_, c)| !c.holds(working, guards))
         .map(|(i, _)| i)
         .collect();
     let succeeded = failed.is_empty();
@@ -368,6 +439,11 @@ mod tests {
             json!({"compare": [{"key": "a", "version": 1, "exists": true}]}),
             json!({"compare": [{"key": "a", "version": -1}]}),
             json!({"compare": [{"key": "a", "nope": 1}]}),
+            json!({"compare": [{"lease": "a"}]}),
+            json!({"compare": [{"lease": "a", "token": ""}]}),
+            json!({"compare": [{"lease": "a", "token": 5}]}),
+            json!({"compare": [{"fence": {"resource": "r", "token": -1}}]}),
+            json!({"compare": [{"fence": {"resource": "r"}}]}),
             json!({"success": [{"put": {"key": "a"}}]}),
             json!({"success": [{"put": {"key": "a", "value": 1, "x": 2}}]}),
             json!({"success": [{"frob": {"key": "a"}}]}),
@@ -384,7 +460,8 @@ mod tests {
             "success": [{"incr": {"key": "a", "by": 5}}, {"incr": {"key": "a", "by": 1}}, {"get": {"key": "a"}}, {"delete": {"key": "zz"}}]}))
         .unwrap_or_else(|e| panic!("{e}"));
         let mut w = Working::new();
-        let (res, writes) = apply(&t, &mut w, 4, Millis(0), &l).unwrap_or_else(|e| panic!("{e}"));
+        let (res, writes) =
+            apply(&t, &mut w, &Guards::default(), 4, Millis(0), &l).unwrap_or_else(|e| panic!("{e}"));
         assert!(res.succeeded);
         assert_eq!(writes.len(), 2);
         match &res.results[2] {
@@ -399,7 +476,8 @@ mod tests {
             }
         );
         // Now it exists: the failure branch runs and names the failed compare.
-        let (res, _) = apply(&t, &mut w, 5, Millis(0), &l).unwrap_or_else(|e| panic!("{e}"));
+        let (res, _) =
+            apply(&t, &mut w, &Guards::default(), 5, Millis(0), &l).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((res.succeeded, res.failed), (false, vec![0]));
     }
 
@@ -421,7 +499,7 @@ mod tests {
             }),
         );
         assert!(matches!(
-            apply(&t, &mut w, 2, Millis(0), &l),
+            apply(&t, &mut w, &Guards::default(), 2, Millis(0), &l),
             Err(Error::InvalidPatch(_))
         ));
     }

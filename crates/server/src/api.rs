@@ -2,7 +2,7 @@
 //! The router and `/openapi.json` are both built from this table, so the
 //! published API cannot drift from what is served.
 
-use crate::routes::{records, system, txn};
+use crate::routes::{leases, records, system, txn};
 use crate::AppState;
 use axum::handler::Handler;
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -109,10 +109,27 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{key, deleted, revision}`"), (404, "not_found"), (409, "version_mismatch"), (412, "precondition_failed")]),
         ep("post", "/v1/ns/{ns}/txn", "txn", "Compare, then apply one branch atomically.", txn::txn)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
-                "compare": {"type": "array", "items": {"type": "object", "description": "{key, version} | {key, exists} | {key, value}"}},
+                "compare": {"type": "array", "items": {"type": "object", "description": "{key, version} | {key, exists} | {key, value} | {lease, token} | {fence: {resource, token}}"}},
                 "success": {"type": "array", "items": {"type": "object", "description": "{get|put|delete|patch|incr: {...}}"}},
                 "failure": {"type": "array", "items": {"type": "object"}}}}))
             .responses(&[(200, "`{succeeded, failed, results, revision}`"), (404, "not_found (patch of an absent record)"), (422, "invalid_patch"), (400, "invalid_request"), (413, "payload_too_large")]),
+        ep("post", "/v1/ns/{ns}/leases/{name}/acquire", "acquireLease", "Acquire a lease: a fresh owner token and a larger fence; optionally wait in line.", leases::acquire)
+            .body(&["application/json"], json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
+                "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000},
+                "holder": {"type": "string", "maxLength": 256},
+                "wait_ms": {"type": "integer", "minimum": 0, "maximum": 60_000, "description": "wait in line (first come, first served)"}}}))
+            .responses(&[(200, "`{name, token, fence, holder, acquired_at, expires_at}`"), (409, "lease_held, with `holder`, `expires_at`, `waiters`"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/leases/{name}/renew", "renewLease", "Extend a held lease.", leases::renew)
+            .body(&["application/json"], json!({"type": "object", "required": ["token", "ttl_ms"], "additionalProperties": false, "properties": {
+                "token": {"type": "string"}, "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
+            .responses(&[(200, "the lease with its new `expires_at`"), (409, "lease_lost: the token does not hold it; stop"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/leases/{name}/release", "releaseLease", "Compare-and-clear: release only if the token holds the lease.", leases::release)
+            .body(&["application/json"], json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}}))
+            .responses(&[(200, "`{released, revision}`"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/leases/{name}/break", "breakLease", "Clear a live lease whatever its token (admin).", leases::break_lease)
+            .responses(&[(200, "`{broken, revision}`"), (403, "forbidden")]),
+        ep("get", "/v1/ns/{ns}/leases/{name}", "getLease", "Who holds a lease, until when, and its last fence.", leases::get)
+            .responses(&[(200, "`{name, held, holder, acquired_at, expires_at, fence}`"), (400, "invalid_request")]),
         ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]),
         ep("get", "/readyz", "readyz", "Storage is reachable.", system::readyz).responses(&[(200, "ready"), (503, "unavailable")]),
         ep("get", "/metrics", "metrics", "Prometheus metrics.", system::metrics).responses(&[(200, "text exposition")]),

@@ -67,6 +67,8 @@ impl ApiError {
                     "Payload too large",
                 ),
                 C::InvalidPatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_patch", "Invalid patch"),
+                C::LeaseHeld { .. } => (StatusCode::CONFLICT, "lease_held", "Lease held"),
+                C::LeaseLost(_) => (StatusCode::CONFLICT, "lease_lost", "Lease lost"),
             },
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
@@ -91,10 +93,20 @@ impl ApiError {
             Some(c) => json!({"version": c.version, "value": c.value}),
             None => Value::Null,
         };
-        if let ApiError::Core(C::VersionMismatch { current: c, .. } | C::PatchTestFailed { current: c, .. }) =
-            self
-        {
-            body.insert("current".into(), current(c));
+        match self {
+            ApiError::Core(C::VersionMismatch { current: c, .. } | C::PatchTestFailed { current: c, .. }) => {
+                body.insert("current".into(), current(c));
+            }
+            ApiError::Core(C::LeaseHeld {
+                holder,
+                expires_at,
+                waiters,
+            }) => {
+                body.insert("holder".into(), json!(holder));
+                body.insert("expires_at".into(), json!(expires_at.map(|t| t.to_rfc3339())));
+                body.insert("waiters".into(), json!(waiters));
+            }
+            _ => {}
         }
     }
 }

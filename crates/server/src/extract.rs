@@ -114,6 +114,16 @@ impl FromRequestParts<AppState> for Ns {
     }
 }
 
+async fn path_name(parts: &mut Parts, state: &AppState, param: &str) -> Result<String, ApiError> {
+    let params =
+        axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+    let name = params.0.get(param).cloned().unwrap_or_default();
+    names::validate_key(&name, &state.limits)?;
+    Ok(name)
+}
+
 /// A validated record key from the path (raw or percent-encoded).
 pub struct Key(pub String);
 
@@ -121,14 +131,18 @@ impl FromRequestParts<AppState> for Key {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
-            parts, state,
-        )
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-        let key = params.0.get("key").cloned().unwrap_or_default();
-        names::validate_key(&key, &state.limits)?;
-        Ok(Key(key))
+        path_name(parts, state, "key").await.map(Key)
+    }
+}
+
+/// A validated lease, gate or feed name from the path (percent-encoded).
+pub struct Name(pub String);
+
+impl FromRequestParts<AppState> for Name {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        path_name(parts, state, "name").await.map(Name)
     }
 }
 

@@ -27,6 +27,9 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Request counters.
     pub http: Arc<metrics::HttpMetrics>,
+    /// Woken when a lease on this instance is released or broken, so local
+    /// waiters retry at once instead of at their next poll.
+    pub lease_freed: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -36,6 +39,7 @@ impl AppState {
             store,
             limits: Arc::new(limits),
             http: Arc::default(),
+            lease_freed: Arc::default(),
         }
     }
 }

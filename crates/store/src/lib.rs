@@ -12,7 +12,8 @@ pub mod sqlite;
 pub use error::Error;
 pub use metrics::StoreMetrics;
 
-use lockstep_core::{Command, Limits, Outcome, Record};
+use lockstep_core::lease::Lease;
+use lockstep_core::{Command, Limits, Millis, Outcome, Record};
 use std::sync::Arc;
 
 /// Settings common to every backend.
@@ -144,21 +145,32 @@ impl Store {
         }
     }
 
-    /// Purges up to `batch` expired records, each with an `expire` change;
-    /// returns how many were purged.
+    /// Purges up to `batch` expired records and frees expired leases, each with
+    /// an `expire` change; returns how many were purged or freed.
     pub async fn sweep_expired(&self, batch: usize) -> Result<usize, Error> {
         let expired = match self {
             Store::Sqlite(s) => s.expired(batch).await?,
             Store::Postgres(s) => s.expired(batch).await?,
         };
         let mut purged = 0;
-        for (ns, key) in expired {
-            let c = self.execute(&ns, Command::Expire { key }, "system").await?;
-            if matches!(c.outcome, Outcome::Expire { expired: true }) {
+        for (ns, cmd) in expired {
+            let c = self.execute(&ns, cmd, "system").await?;
+            if matches!(
+                c.outcome,
+                Outcome::Expire { expired: true } | Outcome::LeaseExpired { expired: true }
+            ) {
                 purged += 1;
             }
         }
         Ok(purged)
+    }
+
+    /// Reads a lease's stored row (held or not) and the storage clock's `now`.
+    pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
+        match self {
+            Store::Sqlite(s) => s.get_lease(ns, name).await,
+            Store::Postgres(s) => s.get_lease(ns, name).await,
+        }
     }
 
     /// `sqlite` or `postgres`.

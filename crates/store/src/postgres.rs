@@ -8,7 +8,8 @@
 
 use crate::{record_from_parts, rev_i64, Committed, Error, Options, StoreMetrics};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Snapshot};
+use lockstep_core::lease::{Lease, Waiter};
+use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,18 @@ const MIGRATIONS: &[&str] = &[
          revision bigint NOT NULL, idx int NOT NULL, ns text NOT NULL, kind text NOT NULL,
          key text COLLATE "C" NOT NULL, op text NOT NULL, actor text NOT NULL,
          forced boolean NOT NULL, at bigint NOT NULL, PRIMARY KEY (revision, idx));"#,
+    // 2: leases, their waiter queues and recorded fences.
+    r#"CREATE TABLE leases (
+         ns text COLLATE "C" NOT NULL, name text COLLATE "C" NOT NULL, token text, holder text,
+         fence bigint NOT NULL, acquired_at bigint NOT NULL, expires_at bigint NOT NULL,
+         PRIMARY KEY (ns, name));
+       CREATE INDEX leases_expiry ON leases (expires_at) WHERE token IS NOT NULL;
+       CREATE TABLE lease_waiters (
+         ns text COLLATE "C" NOT NULL, name text COLLATE "C" NOT NULL, id bigint NOT NULL,
+         alive_until bigint NOT NULL, PRIMARY KEY (ns, name, id));
+       CREATE TABLE fences (
+         ns text COLLATE "C" NOT NULL, resource text COLLATE "C" NOT NULL, fence bigint NOT NULL,
+         PRIMARY KEY (ns, resource));"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each
@@ -245,33 +258,20 @@ impl PgStore {
     async fn attempt(&self, ns: &str, cmd: &Command, actor: &str) -> Result<Committed, Failure> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let keys = cmd.keys();
-        let mut locks: Vec<i64> = keys.iter().map(|k| lock_id("record", ns, k)).collect();
+        let rows = cmd.rows();
+        let mut locks: Vec<i64> = rows
+            .iter()
+            .map(|k| lock_id(k.lock_kind(), ns, k.name()))
+            .collect();
         locks.sort_unstable();
         locks.dedup();
         let lock = tx
             .prepare_cached("SELECT pg_advisory_xact_lock(x) FROM unnest($1::int8[]) AS x")
             .await?;
         tx.execute(&lock, &[&locks]).await?;
-        let load = tx
-            .prepare_cached(&format!(
-                "SELECT {NOW_MS}, r.key, r.value, r.version, r.created_at, r.updated_at, r.expires_at
-                 FROM (SELECT 1) AS one
-                 LEFT JOIN records r ON r.ns = $1 AND r.key = ANY($2::text[])"
-            ))
-            .await?;
-        let rows = tx.query(&load, &[&ns, &keys]).await?;
-        let mut snapshot: Snapshot = keys.iter().map(|k| (k.clone(), None)).collect();
-        let mut now = Millis(0);
-        for row in &rows {
-            now = Millis(row.try_get(0)?);
-            if row.try_get::<_, Option<String>>(1)?.is_some() {
-                let r = row_to_record(row, 1)?;
-                snapshot.insert(r.key.clone(), Some(r));
-            }
-        }
-        // Probe first: a command that writes nothing (a refusal, a read-only
-        // transaction) must not consume a revision.
+        let (snapshot, now) = load_snapshot(&tx, ns, &rows).await?;
+        // Probe first: a command that makes no visible write (a refusal, a
+        // read-only transaction, a waiter's bookkeeping) consumes no revision.
         let probe = Ctx {
             revision: u64::MAX,
             now,
@@ -280,6 +280,7 @@ impl PgStore {
         };
         let probed = execute(cmd, &snapshot, &probe)?;
         if !probed.writes() {
+            persist(&tx, ns, &probed, 0, now, actor).await?;
             let current = tx
                 .prepare_cached(
                     "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
@@ -304,6 +305,23 @@ impl PgStore {
             outcome: effect.outcome,
             revision,
         })
+    }
+
+    /// Reads a lease's stored row and the storage clock.
+    pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let key = RowKey::Lease(name.to_owned());
+        let loaded = load_snapshot(&tx, ns, std::slice::from_ref(&key)).await;
+        let (snapshot, now) = loaded.map_err(|f| match f {
+            Failure::Final(e) => e,
+            Failure::Retry(s) => Error::Unavailable(s),
+        })?;
+        let lease = match snapshot.get(&key) {
+            Some(Some(Row::Lease(l))) => Some(l.clone()),
+            _ => None,
+        };
+        Ok((lease, now))
     }
 
     /// Reads one live record (storage clock).
@@ -351,21 +369,35 @@ impl PgStore {
         rows.iter().map(|r| row_to_record(r, 0)).collect()
     }
 
-    /// Up to `batch` expired records, as `(namespace, key)`.
-    pub async fn expired(&self, batch: usize) -> Result<Vec<(String, String)>, Error> {
+    /// Up to `batch` sweeper commands: expired records to purge and expired
+    /// leases to free, each with its namespace.
+    pub async fn expired(&self, batch: usize) -> Result<Vec<(String, Command)>, Error> {
         let client = self.client().await?;
-        let stmt = client
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let records = client
             .prepare_cached(&format!(
                 "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= {NOW_MS}
                  ORDER BY expires_at LIMIT $1"
             ))
             .await
             .map_err(pg_error)?;
-        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let rows = client.query(&stmt, &[&limit]).await.map_err(pg_error)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0).map_err(pg_error)?, r.try_get(1).map_err(pg_error)?)))
-            .collect()
+        let leases = client
+            .prepare_cached(&format!(
+                "SELECT ns, name FROM leases WHERE token IS NOT NULL AND expires_at <= {NOW_MS}
+                 ORDER BY expires_at LIMIT $1"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let mut out = Vec::new();
+        for r in client.query(&records, &[&limit]).await.map_err(pg_error)? {
+            let key = r.try_get(1).map_err(pg_error)?;
+            out.push((r.try_get(0).map_err(pg_error)?, Command::Expire { key }));
+        }
+        for r in client.query(&leases, &[&limit]).await.map_err(pg_error)? {
+            let name = r.try_get(1).map_err(pg_error)?;
+            out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
+        }
+        Ok(out)
     }
 
     /// Removes every record of a namespace.
@@ -385,7 +417,97 @@ impl PgStore {
     }
 }
 
-/// Writes the rows and change entries of `effect` in one statement.
+/// Loads the rows of `keys` (locked by the caller) and the storage clock.
+async fn load_snapshot(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ns: &str,
+    keys: &[RowKey],
+) -> Result<(Snapshot, Millis), Failure> {
+    let mut snapshot: Snapshot = keys.iter().map(|k| (k.clone(), None)).collect();
+    let of = |f: fn(&RowKey) -> Option<&str>| -> Vec<&str> { keys.iter().filter_map(f).collect() };
+    let record_keys = of(|k| if let RowKey::Record(n) = k { Some(n) } else { None });
+    let lease_names = of(|k| if let RowKey::Lease(n) = k { Some(n) } else { None });
+    let waiter_names = of(|k| if let RowKey::Waiters(n) = k { Some(n) } else { None });
+    let resources = of(|k| if let RowKey::Fence(n) = k { Some(n) } else { None });
+    // The clock is read after the locks are held, in the same statement as the
+    // records, so `now` never predates what the previous holder of a lock wrote.
+    let load = tx
+        .prepare_cached(&format!(
+            "SELECT {NOW_MS}, r.key, r.value, r.version, r.created_at, r.updated_at, r.expires_at
+             FROM (SELECT 1) AS one
+             LEFT JOIN records r ON r.ns = $1 AND r.key = ANY($2::text[])"
+        ))
+        .await?;
+    let mut now = Millis(0);
+    for row in tx.query(&load, &[&ns, &record_keys]).await? {
+        now = Millis(row.try_get(0)?);
+        if row.try_get::<_, Option<String>>(1)?.is_some() {
+            let r = row_to_record(&row, 1)?;
+            snapshot.insert(RowKey::Record(r.key.clone()), Some(Row::Record(r)));
+        }
+    }
+    if !lease_names.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "SELECT name, token, holder, fence, acquired_at, expires_at FROM leases
+                 WHERE ns = $1 AND name = ANY($2::text[])",
+            )
+            .await?;
+        for row in tx.query(&stmt, &[&ns, &lease_names]).await? {
+            let lease = Lease {
+                name: row.try_get(0)?,
+                token: row.try_get(1)?,
+                holder: row.try_get(2)?,
+                fence: u64::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0),
+                acquired_at: Millis(row.try_get(4)?),
+                expires_at: Millis(row.try_get(5)?),
+            };
+            snapshot.insert(RowKey::Lease(lease.name.clone()), Some(Row::Lease(lease)));
+        }
+    }
+    if !waiter_names.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "SELECT name, id, alive_until FROM lease_waiters WHERE ns = $1 AND name = ANY($2::text[])
+                 ORDER BY name, id",
+            )
+            .await?;
+        for row in tx.query(&stmt, &[&ns, &waiter_names]).await? {
+            let name: String = row.try_get(0)?;
+            let w = Waiter {
+                id: u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0),
+                alive_until: Millis(row.try_get(2)?),
+            };
+            let entry = snapshot.entry(RowKey::Waiters(name.clone())).or_insert(None);
+            match entry {
+                Some(Row::Waiters { waiters, .. }) => waiters.push(w),
+                _ => {
+                    *entry = Some(Row::Waiters {
+                        name,
+                        waiters: vec![w],
+                    })
+                }
+            }
+        }
+    }
+    if !resources.is_empty() {
+        let stmt = tx
+            .prepare_cached("SELECT resource, fence FROM fences WHERE ns = $1 AND resource = ANY($2::text[])")
+            .await?;
+        for row in tx.query(&stmt, &[&ns, &resources]).await? {
+            let resource: String = row.try_get(0)?;
+            let fence = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
+            snapshot.insert(
+                RowKey::Fence(resource.clone()),
+                Some(Row::Fence { resource, fence }),
+            );
+        }
+    }
+    Ok((snapshot, now))
+}
+
+/// Writes the rows and change entries of `effect`: records and changes in one
+/// statement, the other rows (single-row writes) one statement each.
 async fn persist(
     tx: &deadpool_postgres::Transaction<'_>,
     ns: &str,
@@ -403,7 +525,7 @@ async fn persist(
     let mut del_keys = Vec::new();
     for m in &effect.mutations {
         match m {
-            Mutation::Upsert(r) => {
+            Mutation::Put(Row::Record(r)) => {
                 up_keys.push(r.key.as_str());
                 up_values.push(serde_json::to_string(&r.value).map_err(|e| Error::Internal(e.to_string()))?);
                 up_versions.push(rev_i64(r.version)?);
@@ -411,8 +533,12 @@ async fn persist(
                 up_updated.push(r.updated_at.0);
                 up_expires.push(r.expires_at.map(|e| e.0));
             }
-            Mutation::Delete(k) => del_keys.push(k.as_str()),
+            Mutation::Delete(RowKey::Record(k)) => del_keys.push(k.as_str()),
+            other => persist_row(tx, ns, other).await?,
         }
+    }
+    if up_keys.is_empty() && del_keys.is_empty() && effect.changes.is_empty() {
+        return Ok(());
     }
     let idx: Vec<i32> = effect
         .changes
@@ -465,5 +591,78 @@ async fn persist(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Writes one non-record row.
+async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Mutation) -> Result<(), Failure> {
+    match m {
+        Mutation::Put(Row::Lease(l)) => {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (ns, name) DO UPDATE SET token = excluded.token, holder = excluded.holder,
+                       fence = excluded.fence, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                )
+                .await?;
+            let fence = rev_i64(l.fence)?;
+            tx.execute(
+                &stmt,
+                &[
+                    &ns,
+                    &l.name,
+                    &l.token,
+                    &l.holder,
+                    &fence,
+                    &l.acquired_at.0,
+                    &l.expires_at.0,
+                ],
+            )
+            .await?;
+        }
+        Mutation::Put(Row::Waiters { name, waiters }) => {
+            let ids = waiters
+                .iter()
+                .map(|w| rev_i64(w.id))
+                .collect::<Result<Vec<i64>, Error>>()?;
+            let alive: Vec<i64> = waiters.iter().map(|w| w.alive_until.0).collect();
+            let clear = tx
+                .prepare_cached("DELETE FROM lease_waiters WHERE ns = $1 AND name = $2")
+                .await?;
+            tx.execute(&clear, &[&ns, name]).await?;
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO lease_waiters (ns, name, id, alive_until)
+                     SELECT $1, $2, w.id, w.alive FROM unnest($3::int8[], $4::int8[]) AS w(id, alive)",
+                )
+                .await?;
+            tx.execute(&stmt, &[&ns, name, &ids, &alive]).await?;
+        }
+        Mutation::Put(Row::Fence { resource, fence }) => {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO fences (ns, resource, fence) VALUES ($1, $2, $3)
+                     ON CONFLICT (ns, resource) DO UPDATE SET fence = excluded.fence",
+                )
+                .await?;
+            tx.execute(&stmt, &[&ns, resource, &rev_i64(*fence)?]).await?;
+        }
+        Mutation::Delete(key) => {
+            let sql = match key {
+                RowKey::Record(_) => "DELETE FROM records WHERE ns = $1 AND key = $2",
+                RowKey::Lease(_) => "DELETE FROM leases WHERE ns = $1 AND name = $2",
+                RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = $1 AND name = $2",
+                RowKey::Fence(_) => "DELETE FROM fences WHERE ns = $1 AND resource = $2",
+            };
+            let stmt = tx.prepare_cached(sql).await?;
+            tx.execute(&stmt, &[&ns, &key.name()]).await?;
+        }
+        Mutation::Put(Row::Record(_)) => {
+            return Err(Failure::Final(Error::Internal(
+                "records are written in bulk".into(),
+            )));
+        }
+    }
     Ok(())
 }
