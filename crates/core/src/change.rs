@@ -10,6 +10,8 @@ pub enum ChangeKind {
     Record,
     /// A lease (§6).
     Lease,
+    /// A feed or one of its entries (§8).
+    Feed,
 }
 
 impl ChangeKind {
@@ -18,6 +20,7 @@ impl ChangeKind {
         match self {
             ChangeKind::Record => "record",
             ChangeKind::Lease => "lease",
+            ChangeKind::Feed => "feed",
         }
     }
 }
@@ -41,6 +44,14 @@ pub enum ChangeOp {
     Release,
     /// A lease was broken by an admin.
     Break,
+    /// A feed entry was appended.
+    Append,
+    /// Feed entries were marked read.
+    Read,
+    /// A feed was configured.
+    Configure,
+    /// Fields were scrubbed from a feed entry on disk.
+    Scrub,
 }
 
 impl ChangeOp {
@@ -55,6 +66,10 @@ impl ChangeOp {
             ChangeOp::Renew => "renew",
             ChangeOp::Release => "release",
             ChangeOp::Break => "break",
+            ChangeOp::Append => "append",
+            ChangeOp::Read => "read",
+            ChangeOp::Configure => "configure",
+            ChangeOp::Scrub => "scrub",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the answer, the rows to persist and the change entries, or a typed refusal.
 //! Backends call [`execute`] inside their storage transaction.
 
+use crate::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
 use crate::lease::{self, AcquireReq, Acquired, Lease, Waiter};
 use crate::record::{self, PatchDoc, Precondition, PutRecord};
 use crate::txn::{self, Guards, Txn, TxnResult, Working};
@@ -21,23 +22,35 @@ pub enum RowKey {
     Waiters(String),
     /// The highest fence recorded for a resource.
     Fence(String),
+    /// A feed entry: `(feed, id)`.
+    FeedEntry(String, String),
+    /// A feed's configuration; `""` is the namespace default. Never locked:
+    /// configuration is last-writer-wins and read as of the statement.
+    FeedConfig(String),
 }
 
 impl RowKey {
-    /// The name inside the key.
+    /// The (primary) name inside the key: for a feed entry, its id.
     pub fn name(&self) -> &str {
         match self {
-            RowKey::Record(n) | RowKey::Lease(n) | RowKey::Waiters(n) | RowKey::Fence(n) => n,
+            RowKey::Record(n)
+            | RowKey::Lease(n)
+            | RowKey::Waiters(n)
+            | RowKey::Fence(n)
+            | RowKey::FeedEntry(_, n)
+            | RowKey::FeedConfig(n) => n,
         }
     }
 
-    /// The lock family: rows of one family and name share one lock (a lease and
-    /// its queue are one unit).
-    pub fn lock_kind(&self) -> &'static str {
+    /// The lock family and name: rows of one family and name share one lock (a
+    /// lease and its queue are one unit); `None` for rows that are never locked.
+    pub fn lock(&self) -> Option<(&'static str, String)> {
         match self {
-            RowKey::Record(_) => "record",
-            RowKey::Lease(_) | RowKey::Waiters(_) => "lease",
-            RowKey::Fence(_) => "fence",
+            RowKey::Record(n) => Some(("record", n.clone())),
+            RowKey::Lease(n) | RowKey::Waiters(n) => Some(("lease", n.clone())),
+            RowKey::Fence(n) => Some(("fence", n.clone())),
+            RowKey::FeedEntry(f, id) => Some(("feed-entry", format!("{f}\0{id}"))),
+            RowKey::FeedConfig(_) => None,
         }
     }
 }
@@ -63,6 +76,15 @@ pub enum Row {
         /// The highest fence presented.
         fence: u64,
     },
+    /// A feed entry.
+    FeedEntry(Entry),
+    /// A feed's configuration (`""` = namespace default).
+    FeedConfig {
+        /// Feed name.
+        feed: String,
+        /// The configuration.
+        config: FeedConfig,
+    },
 }
 
 impl Row {
@@ -73,6 +95,8 @@ impl Row {
             Row::Lease(l) => RowKey::Lease(l.name.clone()),
             Row::Waiters { name, .. } => RowKey::Waiters(name.clone()),
             Row::Fence { resource, .. } => RowKey::Fence(resource.clone()),
+            Row::FeedEntry(e) => RowKey::FeedEntry(e.feed.clone(), e.id.clone()),
+            Row::FeedConfig { feed, .. } => RowKey::FeedConfig(feed.clone()),
         }
     }
 }
@@ -150,6 +174,55 @@ pub enum Command {
         /// The waiter's id.
         waiter: u64,
     },
+    /// `POST /feeds/{feed}/entries`: idempotent append.
+    Append {
+        /// Feed name.
+        feed: String,
+        /// The entry.
+        entry: NewEntry,
+    },
+    /// `POST /feeds/{feed}/import`: a legacy array, each id once.
+    Import {
+        /// Feed name.
+        feed: String,
+        /// The entries in array order.
+        entries: Vec<NewEntry>,
+    },
+    /// `POST /feeds/{feed}/read`.
+    MarkRead {
+        /// Feed name.
+        feed: String,
+        /// Which entries.
+        selector: ReadSelector,
+    },
+    /// `DELETE /feeds/{feed}/entries/{id}`.
+    DeleteEntry {
+        /// Feed name.
+        feed: String,
+        /// Entry id.
+        id: String,
+    },
+    /// `PUT /feeds/{feed}` (or the namespace default with `feed == ""`).
+    Configure {
+        /// Feed name, `""` for the namespace default.
+        feed: String,
+        /// The configuration.
+        config: FeedConfig,
+    },
+    /// Retention (sweeper): delete these entries, which fell out of the window.
+    PurgeEntries {
+        /// Feed name.
+        feed: String,
+        /// Entry ids.
+        ids: Vec<String>,
+    },
+    /// Retention (sweeper): remove scrub fields on disk from these entries.
+    ScrubEntries {
+        /// Feed name.
+        feed: String,
+        /// Entry ids.
+        ids: Vec<String>,
+    },
 }
 
 impl Command {
@@ -168,8 +241,28 @@ impl Command {
             | Command::Break { name }
             | Command::ExpireLease { name } => vec![RowKey::Lease(name.clone())],
             Command::LeaveQueue { name, .. } => vec![RowKey::Waiters(name.clone())],
+            Command::Append { feed, entry } => feed_rows(feed, std::iter::once(&entry.id)),
+            Command::Import { feed, entries } => feed_rows(feed, entries.iter().map(|e| &e.id)),
+            Command::PurgeEntries { feed, ids } | Command::ScrubEntries { feed, ids } => {
+                feed_rows(feed, ids.iter())
+            }
+            Command::DeleteEntry { feed, id } => vec![RowKey::FeedEntry(feed.clone(), id.clone())],
+            Command::MarkRead { .. } => vec![],
+            Command::Configure { feed, .. } => vec![RowKey::FeedConfig(feed.clone())],
         }
     }
+}
+
+/// The entries of `ids` with the feed's and the namespace's configuration.
+fn feed_rows<'a>(feed: &str, ids: impl Iterator<Item = &'a String>) -> Vec<RowKey> {
+    let mut rows: Vec<RowKey> = ids
+        .map(|id| RowKey::FeedEntry(feed.to_owned(), id.clone()))
+        .collect();
+    rows.push(RowKey::FeedConfig(feed.to_owned()));
+    rows.push(RowKey::FeedConfig(String::new()));
+    rows.sort();
+    rows.dedup();
+    rows
 }
 
 /// What the shell passes in: the revision this command would commit at, the
@@ -196,6 +289,13 @@ pub enum Mutation {
     Put(Row),
     /// Remove the row.
     Delete(RowKey),
+    /// Mark feed entries read (a set of rows the backend selects).
+    MarkRead {
+        /// Feed name.
+        feed: String,
+        /// Which entries.
+        selector: ReadSelector,
+    },
 }
 
 /// The answer of a command.
@@ -251,6 +351,31 @@ pub enum Outcome {
     },
     /// A waiter left the queue.
     LeftQueue,
+    /// An append: the entry (the original one when `created` is false).
+    Appended {
+        /// The entry as stored.
+        entry: Entry,
+        /// Whether it is new.
+        created: bool,
+    },
+    /// An import.
+    Imported {
+        /// Entries added.
+        imported: usize,
+        /// Entries already present (or repeated in the array).
+        skipped: usize,
+    },
+    /// Read marks were set.
+    MarkedRead,
+    /// An entry was deleted.
+    EntryDeleted,
+    /// A feed was configured.
+    Configured(FeedConfig),
+    /// Retention removed or scrubbed this many entries.
+    Retained {
+        /// How many entries changed.
+        count: usize,
+    },
 }
 
 /// The result of [`execute`]: the answer, what to persist and the change entries.
@@ -310,6 +435,22 @@ fn fence_row(snapshot: &Snapshot, resource: &str) -> Option<u64> {
         Some(Some(Row::Fence { fence, .. })) => Some(*fence),
         _ => None,
     }
+}
+
+fn feed_entry(snapshot: &Snapshot, feed: &str, id: &str) -> Option<Entry> {
+    match snapshot.get(&RowKey::FeedEntry(feed.to_owned(), id.to_owned())) {
+        Some(Some(Row::FeedEntry(e))) => Some(e.clone()),
+        _ => None,
+    }
+}
+
+/// The configuration in force for `feed`: its own, else the namespace default.
+pub fn feed_config(snapshot: &Snapshot, feed: &str) -> FeedConfig {
+    let get = |f: &str| match snapshot.get(&RowKey::FeedConfig(f.to_owned())) {
+        Some(Some(Row::FeedConfig { config, .. })) => Some(config.clone()),
+        _ => None,
+    };
+    get(feed).or_else(|| get("")).unwrap_or_default()
 }
 
 fn change(ctx: &Ctx, index: usize, kind: ChangeKind, key: &str, op: ChangeOp, forced: bool) -> Change {
@@ -402,7 +543,7 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                             guards.fences.insert(r, f);
                         }
                     }
-                    RowKey::Waiters(_) => {}
+                    RowKey::Waiters(_) | RowKey::FeedEntry(..) | RowKey::FeedConfig(_) => {}
                 }
             }
             let (result, writes) = txn::apply(t, &mut working, &guards, rev, now, limits)?;
@@ -508,6 +649,127 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             Some(l) => lease_write(ctx, l, ChangeOp::Expire, Outcome::LeaseExpired { expired: true }),
             None => Effect::answer(Outcome::LeaseExpired { expired: false }),
         }),
+        Command::Append { feed, entry } => {
+            let config = feed_config(snapshot, feed);
+            let existing = feed_entry(snapshot, feed, &entry.id);
+            let (stored, created) = feed::append(feed, existing.as_ref(), &config, entry, rev, now);
+            if !created {
+                return Ok(Effect::answer(Outcome::Appended {
+                    entry: stored,
+                    created,
+                }));
+            }
+            let key = format!("{feed}/{}", stored.id);
+            Ok(Effect {
+                changes: vec![change(ctx, 0, ChangeKind::Feed, &key, ChangeOp::Append, false)],
+                mutations: vec![Mutation::Put(Row::FeedEntry(stored.clone()))],
+                outcome: Outcome::Appended {
+                    entry: stored,
+                    created,
+                },
+            })
+        }
+        Command::Import { feed, entries } => {
+            let config = feed_config(snapshot, feed);
+            let mut seen = std::collections::BTreeSet::new();
+            let mut effect = Effect::answer(Outcome::Imported {
+                imported: 0,
+                skipped: 0,
+            });
+            let mut skipped = 0;
+            for entry in entries {
+                let existing = feed_entry(snapshot, feed, &entry.id);
+                let (stored, created) = feed::append(feed, existing.as_ref(), &config, entry, rev, now);
+                if !created || !seen.insert(entry.id.clone()) {
+                    skipped += 1;
+                    continue;
+                }
+                let key = format!("{feed}/{}", stored.id);
+                let i = effect.changes.len();
+                effect
+                    .changes
+                    .push(change(ctx, i, ChangeKind::Feed, &key, ChangeOp::Append, false));
+                effect.mutations.push(Mutation::Put(Row::FeedEntry(stored)));
+            }
+            effect.outcome = Outcome::Imported {
+                imported: effect.mutations.len(),
+                skipped,
+            };
+            Ok(effect)
+        }
+        Command::MarkRead { feed, selector } => Ok(Effect {
+            changes: vec![change(ctx, 0, ChangeKind::Feed, feed, ChangeOp::Read, false)],
+            mutations: vec![Mutation::MarkRead {
+                feed: feed.clone(),
+                selector: selector.clone(),
+            }],
+            outcome: Outcome::MarkedRead,
+        }),
+        Command::DeleteEntry { feed, id } => {
+            if feed_entry(snapshot, feed, id).is_none() {
+                return Err(Error::NotFound(format!(
+                    "entry {id:?} of feed {feed:?} does not exist"
+                )));
+            }
+            Ok(Effect {
+                changes: vec![change(
+                    ctx,
+                    0,
+                    ChangeKind::Feed,
+                    &format!("{feed}/{id}"),
+                    ChangeOp::Delete,
+                    false,
+                )],
+                mutations: vec![Mutation::Delete(RowKey::FeedEntry(feed.clone(), id.clone()))],
+                outcome: Outcome::EntryDeleted,
+            })
+        }
+        Command::Configure { feed, config } => {
+            config.validate()?;
+            Ok(Effect {
+                changes: vec![change(ctx, 0, ChangeKind::Feed, feed, ChangeOp::Configure, false)],
+                mutations: vec![Mutation::Put(Row::FeedConfig {
+                    feed: feed.clone(),
+                    config: config.clone(),
+                })],
+                outcome: Outcome::Configured(config.clone()),
+            })
+        }
+        Command::PurgeEntries { feed, ids } | Command::ScrubEntries { feed, ids } => {
+            let purge = matches!(cmd, Command::PurgeEntries { .. });
+            let config = feed_config(snapshot, feed);
+            let mut effect = Effect::answer(Outcome::Retained { count: 0 });
+            for id in ids {
+                let Some(e) = feed_entry(snapshot, feed, id) else {
+                    continue;
+                };
+                let (m, op) = if purge {
+                    (
+                        Mutation::Delete(RowKey::FeedEntry(feed.clone(), id.clone())),
+                        ChangeOp::Expire,
+                    )
+                } else {
+                    match feed::scrub_on_disk(&e, &config, now) {
+                        Some(s) => (Mutation::Put(Row::FeedEntry(s)), ChangeOp::Scrub),
+                        None => continue,
+                    }
+                };
+                let i = effect.changes.len();
+                effect.changes.push(change(
+                    ctx,
+                    i,
+                    ChangeKind::Feed,
+                    &format!("{feed}/{id}"),
+                    op,
+                    false,
+                ));
+                effect.mutations.push(m);
+            }
+            effect.outcome = Outcome::Retained {
+                count: effect.mutations.len(),
+            };
+            Ok(effect)
+        }
         Command::LeaveQueue { name, waiter } => {
             let mut waiters = waiters_row(snapshot, name);
             let before = waiters.len();

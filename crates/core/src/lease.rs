@@ -286,7 +286,14 @@ mod tests {
             id: w2,
             refresh: Some(r2),
             held,
-        }) = acquire("n", Some(&a), std::slice::from_ref(&r1), &req("W2", Some(None)), 2, Millis(2))
+        }) = acquire(
+            "n",
+            Some(&a),
+            std::slice::from_ref(&r1),
+            &req("W2", Some(None)),
+            2,
+            Millis(2),
+        )
         else {
             panic!()
         };

@@ -9,6 +9,7 @@ pub mod change;
 pub mod command;
 pub mod cursor;
 pub mod error;
+pub mod feed;
 pub mod json;
 pub mod lease;
 pub mod limits;

@@ -2,7 +2,7 @@
 //! The router and `/openapi.json` are both built from this table, so the
 //! published API cannot drift from what is served.
 
-use crate::routes::{leases, records, system, txn};
+use crate::routes::{feeds, leases, records, system, txn};
 use crate::AppState;
 use axum::handler::Handler;
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -81,6 +81,14 @@ fn record_value_schema() -> Value {
     json!({"description": "any JSON value, at most 1 MiB serialized"})
 }
 
+fn feed_config_schema() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "max_entries": {"type": "integer", "minimum": 1},
+        "max_age_ms": {"type": "integer", "minimum": 1},
+        "scrub": {"type": "object", "required": ["fields", "after_ms"], "properties": {
+            "fields": {"type": "array", "items": {"type": "string"}}, "after_ms": {"type": "integer", "minimum": 0}}}}})
+}
+
 /// Every endpoint of the API.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -130,6 +138,31 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{broken, revision}`"), (403, "forbidden")]),
         ep("get", "/v1/ns/{ns}/leases/{name}", "getLease", "Who holds a lease, until when, and its last fence.", leases::get)
             .responses(&[(200, "`{name, held, holder, acquired_at, expires_at, fence}`"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/feeds/{name}/entries", "appendEntry", "Append an entry; idempotent by id.", feeds::append)
+            .body(&["application/json"], json!({"type": "object", "required": ["id", "data"], "additionalProperties": false, "properties": {
+                "id": {"type": "string"}, "data": {"type": "object"}, "at": {"type": "string", "format": "date-time"}}}))
+            .responses(&[(201, "`{id, at, data, read, revision, cursor, created: true}`"), (200, "the original entry with `created: false`"), (400, "invalid_request")]),
+        ep("get", "/v1/ns/{ns}/feeds/{name}/entries", "listEntries", "Page a feed's visible entries by (at, id).", feeds::entries)
+            .query(&[("limit", "integer", "page size 1..=1000, default 100"), ("cursor", "string", "opaque cursor"), ("order", "string", "desc (default) or asc")])
+            .responses(&[(200, "`{entries, next_cursor, unread_count}`"), (400, "invalid_request")]),
+        ep("delete", "/v1/ns/{ns}/feeds/{name}/entries/{id}", "deleteEntry", "Delete one entry.", feeds::delete_entry)
+            .responses(&[(200, "`{id, deleted, revision}`"), (404, "not_found"), (400, "invalid_request")]),
+        ep("put", "/v1/ns/{ns}/feeds/{name}", "configureFeed", "Set a feed's cap, maximum age and scrubbed fields.", feeds::put_config)
+            .body(&["application/json"], feed_config_schema())
+            .responses(&[(200, "`{feed, config, revision}`"), (400, "invalid_request")]),
+        ep("put", "/v1/ns/{ns}/feed-defaults", "configureFeedDefaults", "The configuration of every feed of the namespace without its own.", feeds::put_defaults)
+            .body(&["application/json"], feed_config_schema())
+            .responses(&[(200, "`{feed: \"\", config, revision}`"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/feeds/{name}/read", "markRead", "Mark entries read: by ids, up to a cursor, or all.", feeds::read)
+            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
+                "ids": {"type": "array", "items": {"type": "string"}}, "up_to": {"type": "string"}, "all": {"const": true}}}))
+            .responses(&[(200, "`{revision}`"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/feeds/{name}/import", "importFeed", "Import a legacy JSON array of entries, each id once.", feeds::import)
+            .body(&["application/json"], json!({"type": "array", "maxItems": 1000, "items": {"type": "object", "required": ["id"]}}))
+            .responses(&[(200, "`{imported, skipped, revision}`"), (400, "invalid_request"), (413, "payload_too_large")]),
+        ep("get", "/v1/ns/{ns}/feeds", "listFeeds", "Feeds by name with entry and unread counts.", feeds::list)
+            .query(&[("prefix", "string", "only feeds starting with this"), ("limit", "integer", "page size"), ("cursor", "string", "opaque cursor")])
+            .responses(&[(200, "`{feeds, next_cursor}`"), (400, "invalid_request")]),
         ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]),
         ep("get", "/readyz", "readyz", "Storage is reachable.", system::readyz).responses(&[(200, "ready"), (503, "unavailable")]),
         ep("get", "/metrics", "metrics", "Prometheus metrics.", system::metrics).responses(&[(200, "text exposition")]),

@@ -35,7 +35,10 @@ impl From<lockstep_store::Error> for ApiError {
         match e {
             lockstep_store::Error::Core(c) => ApiError::Core(c),
             lockstep_store::Error::Unavailable(s) => ApiError::Unavailable(s),
-            lockstep_store::Error::Config(s) | lockstep_store::Error::Internal(s) => ApiError::Internal(s),
+            lockstep_store::Error::Config(s) | lockstep_store::Error::Internal(s) => {
+                tracing::error!(error = %s, "internal storage error");
+                ApiError::Internal(s)
+            }
         }
     }
 }

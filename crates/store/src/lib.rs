@@ -47,6 +47,27 @@ pub struct Committed {
     pub revision: u64,
 }
 
+/// One page of a feed: visible entries (scrubbed as readers see them) and the
+/// feed's unread count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedPage {
+    /// Entries in the requested order.
+    pub entries: Vec<lockstep_core::feed::Entry>,
+    /// Visible entries not marked read.
+    pub unread_count: u64,
+}
+
+/// A feed in a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedSummary {
+    /// Feed name.
+    pub feed: String,
+    /// Visible entries.
+    pub entries: u64,
+    /// Visible entries not marked read.
+    pub unread_count: u64,
+}
+
 /// Which database a store uses, parsed from `--database`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -161,8 +182,41 @@ impl Store {
             ) {
                 purged += 1;
             }
+            if let Outcome::Retained { count } = c.outcome {
+                purged += count;
+            }
         }
         Ok(purged)
+    }
+
+    /// One page of a feed's visible entries after `after` (a position), newest
+    /// first when `desc`, with the unread count.
+    pub async fn list_entries(
+        &self,
+        ns: &str,
+        feed: &str,
+        desc: bool,
+        after: Option<(Millis, String)>,
+        limit: usize,
+    ) -> Result<FeedPage, Error> {
+        match self {
+            Store::Sqlite(s) => s.list_entries(ns, feed, desc, after, limit).await,
+            Store::Postgres(s) => s.list_entries(ns, feed, desc, after, limit).await,
+        }
+    }
+
+    /// Feeds of a namespace by name, with entry and unread counts.
+    pub async fn list_feeds(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FeedSummary>, Error> {
+        match self {
+            Store::Sqlite(s) => s.list_feeds(ns, prefix, after, limit).await,
+            Store::Postgres(s) => s.list_feeds(ns, prefix, after, limit).await,
+        }
     }
 
     /// Reads a lease's stored row (held or not) and the storage clock's `now`.

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub mod feeds;
 pub mod leases;
 pub mod records;
 pub mod system;

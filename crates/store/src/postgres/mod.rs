@@ -6,14 +6,17 @@
 //! persists rows and change entries in one statement. Serialization failures and
 //! deadlocks are retried here; a lost connection answers `Unavailable`.
 
-use crate::{record_from_parts, rev_i64, Committed, Error, Options, StoreMetrics};
+use crate::{record_from_parts, rev_i64, Committed, Error, FeedPage, FeedSummary, Options, StoreMetrics};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use lockstep_core::lease::{Lease, Waiter};
 use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
+
+mod feeds;
 
 /// Versioned schema migrations; `lockstep_schema_migrations` records those applied.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +43,16 @@ const MIGRATIONS: &[&str] = &[
        CREATE TABLE fences (
          ns text COLLATE "C" NOT NULL, resource text COLLATE "C" NOT NULL, fence bigint NOT NULL,
          PRIMARY KEY (ns, resource));"#,
+    // 3: feeds.
+    r#"CREATE TABLE feed_entries (
+         ns text COLLATE "C" NOT NULL, feed text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL,
+         at bigint NOT NULL, data text NOT NULL, revision bigint NOT NULL,
+         read boolean NOT NULL DEFAULT false, scrubbed boolean NOT NULL DEFAULT false,
+         PRIMARY KEY (ns, feed, id));
+       CREATE INDEX feed_entries_order ON feed_entries (ns, feed, at, id);
+       CREATE TABLE feed_configs (
+         ns text COLLATE "C" NOT NULL, feed text COLLATE "C" NOT NULL, config text NOT NULL,
+         PRIMARY KEY (ns, feed));"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each
@@ -99,6 +112,14 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
             Error::Unavailable(format!("postgres: {e}"))
         }
         Some(_) => Error::Internal(format!("postgres: {e}")),
+    }
+}
+
+/// The answer of a failure outside the retry loop (reads).
+fn final_error(f: Failure) -> Error {
+    match f {
+        Failure::Final(e) => e,
+        Failure::Retry(s) => Error::Unavailable(s),
     }
 }
 
@@ -261,7 +282,8 @@ impl PgStore {
         let rows = cmd.rows();
         let mut locks: Vec<i64> = rows
             .iter()
-            .map(|k| lock_id(k.lock_kind(), ns, k.name()))
+            .filter_map(RowKey::lock)
+            .map(|(kind, name)| lock_id(kind, ns, &name))
             .collect();
         locks.sort_unstable();
         locks.dedup();
@@ -313,15 +335,41 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg_error)?;
         let key = RowKey::Lease(name.to_owned());
         let loaded = load_snapshot(&tx, ns, std::slice::from_ref(&key)).await;
-        let (snapshot, now) = loaded.map_err(|f| match f {
-            Failure::Final(e) => e,
-            Failure::Retry(s) => Error::Unavailable(s),
-        })?;
+        let (snapshot, now) = loaded.map_err(final_error)?;
         let lease = match snapshot.get(&key) {
             Some(Some(Row::Lease(l))) => Some(l.clone()),
             _ => None,
         };
         Ok((lease, now))
+    }
+
+    /// One page of a feed's visible entries with its unread count.
+    pub async fn list_entries(
+        &self,
+        ns: &str,
+        feed: &str,
+        desc: bool,
+        after: Option<(Millis, String)>,
+        limit: usize,
+    ) -> Result<FeedPage, Error> {
+        let mut client = self.client().await?;
+        feeds::list_entries(&mut client, ns, feed, desc, after.as_ref(), limit)
+            .await
+            .map_err(final_error)
+    }
+
+    /// Feeds by name with their counts.
+    pub async fn list_feeds(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FeedSummary>, Error> {
+        let mut client = self.client().await?;
+        feeds::list_feeds(&mut client, ns, prefix, after, limit)
+            .await
+            .map_err(final_error)
     }
 
     /// Reads one live record (storage clock).
@@ -397,6 +445,7 @@ impl PgStore {
             let name = r.try_get(1).map_err(pg_error)?;
             out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
         }
+        out.extend(feeds::retention(&client, batch).await.map_err(final_error)?);
         Ok(out)
     }
 
@@ -429,6 +478,19 @@ async fn load_snapshot(
     let lease_names = of(|k| if let RowKey::Lease(n) = k { Some(n) } else { None });
     let waiter_names = of(|k| if let RowKey::Waiters(n) = k { Some(n) } else { None });
     let resources = of(|k| if let RowKey::Fence(n) = k { Some(n) } else { None });
+    let feed_configs = of(|k| {
+        if let RowKey::FeedConfig(n) = k {
+            Some(n)
+        } else {
+            None
+        }
+    });
+    let mut entries_by_feed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for k in keys {
+        if let RowKey::FeedEntry(f, id) = k {
+            entries_by_feed.entry(f.as_str()).or_default().push(id.as_str());
+        }
+    }
     // The clock is read after the locks are held, in the same statement as the
     // records, so `now` never predates what the previous holder of a lock wrote.
     let load = tx
@@ -500,6 +562,22 @@ async fn load_snapshot(
             snapshot.insert(
                 RowKey::Fence(resource.clone()),
                 Some(Row::Fence { resource, fence }),
+            );
+        }
+    }
+    for (feed, ids) in entries_by_feed {
+        for e in feeds::load_entries(tx, ns, feed, &ids).await? {
+            snapshot.insert(
+                RowKey::FeedEntry(e.feed.clone(), e.id.clone()),
+                Some(Row::FeedEntry(e)),
+            );
+        }
+    }
+    if !feed_configs.is_empty() {
+        for (feed, config) in feeds::load_configs(tx, ns, &feed_configs).await? {
+            snapshot.insert(
+                RowKey::FeedConfig(feed.clone()),
+                Some(Row::FeedConfig { feed, config }),
             );
         }
     }
@@ -648,12 +726,18 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
                 .await?;
             tx.execute(&stmt, &[&ns, resource, &rev_i64(*fence)?]).await?;
         }
+        Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(tx, ns, e).await?,
+        Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(tx, ns, feed, config).await?,
+        Mutation::MarkRead { feed, selector } => feeds::mark_read(tx, ns, feed, selector).await?,
+        Mutation::Delete(RowKey::FeedEntry(feed, id)) => feeds::delete_entry(tx, ns, feed, id).await?,
         Mutation::Delete(key) => {
             let sql = match key {
                 RowKey::Record(_) => "DELETE FROM records WHERE ns = $1 AND key = $2",
                 RowKey::Lease(_) => "DELETE FROM leases WHERE ns = $1 AND name = $2",
                 RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = $1 AND name = $2",
                 RowKey::Fence(_) => "DELETE FROM fences WHERE ns = $1 AND resource = $2",
+                RowKey::FeedConfig(_) => "DELETE FROM feed_configs WHERE ns = $1 AND feed = $2",
+                RowKey::FeedEntry(..) => unreachable!("handled above"),
             };
             let stmt = tx.prepare_cached(sql).await?;
             tx.execute(&stmt, &[&ns, &key.name()]).await?;

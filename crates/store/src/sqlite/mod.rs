@@ -5,13 +5,17 @@
 //! all. A refused command rolls back its savepoint only. Readers use their own
 //! connections, so reads never wait for the writer.
 
-use crate::{clock, record_from_parts, rev_i64, Committed, Error, Options, StoreMetrics};
+use crate::{
+    clock, record_from_parts, rev_i64, Committed, Error, FeedPage, FeedSummary, Options, StoreMetrics,
+};
 use lockstep_core::lease::{Lease, Waiter};
 use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
+
+mod feeds;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records
 /// the last one applied.
@@ -40,6 +44,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE fences (
         ns TEXT NOT NULL, resource TEXT NOT NULL, fence INTEGER NOT NULL,
         PRIMARY KEY (ns, resource)) WITHOUT ROWID;",
+    // 3: feeds.
+    "CREATE TABLE feed_entries (
+        ns TEXT NOT NULL, feed TEXT NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, data TEXT NOT NULL,
+        revision INTEGER NOT NULL, read INTEGER NOT NULL DEFAULT 0, scrubbed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (ns, feed, id)) WITHOUT ROWID;
+     CREATE INDEX feed_entries_order ON feed_entries (ns, feed, at, id);
+     CREATE TABLE feed_configs (
+        ns TEXT NOT NULL, feed TEXT NOT NULL, config TEXT NOT NULL,
+        PRIMARY KEY (ns, feed)) WITHOUT ROWID;",
 ];
 
 const READERS_MAX: usize = 8;
@@ -256,6 +269,7 @@ impl SqliteStore {
                 let (ns, name): (String, String) = r?;
                 out.push((ns, Command::ExpireLease { name }));
             }
+            out.extend(feeds::retention(c, batch, clock::system_now())?);
             Ok(out)
         })
         .await
@@ -272,6 +286,35 @@ impl SqliteStore {
             Ok((lease, clock::system_now()))
         })
         .await
+    }
+
+    /// One page of a feed's visible entries with its unread count.
+    pub async fn list_entries(
+        &self,
+        ns: &str,
+        feed: &str,
+        desc: bool,
+        after: Option<(Millis, String)>,
+        limit: usize,
+    ) -> Result<FeedPage, Error> {
+        let (ns, feed) = (ns.to_owned(), feed.to_owned());
+        self.read(move |c| {
+            feeds::list_entries(c, &ns, &feed, desc, after.as_ref(), limit, clock::system_now())
+        })
+        .await
+    }
+
+    /// Feeds by name with their counts.
+    pub async fn list_feeds(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FeedSummary>, Error> {
+        let (ns, prefix, after) = (ns.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+        self.read(move |c| feeds::list_feeds(c, &ns, &prefix, after.as_deref(), limit, clock::system_now()))
+            .await
     }
 
     /// Checks the database answers.
@@ -338,6 +381,10 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
             .query_row(params![ns, resource], |r| r.get::<_, i64>(0))
             .optional()?
             .map(|f| Row::Fence { resource: resource.clone(), fence: u64::try_from(f).unwrap_or(0) }),
+        RowKey::FeedEntry(feed, id) => feeds::load_entry(c, ns, feed, id)?,
+        RowKey::FeedConfig(feed) => {
+            feeds::load_config(c, ns, feed)?.map(|config| Row::FeedConfig { feed: feed.clone(), config })
+        }
     })
 }
 
@@ -389,12 +436,18 @@ fn persist(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
                 )?
                 .execute(params![ns, resource, rev_i64(*fence)?])?;
             }
+            Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(c, ns, e)?,
+            Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(c, ns, feed, config)?,
+            Mutation::MarkRead { feed, selector } => feeds::mark_read(c, ns, feed, selector)?,
+            Mutation::Delete(RowKey::FeedEntry(feed, id)) => feeds::delete_entry(c, ns, feed, id)?,
             Mutation::Delete(key) => {
                 let sql = match key {
                     RowKey::Record(_) => "DELETE FROM records WHERE ns = ?1 AND key = ?2",
                     RowKey::Lease(_) => "DELETE FROM leases WHERE ns = ?1 AND name = ?2",
                     RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = ?1 AND name = ?2",
                     RowKey::Fence(_) => "DELETE FROM fences WHERE ns = ?1 AND resource = ?2",
+                    RowKey::FeedConfig(_) => "DELETE FROM feed_configs WHERE ns = ?1 AND feed = ?2",
+                    RowKey::FeedEntry(..) => unreachable!("handled above"),
                 };
                 c.prepare_cached(sql)?.execute(params![ns, key.name()])?;
             }

@@ -1,0 +1,304 @@
+//! `/v1/ns/{ns}/feeds`: append-only feeds with idempotent appends, cursors,
+//! retention, scrubbing and read marks (SPEC §8).
+
+use crate::extract::{Caller, Json, Name, Ns, Path, Query};
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lockstep_core::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
+use lockstep_core::{cursor, names, Command, Millis, Outcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Most entries in one legacy import.
+pub const IMPORT_ENTRIES_MAX: usize = 1000;
+
+/// `POST /entries` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendBody {
+    id: String,
+    data: Value,
+    at: Option<String>,
+}
+
+/// `GET /entries` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    order: Option<String>,
+}
+
+/// `POST /read` body: exactly one of the three.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadBody {
+    ids: Option<Vec<String>>,
+    up_to: Option<String>,
+    all: Option<bool>,
+}
+
+/// `GET /feeds` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn entry_json(ns: &str, e: &Entry) -> Value {
+    json!({
+        "id": e.id,
+        "at": e.at.to_rfc3339(),
+        "data": e.data,
+        "read": e.read,
+        "revision": e.revision,
+        "cursor": cursor::encode(&feed::cursor_scope(ns, &e.feed), &feed::position(e.at, &e.id)),
+    })
+}
+
+fn decode_position(ns: &str, feed: &str, c: &str) -> Result<(Millis, String), ApiError> {
+    let p = cursor::decode(c, &feed::cursor_scope(ns, feed))?;
+    Ok(feed::parse_position(&p)?)
+}
+
+fn unexpected(o: Outcome) -> ApiError {
+    ApiError::Internal(format!("unexpected outcome {o:?}"))
+}
+
+/// `POST /feeds/{feed}/entries`: 201 new, 200 with the original when the id exists.
+pub async fn append(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(feed): Name,
+    caller: Caller,
+    Json(body): Json<AppendBody>,
+) -> Result<Response, ApiError> {
+    let at = body.at.as_deref().map(Millis::parse_rfc3339).transpose()?;
+    let entry = NewEntry::new(body.id, body.data, at, &st.limits)?;
+    let c = st
+        .store
+        .execute(&ns, Command::Append { feed, entry }, &caller.name)
+        .await?;
+    match c.outcome {
+        Outcome::Appended { entry, created: true } => {
+            let mut body = entry_json(&ns, &entry);
+            body["created"] = json!(true);
+            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+        }
+        Outcome::Appended {
+            entry,
+            created: false,
+        } => {
+            let mut body = entry_json(&ns, &entry);
+            body["created"] = json!(false);
+            Ok(axum::Json(body).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /feeds/{feed}/entries?limit=&cursor=&order=desc|asc`.
+pub async fn entries(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(feed): Name,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Response, ApiError> {
+    let limit = st.limits.page_size(q.limit)?;
+    let desc = match q.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "order must be desc or asc, not {other:?}"
+            )))
+        }
+    };
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_position(&ns, &feed, c))
+        .transpose()?;
+    let mut page = st.store.list_entries(&ns, &feed, desc, after, limit + 1).await?;
+    let more = page.entries.len() > limit;
+    page.entries.truncate(limit);
+    let next_cursor = match (more, page.entries.last()) {
+        (true, Some(e)) => Some(cursor::encode(
+            &feed::cursor_scope(&ns, &feed),
+            &feed::position(e.at, &e.id),
+        )),
+        _ => None,
+    };
+    let entries: Vec<Value> = page.entries.iter().map(|e| entry_json(&ns, e)).collect();
+    Ok(
+        axum::Json(
+            json!({"entries": entries, "next_cursor": next_cursor, "unread_count": page.unread_count}),
+        )
+        .into_response(),
+    )
+}
+
+async fn configure(
+    st: &AppState,
+    ns: &str,
+    feed: String,
+    caller: &Caller,
+    config: FeedConfig,
+) -> Result<Response, ApiError> {
+    let c = st
+        .store
+        .execute(
+            ns,
+            Command::Configure {
+                feed: feed.clone(),
+                config,
+            },
+            &caller.name,
+        )
+        .await?;
+    match c.outcome {
+        Outcome::Configured(config) => {
+            Ok(axum::Json(json!({"feed": feed, "config": config, "revision": c.revision})).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `PUT /feeds/{feed}`: the feed's retention and scrub configuration.
+pub async fn put_config(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(feed): Name,
+    caller: Caller,
+    Json(config): Json<FeedConfig>,
+) -> Result<Response, ApiError> {
+    configure(&st, &ns, feed, &caller, config).await
+}
+
+/// `PUT /feed-defaults`: the configuration of every feed without its own.
+pub async fn put_defaults(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    caller: Caller,
+    Json(config): Json<FeedConfig>,
+) -> Result<Response, ApiError> {
+    configure(&st, &ns, String::new(), &caller, config).await
+}
+
+/// `POST /feeds/{feed}/read`: `{ids}`, `{up_to: cursor}` or `{all: true}`.
+pub async fn read(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(feed): Name,
+    caller: Caller,
+    Json(body): Json<ReadBody>,
+) -> Result<Response, ApiError> {
+    let selector = match (body.ids, body.up_to, body.all) {
+        (Some(ids), None, None) => {
+            for id in &ids {
+                names::validate_key(id, &st.limits)?;
+            }
+            if ids.len() > st.limits.page_size_max {
+                return Err(ApiError::invalid(format!(
+                    "at most {} ids",
+                    st.limits.page_size_max
+                )));
+            }
+            ReadSelector::Ids(ids)
+        }
+        (None, Some(c), None) => {
+            let (at, id) = decode_position(&ns, &feed, &c)?;
+            ReadSelector::UpTo(at, id)
+        }
+        (None, None, Some(true)) => ReadSelector::All,
+        _ => return Err(ApiError::invalid("give exactly one of ids, up_to or all: true")),
+    };
+    let c = st
+        .store
+        .execute(&ns, Command::MarkRead { feed, selector }, &caller.name)
+        .await?;
+    Ok(axum::Json(json!({"revision": c.revision})).into_response())
+}
+
+/// `DELETE /feeds/{feed}/entries/{id}`.
+pub async fn delete_entry(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Path((_, feed, id)): Path<(String, String, String)>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    names::validate_key(&feed, &st.limits)?;
+    names::validate_key(&id, &st.limits)?;
+    let c = st
+        .store
+        .execute(&ns, Command::DeleteEntry { feed, id: id.clone() }, &caller.name)
+        .await?;
+    Ok(axum::Json(json!({"id": id, "deleted": true, "revision": c.revision})).into_response())
+}
+
+/// `POST /feeds/{feed}/import`: a legacy JSON array, each id imported once.
+pub async fn import(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(feed): Name,
+    caller: Caller,
+    Json(items): Json<Vec<Value>>,
+) -> Result<Response, ApiError> {
+    if items.len() > IMPORT_ENTRIES_MAX {
+        return Err(lockstep_core::Error::PayloadTooLarge(format!(
+            "an import takes at most {IMPORT_ENTRIES_MAX} entries; split the array"
+        ))
+        .into());
+    }
+    let entries = items
+        .into_iter()
+        .map(|v| NewEntry::from_legacy(v, &st.limits))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c = st
+        .store
+        .execute(&ns, Command::Import { feed, entries }, &caller.name)
+        .await?;
+    match c.outcome {
+        Outcome::Imported { imported, skipped } => Ok(axum::Json(
+            json!({"imported": imported, "skipped": skipped, "revision": c.revision}),
+        )
+        .into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /feeds?prefix=&limit=&cursor=`: feeds with entry and unread counts.
+pub async fn list(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Query(q): Query<FeedsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = st.limits.page_size(q.limit)?;
+    let scope = format!("{ns}\0feeds\0{}", q.prefix);
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode(c, &scope))
+        .transpose()?;
+    let mut feeds = st
+        .store
+        .list_feeds(&ns, &q.prefix, after.as_deref(), limit + 1)
+        .await?;
+    let next_cursor = if feeds.len() > limit {
+        feeds.truncate(limit);
+        feeds.last().map(|f| cursor::encode(&scope, &f.feed))
+    } else {
+        None
+    };
+    let feeds: Vec<Value> = feeds
+        .iter()
+        .map(|f| json!({"feed": f.feed, "entries": f.entries, "unread_count": f.unread_count}))
+        .collect();
+    Ok(axum::Json(json!({"feeds": feeds, "next_cursor": next_cursor})).into_response())
+}

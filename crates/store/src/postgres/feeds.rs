@@ -1,0 +1,364 @@
+//! Feed rows and feed queries on PostgreSQL: entries ordered by `(at, id)`,
+//! read marks, configuration, the visibility window and retention candidates.
+
+use super::{pg_error, Failure, NOW_MS};
+use crate::{rev_i64, Error, FeedPage, FeedSummary};
+use deadpool_postgres::GenericClient;
+use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
+use lockstep_core::{Command, Millis};
+use std::collections::BTreeMap;
+
+const ENTRY_COLUMNS: &str = "id, at, data, revision, read, scrubbed";
+
+fn entry_from_row(feed: &str, r: &tokio_postgres::Row) -> Result<Entry, Error> {
+    let data: String = r.try_get(2).map_err(pg_error)?;
+    Ok(Entry {
+        feed: feed.to_owned(),
+        id: r.try_get(0).map_err(pg_error)?,
+        at: Millis(r.try_get(1).map_err(pg_error)?),
+        data: serde_json::from_str(&data)
+            .map_err(|e| Error::Internal(format!("stored entry is not JSON: {e}")))?,
+        revision: u64::try_from(r.try_get::<_, i64>(3).map_err(pg_error)?).unwrap_or(0),
+        read: r.try_get(4).map_err(pg_error)?,
+        scrubbed: r.try_get(5).map_err(pg_error)?,
+    })
+}
+
+fn config_from(raw: &str) -> Result<FeedConfig, Error> {
+    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("stored feed config: {e}")))
+}
+
+/// Loads entries `ids` of `feed`.
+pub async fn load_entries(
+    c: &impl GenericClient,
+    ns: &str,
+    feed: &str,
+    ids: &[&str],
+) -> Result<Vec<Entry>, Failure> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE ns = $1 AND feed = $2 AND id = ANY($3::text[])"
+        ))
+        .await?;
+    let rows = c.query(&stmt, &[&ns, &feed, &ids]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| entry_from_row(feed, r))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Loads feed configurations by feed name (`""` = namespace default).
+pub async fn load_configs(
+    c: &impl GenericClient,
+    ns: &str,
+    feeds: &[&str],
+) -> Result<Vec<(String, FeedConfig)>, Failure> {
+    let stmt = c
+        .prepare_cached("SELECT feed, config FROM feed_configs WHERE ns = $1 AND feed = ANY($2::text[])")
+        .await?;
+    let mut out = Vec::new();
+    for r in c.query(&stmt, &[&ns, &feeds]).await? {
+        let raw: String = r.try_get(1)?;
+        out.push((r.try_get(0)?, config_from(&raw)?));
+    }
+    Ok(out)
+}
+
+/// Writes one entry.
+pub async fn put_entry(c: &impl GenericClient, ns: &str, e: &Entry) -> Result<(), Failure> {
+    let data = serde_json::to_string(&e.data).map_err(|err| Error::Internal(err.to_string()))?;
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO feed_entries (ns, feed, id, at, data, revision, read, scrubbed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (ns, feed, id) DO UPDATE SET at = excluded.at, data = excluded.data,
+               revision = excluded.revision, read = excluded.read, scrubbed = excluded.scrubbed",
+        )
+        .await?;
+    let rev = rev_i64(e.revision)?;
+    c.execute(
+        &stmt,
+        &[&ns, &e.feed, &e.id, &e.at.0, &data, &rev, &e.read, &e.scrubbed],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes a feed's configuration.
+pub async fn put_config(
+    c: &impl GenericClient,
+    ns: &str,
+    feed: &str,
+    config: &FeedConfig,
+) -> Result<(), Failure> {
+    let raw = serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO feed_configs (ns, feed, config) VALUES ($1, $2, $3)
+             ON CONFLICT (ns, feed) DO UPDATE SET config = excluded.config",
+        )
+        .await?;
+    c.execute(&stmt, &[&ns, &feed, &raw]).await?;
+    Ok(())
+}
+
+/// Deletes one entry.
+pub async fn delete_entry(c: &impl GenericClient, ns: &str, feed: &str, id: &str) -> Result<(), Failure> {
+    let stmt = c
+        .prepare_cached("DELETE FROM feed_entries WHERE ns = $1 AND feed = $2 AND id = $3")
+        .await?;
+    c.execute(&stmt, &[&ns, &feed, &id]).await?;
+    Ok(())
+}
+
+/// Sets read marks.
+pub async fn mark_read(
+    c: &impl GenericClient,
+    ns: &str,
+    feed: &str,
+    selector: &ReadSelector,
+) -> Result<(), Failure> {
+    match selector {
+        ReadSelector::Ids(ids) => {
+            let stmt = c
+                .prepare_cached(
+                    "UPDATE feed_entries SET read = true
+                     WHERE ns = $1 AND feed = $2 AND id = ANY($3::text[]) AND NOT read",
+                )
+                .await?;
+            c.execute(&stmt, &[&ns, &feed, ids]).await?;
+        }
+        ReadSelector::UpTo(at, id) => {
+            let stmt = c
+                .prepare_cached(
+                    "UPDATE feed_entries SET read = true
+                     WHERE ns = $1 AND feed = $2 AND (at, id) <= ($3, $4::text) AND NOT read",
+                )
+                .await?;
+            c.execute(&stmt, &[&ns, &feed, &at.0, id]).await?;
+        }
+        ReadSelector::All => {
+            let stmt = c
+                .prepare_cached(
+                    "UPDATE feed_entries SET read = true WHERE ns = $1 AND feed = $2 AND NOT read",
+                )
+                .await?;
+            c.execute(&stmt, &[&ns, &feed]).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn effective_config(c: &impl GenericClient, ns: &str, feed: &str) -> Result<FeedConfig, Failure> {
+    let configs = load_configs(c, ns, &[feed, ""]).await?;
+    let get = |f: &str| configs.iter().find(|(n, _)| n == f).map(|(_, c)| c.clone());
+    Ok(get(feed).or_else(|| get("")).unwrap_or_default())
+}
+
+async fn cap_boundary(
+    c: &impl GenericClient,
+    ns: &str,
+    feed: &str,
+    w: &Window,
+) -> Result<(i64, String), Failure> {
+    let none = (i64::MIN, String::new());
+    let Some(cap) = w.max_entries else { return Ok(none) };
+    let offset = i64::try_from(cap.saturating_sub(1)).unwrap_or(i64::MAX);
+    let stmt = c
+        .prepare_cached(
+            "SELECT at, id FROM feed_entries WHERE ns = $1 AND feed = $2 AND at > $3
+             ORDER BY at DESC, id DESC LIMIT 1 OFFSET $4",
+        )
+        .await?;
+    Ok(
+        match c.query_opt(&stmt, &[&ns, &feed, &w.age_cut.0, &offset]).await? {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => none,
+        },
+    )
+}
+
+async fn counts(c: &impl GenericClient, ns: &str, feed: &str, w: &Window) -> Result<(u64, u64), Failure> {
+    let (b_at, b_id) = cap_boundary(c, ns, feed, w).await?;
+    let stmt = c
+        .prepare_cached(
+            "SELECT count(*), count(*) FILTER (WHERE NOT read) FROM feed_entries
+             WHERE ns = $1 AND feed = $2 AND at > $3 AND (at, id) >= ($4, $5::text)",
+        )
+        .await?;
+    let r = c
+        .query_one(&stmt, &[&ns, &feed, &w.age_cut.0, &b_at, &b_id])
+        .await?;
+    let (n, unread): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    Ok((u64::try_from(n).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
+}
+
+async fn now(c: &impl GenericClient) -> Result<Millis, Failure> {
+    let stmt = c.prepare_cached(&format!("SELECT {NOW_MS}")).await?;
+    Ok(Millis(c.query_one(&stmt, &[]).await?.try_get(0)?))
+}
+
+/// One page of visible entries with the feed's unread count, from one snapshot.
+pub async fn list_entries(
+    c: &mut deadpool_postgres::Object,
+    ns: &str,
+    feed: &str,
+    desc: bool,
+    after: Option<&(Millis, String)>,
+    limit: usize,
+) -> Result<FeedPage, Failure> {
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let now = now(&tx).await?;
+    let config = effective_config(&tx, ns, feed).await?;
+    let w = feed::window(&config, now);
+    let (b_at, b_id) = cap_boundary(&tx, ns, feed, &w).await?;
+    let (cmp, order, start) = if desc {
+        ("<", "DESC", (i64::MAX, String::new()))
+    } else {
+        (">", "ASC", (i64::MIN, String::new()))
+    };
+    let (c_at, c_id) = after.map_or(start, |(at, id)| (at.0, id.clone()));
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM feed_entries
+             WHERE ns = $1 AND feed = $2 AND at > $3 AND (at, id) >= ($4, $5::text) AND (at, id) {cmp} ($6, $7::text)
+             ORDER BY at {order}, id {order} LIMIT $8"
+        ))
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = tx
+        .query(
+            &stmt,
+            &[&ns, &feed, &w.age_cut.0, &b_at, &b_id, &c_at, &c_id, &limit],
+        )
+        .await?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for r in &rows {
+        entries.push(feed::present(entry_from_row(feed, r)?, &config, now));
+    }
+    let (_, unread_count) = counts(&tx, ns, feed, &w).await?;
+    tx.commit().await?;
+    Ok(FeedPage {
+        entries,
+        unread_count,
+    })
+}
+
+/// Feeds of a namespace by name with their visible and unread counts.
+pub async fn list_feeds(
+    c: &mut deadpool_postgres::Object,
+    ns: &str,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<FeedSummary>, Failure> {
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let now = now(&tx).await?;
+    let strict = after.is_some_and(|a| a >= prefix);
+    let lower = if strict { after.unwrap_or(prefix) } else { prefix };
+    let upper = lockstep_core::names::prefix_upper_bound(prefix);
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT DISTINCT feed FROM feed_entries
+             WHERE ns = $1 AND feed {} $2 AND ($3::text IS NULL OR feed < $3::text) ORDER BY feed LIMIT $4",
+            if strict { ">" } else { ">=" }
+        ))
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let names: Vec<String> = tx
+        .query(&stmt, &[&ns, &lower, &upper, &limit])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for feed in names {
+        let w = feed::window(&effective_config(&tx, ns, &feed).await?, now);
+        let (entries, unread_count) = counts(&tx, ns, &feed, &w).await?;
+        out.push(FeedSummary {
+            feed,
+            entries,
+            unread_count,
+        });
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Retention work for the sweeper (see the SQLite twin).
+pub async fn retention(c: &impl GenericClient, batch: usize) -> Result<Vec<(String, Command)>, Failure> {
+    let now = now(c).await?;
+    let mut configs: BTreeMap<(String, String), FeedConfig> = BTreeMap::new();
+    let stmt = c
+        .prepare_cached("SELECT ns, feed, config FROM feed_configs")
+        .await?;
+    for r in c.query(&stmt, &[]).await? {
+        let raw: String = r.try_get(2)?;
+        configs.insert((r.try_get(0)?, r.try_get(1)?), config_from(&raw)?);
+    }
+    if !configs.values().any(FeedConfig::has_retention) {
+        return Ok(vec![]);
+    }
+    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+    let pairs_stmt = c
+        .prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")
+        .await?;
+    let purge_stmt = c
+        .prepare_cached(
+            "SELECT id FROM feed_entries WHERE ns = $1 AND feed = $2 AND (at <= $3 OR (at, id) < ($4, $5::text))
+             LIMIT $6",
+        )
+        .await?;
+    let scrub_stmt = c
+        .prepare_cached(
+            "SELECT id FROM feed_entries WHERE ns = $1 AND feed = $2 AND NOT scrubbed AND at <= $3 LIMIT $4",
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in c.query(&pairs_stmt, &[]).await? {
+        let (ns, feed): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        let Some(cfg) = configs
+            .get(&(ns.clone(), feed.clone()))
+            .or_else(|| configs.get(&(ns.clone(), String::new())))
+        else {
+            continue;
+        };
+        let w = feed::window(cfg, now);
+        let (b_at, b_id) = cap_boundary(c, &ns, &feed, &w).await?;
+        let ids = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<String>, Failure> {
+            Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+        };
+        let purge = ids(c
+            .query(&purge_stmt, &[&ns, &feed, &w.age_cut.0, &b_at, &b_id, &limit])
+            .await?)?;
+        if !purge.is_empty() {
+            out.push((
+                ns.clone(),
+                Command::PurgeEntries {
+                    feed: feed.clone(),
+                    ids: purge,
+                },
+            ));
+        }
+        if let Some(s) = &cfg.scrub {
+            let due = now
+                .0
+                .saturating_sub(i64::try_from(s.after_ms).unwrap_or(i64::MAX));
+            let scrub = ids(c.query(&scrub_stmt, &[&ns, &feed, &due, &limit]).await?)?;
+            if !scrub.is_empty() {
+                out.push((ns, Command::ScrubEntries { feed, ids: scrub }));
+            }
+        }
+    }
+    Ok(out)
+}

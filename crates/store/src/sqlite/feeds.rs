@@ -1,0 +1,298 @@
+//! Feed rows and feed queries on SQLite: entries ordered by `(at, id)`, read
+//! marks, configuration, the visibility window and retention candidates.
+
+use crate::{rev_i64, Error, FeedPage, FeedSummary};
+use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
+use lockstep_core::{Command, Millis, Row};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+
+const ENTRY_COLUMNS: &str = "id, at, data, revision, read, scrubbed";
+
+fn entry_from_row(feed: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
+    let data: String = r.get(2)?;
+    Ok((
+        Entry {
+            feed: feed.to_owned(),
+            id: r.get(0)?,
+            at: Millis(r.get(1)?),
+            data: serde_json::Map::new(),
+            revision: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+            read: r.get(4)?,
+            scrubbed: r.get(5)?,
+        },
+        data,
+    ))
+}
+
+fn with_data((mut e, data): (Entry, String)) -> Result<Entry, Error> {
+    e.data = serde_json::from_str(&data)
+        .map_err(|err| Error::Internal(format!("stored entry is not JSON: {err}")))?;
+    Ok(e)
+}
+
+/// Loads one entry.
+pub fn load_entry(c: &Connection, ns: &str, feed: &str, id: &str) -> Result<Option<Row>, Error> {
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND id = ?3");
+    let got = c
+        .prepare_cached(&sql)?
+        .query_row(params![ns, feed, id], |r| entry_from_row(feed, r))
+        .optional()?;
+    got.map(with_data).transpose().map(|e| e.map(Row::FeedEntry))
+}
+
+/// Loads one feed's own configuration (`""` = the namespace default).
+pub fn load_config(c: &Connection, ns: &str, feed: &str) -> Result<Option<FeedConfig>, Error> {
+    let raw: Option<String> = c
+        .prepare_cached("SELECT config FROM feed_configs WHERE ns = ?1 AND feed = ?2")?
+        .query_row(params![ns, feed], |r| r.get(0))
+        .optional()?;
+    raw.map(|s| serde_json::from_str(&s).map_err(|e| Error::Internal(format!("stored feed config: {e}"))))
+        .transpose()
+}
+
+/// Writes one entry.
+pub fn put_entry(c: &Connection, ns: &str, e: &Entry) -> Result<(), Error> {
+    let data = serde_json::to_string(&e.data).map_err(|err| Error::Internal(err.to_string()))?;
+    c.prepare_cached(
+        "INSERT INTO feed_entries (ns, feed, id, at, data, revision, read, scrubbed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (ns, feed, id) DO UPDATE SET at = excluded.at, data = excluded.data,
+           revision = excluded.revision, read = excluded.read, scrubbed = excluded.scrubbed",
+    )?
+    .execute(params![
+        ns,
+        e.feed,
+        e.id,
+        e.at.0,
+        data,
+        rev_i64(e.revision)?,
+        e.read,
+        e.scrubbed
+    ])?;
+    Ok(())
+}
+
+/// Writes a feed's configuration.
+pub fn put_config(c: &Connection, ns: &str, feed: &str, config: &FeedConfig) -> Result<(), Error> {
+    let raw = serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
+    c.prepare_cached(
+        "INSERT INTO feed_configs (ns, feed, config) VALUES (?1, ?2, ?3)
+         ON CONFLICT (ns, feed) DO UPDATE SET config = excluded.config",
+    )?
+    .execute(params![ns, feed, raw])?;
+    Ok(())
+}
+
+/// Deletes one entry.
+pub fn delete_entry(c: &Connection, ns: &str, feed: &str, id: &str) -> Result<(), Error> {
+    c.prepare_cached("DELETE FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND id = ?3")?
+        .execute(params![ns, feed, id])?;
+    Ok(())
+}
+
+/// Sets read marks.
+pub fn mark_read(c: &Connection, ns: &str, feed: &str, selector: &ReadSelector) -> Result<(), Error> {
+    match selector {
+        ReadSelector::Ids(ids) => {
+            let mut stmt = c.prepare_cached(
+                "UPDATE feed_entries SET read = 1 WHERE ns = ?1 AND feed = ?2 AND id = ?3 AND read = 0",
+            )?;
+            for id in ids {
+                stmt.execute(params![ns, feed, id])?;
+            }
+        }
+        ReadSelector::UpTo(at, id) => {
+            c.prepare_cached(
+                "UPDATE feed_entries SET read = 1
+                 WHERE ns = ?1 AND feed = ?2 AND (at, id) <= (?3, ?4) AND read = 0",
+            )?
+            .execute(params![ns, feed, at.0, id])?;
+        }
+        ReadSelector::All => {
+            c.prepare_cached("UPDATE feed_entries SET read = 1 WHERE ns = ?1 AND feed = ?2 AND read = 0")?
+                .execute(params![ns, feed])?;
+        }
+    }
+    Ok(())
+}
+
+/// The configuration in force: the feed's own, else the namespace default.
+pub fn effective_config(c: &Connection, ns: &str, feed: &str) -> Result<FeedConfig, Error> {
+    Ok(match load_config(c, ns, feed)? {
+        Some(cfg) => cfg,
+        None => load_config(c, ns, "")?.unwrap_or_default(),
+    })
+}
+
+/// The oldest visible position under the cap, if the cap cuts anything.
+fn cap_boundary(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<Option<(i64, String)>, Error> {
+    let Some(cap) = w.max_entries else { return Ok(None) };
+    let offset = i64::try_from(cap.saturating_sub(1)).unwrap_or(i64::MAX);
+    Ok(c.prepare_cached(
+        "SELECT at, id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND at > ?3
+         ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?4",
+    )?
+    .query_row(params![ns, feed, w.age_cut.0, offset], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()?)
+}
+
+fn counts(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<(u64, u64), Error> {
+    let (b_at, b_id) = cap_boundary(c, ns, feed, w)?.unwrap_or((i64::MIN, String::new()));
+    let (n, unread): (i64, i64) = c
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(read = 0), 0) FROM feed_entries
+             WHERE ns = ?1 AND feed = ?2 AND at > ?3 AND (at, id) >= (?4, ?5)",
+        )?
+        .query_row(params![ns, feed, w.age_cut.0, b_at, b_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok((u64::try_from(n).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
+}
+
+/// One page of visible entries after `after` in the given order, with the
+/// feed's unread count, all from one read transaction.
+pub fn list_entries(
+    c: &Connection,
+    ns: &str,
+    feed: &str,
+    desc: bool,
+    after: Option<&(Millis, String)>,
+    limit: usize,
+    now: Millis,
+) -> Result<FeedPage, Error> {
+    let tx = c.unchecked_transaction()?;
+    let config = effective_config(&tx, ns, feed)?;
+    let w = feed::window(&config, now);
+    let (b_at, b_id) = cap_boundary(&tx, ns, feed, &w)?.unwrap_or((i64::MIN, String::new()));
+    let (cmp, order, start) = if desc {
+        ("<", "DESC", (i64::MAX, String::new()))
+    } else {
+        (">", "ASC", (i64::MIN, String::new()))
+    };
+    let (c_at, c_id) = after.map_or(start, |(at, id)| (at.0, id.clone()));
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM feed_entries
+         WHERE ns = ?1 AND feed = ?2 AND at > ?3 AND (at, id) >= (?4, ?5) AND (at, id) {cmp} (?6, ?7)
+         ORDER BY at {order}, id {order} LIMIT ?8"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![ns, feed, w.age_cut.0, b_at, b_id, c_at, c_id, limit],
+        |r| entry_from_row(feed, r),
+    )?;
+    let mut entries = Vec::new();
+    for row in rows {
+        entries.push(feed::present(with_data(row?)?, &config, now));
+    }
+    drop(stmt);
+    let (_, unread_count) = counts(&tx, ns, feed, &w)?;
+    tx.commit()?;
+    Ok(FeedPage {
+        entries,
+        unread_count,
+    })
+}
+
+/// Feeds of a namespace by name with their visible and unread counts.
+pub fn list_feeds(
+    c: &Connection,
+    ns: &str,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+    now: Millis,
+) -> Result<Vec<FeedSummary>, Error> {
+    let tx = c.unchecked_transaction()?;
+    let lower = after.filter(|a| *a >= prefix).unwrap_or(prefix);
+    let strict = after.is_some_and(|a| a >= prefix);
+    let upper = lockstep_core::names::prefix_upper_bound(prefix);
+    let sql = format!(
+        "SELECT DISTINCT feed FROM feed_entries WHERE ns = ?1 AND feed {} ?2 AND (?3 IS NULL OR feed < ?3)
+         ORDER BY feed LIMIT ?4",
+        if strict { ">" } else { ">=" }
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let names: Vec<String> = tx
+        .prepare_cached(&sql)?
+        .query_map(params![ns, lower, upper, limit], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for feed in names {
+        let w = feed::window(&effective_config(&tx, ns, &feed)?, now);
+        let (entries, unread_count) = counts(&tx, ns, &feed, &w)?;
+        out.push(FeedSummary {
+            feed,
+            entries,
+            unread_count,
+        });
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Retention work for the sweeper: for every feed under a retention policy, the
+/// entries that fell out of its window and those due for scrubbing on disk.
+pub fn retention(c: &Connection, batch: usize, now: Millis) -> Result<Vec<(String, Command)>, Error> {
+    let mut configs: BTreeMap<(String, String), FeedConfig> = BTreeMap::new();
+    let mut stmt = c.prepare_cached("SELECT ns, feed, config FROM feed_configs")?;
+    for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))? {
+        let (ns, feed, raw) = row?;
+        let cfg: FeedConfig =
+            serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("stored feed config: {e}")))?;
+        configs.insert((ns, feed), cfg);
+    }
+    if !configs.values().any(FeedConfig::has_retention) {
+        return Ok(vec![]);
+    }
+    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    let mut feeds = c.prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")?;
+    let pairs: Vec<(String, String)> = feeds
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (ns, feed) in pairs {
+        let Some(cfg) = configs
+            .get(&(ns.clone(), feed.clone()))
+            .or_else(|| configs.get(&(ns.clone(), String::new())))
+        else {
+            continue;
+        };
+        let w = feed::window(cfg, now);
+        let (b_at, b_id) = cap_boundary(c, &ns, &feed, &w)?.unwrap_or((i64::MIN, String::new()));
+        let purge: Vec<String> = c
+            .prepare_cached(
+                "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND (at <= ?3 OR (at, id) < (?4, ?5))
+                 LIMIT ?6",
+            )?
+            .query_map(params![ns, feed, w.age_cut.0, b_at, b_id, limit], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if !purge.is_empty() {
+            out.push((
+                ns.clone(),
+                Command::PurgeEntries {
+                    feed: feed.clone(),
+                    ids: purge,
+                },
+            ));
+        }
+        if let Some(s) = &cfg.scrub {
+            let due = now
+                .0
+                .saturating_sub(i64::try_from(s.after_ms).unwrap_or(i64::MAX));
+            let scrub: Vec<String> = c
+                .prepare_cached(
+                    "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND scrubbed = 0 AND at <= ?3 LIMIT ?4",
+                )?
+                .query_map(params![ns, feed, due, limit], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !scrub.is_empty() {
+                out.push((ns, Command::ScrubEntries { feed, ids: scrub }));
+            }
+        }
+    }
+    Ok(out)
+}
