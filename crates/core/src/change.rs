@@ -12,6 +12,8 @@ pub enum ChangeKind {
     Lease,
     /// A feed or one of its entries (§8).
     Feed,
+    /// A gate or one of its tickets (§7).
+    Gate,
 }
 
 impl ChangeKind {
@@ -21,6 +23,7 @@ impl ChangeKind {
             ChangeKind::Record => "record",
             ChangeKind::Lease => "lease",
             ChangeKind::Feed => "feed",
+            ChangeKind::Gate => "gate",
         }
     }
 }
@@ -52,6 +55,42 @@ pub enum ChangeOp {
     Configure,
     /// Fields were scrubbed from a feed entry on disk.
     Scrub,
+    /// A gate was created.
+    Create,
+    /// A gate's policy or meta changed.
+    Update,
+    /// A gate was paused.
+    Pause,
+    /// A gate was resumed.
+    Resume,
+    /// A gate was revoked.
+    Revoke,
+    /// A gate was reopened.
+    Reopen,
+    /// A ticket was admitted.
+    Admit,
+    /// A ticket was committed.
+    Commit,
+    /// A ticket was finalized.
+    Finalize,
+    /// A ticket was aborted.
+    Abort,
+    /// A ticket was voided.
+    Void,
+}
+
+impl ChangeOp {
+    /// The change op of a gate transition.
+    pub fn from_transition(t: crate::gate::Transition) -> ChangeOp {
+        use crate::gate::Transition as T;
+        match t {
+            T::Pause => ChangeOp::Pause,
+            T::Resume => ChangeOp::Resume,
+            T::Revoke => ChangeOp::Revoke,
+            T::Delete => ChangeOp::Delete,
+            T::Reopen => ChangeOp::Reopen,
+        }
+    }
 }
 
 impl ChangeOp {
@@ -70,6 +109,17 @@ impl ChangeOp {
             ChangeOp::Read => "read",
             ChangeOp::Configure => "configure",
             ChangeOp::Scrub => "scrub",
+            ChangeOp::Create => "create",
+            ChangeOp::Update => "update",
+            ChangeOp::Pause => "pause",
+            ChangeOp::Resume => "resume",
+            ChangeOp::Revoke => "revoke",
+            ChangeOp::Reopen => "reopen",
+            ChangeOp::Admit => "admit",
+            ChangeOp::Commit => "commit",
+            ChangeOp::Finalize => "finalize",
+            ChangeOp::Abort => "abort",
+            ChangeOp::Void => "void",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Backends call [`execute`] inside their storage transaction.
 
 use crate::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
+use crate::gate::{self, Gate, Policy, Ticket, TicketOp, TicketState, Transition};
 use crate::lease::{self, AcquireReq, Acquired, Lease, Waiter};
 use crate::record::{self, PatchDoc, Precondition, PutRecord};
 use crate::txn::{self, Guards, Txn, TxnResult, Working};
@@ -27,6 +28,12 @@ pub enum RowKey {
     /// A feed's configuration; `""` is the namespace default. Never locked:
     /// configuration is last-writer-wins and read as of the statement.
     FeedConfig(String),
+    /// A gate by id.
+    Gate(String),
+    /// The unfinished (open or committed) tickets of a gate, by gate id.
+    GateTickets(String),
+    /// A ticket by id (unique in the namespace).
+    Ticket(String),
 }
 
 impl RowKey {
@@ -38,7 +45,10 @@ impl RowKey {
             | RowKey::Waiters(n)
             | RowKey::Fence(n)
             | RowKey::FeedEntry(_, n)
-            | RowKey::FeedConfig(n) => n,
+            | RowKey::FeedConfig(n)
+            | RowKey::Gate(n)
+            | RowKey::GateTickets(n)
+            | RowKey::Ticket(n) => n,
         }
     }
 
@@ -51,6 +61,8 @@ impl RowKey {
             RowKey::Fence(n) => Some(("fence", n.clone())),
             RowKey::FeedEntry(f, id) => Some(("feed-entry", format!("{f}\0{id}"))),
             RowKey::FeedConfig(_) => None,
+            RowKey::Gate(n) | RowKey::GateTickets(n) => Some(("gate", n.clone())),
+            RowKey::Ticket(n) => Some(("ticket", n.clone())),
         }
     }
 }
@@ -85,6 +97,17 @@ pub enum Row {
         /// The configuration.
         config: FeedConfig,
     },
+    /// A gate.
+    Gate(Gate),
+    /// A ticket.
+    Ticket(Ticket),
+    /// The unfinished tickets of a gate (read only; written ticket by ticket).
+    GateTickets {
+        /// Gate id.
+        gate: String,
+        /// Open and committed tickets.
+        tickets: Vec<Ticket>,
+    },
 }
 
 impl Row {
@@ -97,6 +120,9 @@ impl Row {
             Row::Fence { resource, .. } => RowKey::Fence(resource.clone()),
             Row::FeedEntry(e) => RowKey::FeedEntry(e.feed.clone(), e.id.clone()),
             Row::FeedConfig { feed, .. } => RowKey::FeedConfig(feed.clone()),
+            Row::Gate(g) => RowKey::Gate(g.id.clone()),
+            Row::Ticket(t) => RowKey::Ticket(t.id.clone()),
+            Row::GateTickets { gate, .. } => RowKey::GateTickets(gate.clone()),
         }
     }
 }
@@ -223,6 +249,42 @@ pub enum Command {
         /// Entry ids.
         ids: Vec<String>,
     },
+    /// `PUT /gates/{id}`: create, or update policy and meta.
+    PutGate {
+        /// Gate id.
+        id: String,
+        /// New policy, if given.
+        policy: Option<Policy>,
+        /// New meta, if given.
+        meta: Option<serde_json::Value>,
+    },
+    /// `POST /gates/{id}/{transition}`.
+    Transition {
+        /// Gate id.
+        id: String,
+        /// The transition.
+        transition: Transition,
+    },
+    /// `POST /gates/{id}/tickets`.
+    Admit {
+        /// Gate id.
+        gate: String,
+        /// Ticket id (made by the shell when the caller gives none).
+        ticket: String,
+        /// Caller's metadata.
+        meta: Option<serde_json::Value>,
+    },
+    /// `POST /gates/{id}/tickets/{t}/{op}`.
+    Ticket {
+        /// Gate id.
+        gate: String,
+        /// Ticket id.
+        ticket: String,
+        /// The operation.
+        op: TicketOp,
+        /// Finalize only: the feed entry (id = ticket id) appended in the same step.
+        append: Option<(String, NewEntry)>,
+    },
 }
 
 impl Command {
@@ -249,6 +311,22 @@ impl Command {
             Command::DeleteEntry { feed, id } => vec![RowKey::FeedEntry(feed.clone(), id.clone())],
             Command::MarkRead { .. } => vec![],
             Command::Configure { feed, .. } => vec![RowKey::FeedConfig(feed.clone())],
+            Command::PutGate { id, .. } => vec![RowKey::Gate(id.clone())],
+            Command::Transition { id, .. } => vec![RowKey::Gate(id.clone()), RowKey::GateTickets(id.clone())],
+            Command::Admit { gate, ticket, .. } => {
+                vec![RowKey::Gate(gate.clone()), RowKey::Ticket(ticket.clone())]
+            }
+            Command::Ticket {
+                gate, ticket, append, ..
+            } => {
+                let mut rows = vec![RowKey::Gate(gate.clone()), RowKey::Ticket(ticket.clone())];
+                if let Some((feed, entry)) = append {
+                    rows.extend(feed_rows(feed, std::iter::once(&entry.id)));
+                }
+                rows.sort();
+                rows.dedup();
+                rows
+            }
         }
     }
 }
@@ -376,6 +454,42 @@ pub enum Outcome {
         /// How many entries changed.
         count: usize,
     },
+    /// A gate was created or updated.
+    GatePut {
+        /// As stored.
+        gate: Gate,
+        /// 201 vs 200.
+        created: bool,
+    },
+    /// A gate transition.
+    Transitioned {
+        /// The gate after it.
+        gate: Gate,
+        /// Whether anything changed (false: a no-op repeat).
+        changed: bool,
+        /// Open tickets of the old epoch voided by it.
+        voided: usize,
+        /// Committed, unfinalized tickets of the old epoch.
+        pending: usize,
+    },
+    /// A ticket admission.
+    Admitted {
+        /// The ticket.
+        ticket: Ticket,
+        /// 201 vs 200.
+        created: bool,
+    },
+    /// A ticket operation that succeeded: the ticket as it is now.
+    TicketDone {
+        /// The ticket.
+        ticket: Ticket,
+    },
+    /// A committed refusal: the ticket was voided (`reject` policy at finalize)
+    /// and the caller is told 410.
+    TicketVoided {
+        /// Why.
+        detail: String,
+    },
 }
 
 /// The result of [`execute`]: the answer, what to persist and the change entries.
@@ -440,6 +554,20 @@ fn fence_row(snapshot: &Snapshot, resource: &str) -> Option<u64> {
 fn feed_entry(snapshot: &Snapshot, feed: &str, id: &str) -> Option<Entry> {
     match snapshot.get(&RowKey::FeedEntry(feed.to_owned(), id.to_owned())) {
         Some(Some(Row::FeedEntry(e))) => Some(e.clone()),
+        _ => None,
+    }
+}
+
+fn gate_row(snapshot: &Snapshot, id: &str) -> Result<Gate, Error> {
+    match snapshot.get(&RowKey::Gate(id.to_owned())) {
+        Some(Some(Row::Gate(g))) => Ok(g.clone()),
+        _ => Err(Error::NotFound(format!("gate {id:?} does not exist"))),
+    }
+}
+
+fn ticket_row(snapshot: &Snapshot, id: &str) -> Option<Ticket> {
+    match snapshot.get(&RowKey::Ticket(id.to_owned())) {
+        Some(Some(Row::Ticket(t))) => Some(t.clone()),
         _ => None,
     }
 }
@@ -543,7 +671,12 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                             guards.fences.insert(r, f);
                         }
                     }
-                    RowKey::Waiters(_) | RowKey::FeedEntry(..) | RowKey::FeedConfig(_) => {}
+                    RowKey::Waiters(_)
+                    | RowKey::FeedEntry(..)
+                    | RowKey::FeedConfig(_)
+                    | RowKey::Gate(_)
+                    | RowKey::GateTickets(_)
+                    | RowKey::Ticket(_) => {}
                 }
             }
             let (result, writes) = txn::apply(t, &mut working, &guards, rev, now, limits)?;
@@ -768,6 +901,137 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             effect.outcome = Outcome::Retained {
                 count: effect.mutations.len(),
             };
+            Ok(effect)
+        }
+        Command::PutGate { id, policy, meta } => {
+            let existing = gate_row(snapshot, id).ok();
+            let (g, created) = gate::put(existing.as_ref(), id, *policy, meta.clone(), now)?;
+            let op = if created {
+                ChangeOp::Create
+            } else {
+                ChangeOp::Update
+            };
+            Ok(Effect {
+                changes: vec![change(ctx, 0, ChangeKind::Gate, id, op, false)],
+                mutations: vec![Mutation::Put(Row::Gate(g.clone()))],
+                outcome: Outcome::GatePut { gate: g, created },
+            })
+        }
+        Command::Transition { id, transition } => {
+            let g = gate_row(snapshot, id)?;
+            let Some(after) = gate::transition(&g, *transition, now)? else {
+                return Ok(Effect::answer(Outcome::Transitioned {
+                    gate: g,
+                    changed: false,
+                    voided: 0,
+                    pending: 0,
+                }));
+            };
+            let mut effect = Effect {
+                changes: vec![change(
+                    ctx,
+                    0,
+                    ChangeKind::Gate,
+                    id,
+                    ChangeOp::from_transition(*transition),
+                    false,
+                )],
+                mutations: vec![Mutation::Put(Row::Gate(after.clone()))],
+                outcome: Outcome::Transitioned {
+                    gate: after.clone(),
+                    changed: true,
+                    voided: 0,
+                    pending: 0,
+                },
+            };
+            if gate::closes_epoch(*transition) {
+                let tickets = match snapshot.get(&RowKey::GateTickets(id.clone())) {
+                    Some(Some(Row::GateTickets { tickets, .. })) => tickets.clone(),
+                    _ => vec![],
+                };
+                let (voided, pending) = gate::close_epoch(&tickets, g.epoch, now);
+                let n = voided.len();
+                effect
+                    .mutations
+                    .extend(voided.into_iter().map(|t| Mutation::Put(Row::Ticket(t))));
+                effect.outcome = Outcome::Transitioned {
+                    gate: after,
+                    changed: true,
+                    voided: n,
+                    pending,
+                };
+            }
+            Ok(effect)
+        }
+        Command::Admit {
+            gate: gate_id,
+            ticket,
+            meta,
+        } => {
+            let g = gate_row(snapshot, gate_id)?;
+            let existing = ticket_row(snapshot, ticket);
+            let (t, created) = gate::admit(&g, existing.as_ref(), ticket, meta.clone(), now)?;
+            if !created {
+                return Ok(Effect::answer(Outcome::Admitted { ticket: t, created }));
+            }
+            Ok(Effect {
+                changes: vec![change(ctx, 0, ChangeKind::Gate, gate_id, ChangeOp::Admit, false)],
+                mutations: vec![Mutation::Put(Row::Ticket(t.clone()))],
+                outcome: Outcome::Admitted { ticket: t, created },
+            })
+        }
+        Command::Ticket {
+            gate: gate_id,
+            ticket,
+            op,
+            append,
+        } => {
+            let g = gate_row(snapshot, gate_id)?;
+            let t = ticket_row(snapshot, ticket)
+                .filter(|t| &t.gate == gate_id)
+                .ok_or_else(|| {
+                    Error::NotFound(format!("ticket {ticket:?} of gate {gate_id:?} does not exist"))
+                })?;
+            let Some(after) = gate::ticket_op(&g, &t, *op, rev, now)? else {
+                return Ok(Effect::answer(Outcome::TicketDone { ticket: t }));
+            };
+            let change_op = match after.state {
+                TicketState::Committed => ChangeOp::Commit,
+                TicketState::Finalized => ChangeOp::Finalize,
+                TicketState::Aborted => ChangeOp::Abort,
+                TicketState::Voided | TicketState::Open => ChangeOp::Void,
+            };
+            let mut effect = Effect {
+                changes: vec![change(ctx, 0, ChangeKind::Gate, gate_id, change_op, false)],
+                mutations: vec![Mutation::Put(Row::Ticket(after.clone()))],
+                outcome: Outcome::TicketDone {
+                    ticket: after.clone(),
+                },
+            };
+            if after.state == TicketState::Voided {
+                effect.outcome = Outcome::TicketVoided {
+                    detail: format!(
+                        "ticket {ticket:?} was committed under epoch {} and gate {gate_id:?} is {} at epoch {}: \
+                         rejected by the pending policy and voided",
+                        t.epoch,
+                        g.state.as_str(),
+                        g.epoch
+                    ),
+                };
+            }
+            if let (TicketState::Finalized, Some((feed, entry))) = (after.state, append) {
+                // Finalized once <=> appended once: the entry commits with the finalization.
+                let config = feed_config(snapshot, feed);
+                let existing = feed_entry(snapshot, feed, &entry.id);
+                let (stored, created) = feed::append(feed, existing.as_ref(), &config, entry, rev, now);
+                if created {
+                    let key = format!("{feed}/{}", stored.id);
+                    effect
+                        .changes
+                        .push(change(ctx, 1, ChangeKind::Feed, &key, ChangeOp::Append, false));
+                    effect.mutations.push(Mutation::Put(Row::FeedEntry(stored)));
+                }
+            }
             Ok(effect)
         }
         Command::LeaveQueue { name, waiter } => {

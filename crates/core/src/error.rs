@@ -64,6 +64,18 @@ pub enum Error {
     /// The token does not hold the lease (any more): the caller must stop.
     #[error("{0}")]
     LeaseLost(String),
+    /// A ticket operation its state forbids.
+    #[error("{0}")]
+    TicketConflict(String),
+    /// A gate transition its state forbids.
+    #[error("{0}")]
+    InvalidTransition(String),
+    /// The gate is revoked or deleted, or the ticket's epoch is over.
+    #[error("{0}")]
+    GateClosed(String),
+    /// The gate is paused; retry after resume.
+    #[error("{0}")]
+    GatePaused(String),
 }
 
 impl Error {

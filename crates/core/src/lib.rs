@@ -10,6 +10,7 @@ pub mod command;
 pub mod cursor;
 pub mod error;
 pub mod feed;
+pub mod gate;
 pub mod json;
 pub mod lease;
 pub mod limits;

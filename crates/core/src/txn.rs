@@ -4,15 +4,16 @@
 use crate::command::RowKey;
 use crate::record::{self, PatchDoc};
 use crate::{json, Error, Limits, Millis, Record};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `{compare, success, failure}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Txn {
-    /// Conditions evaluated together.
-    #[serde(default)]
+    /// Conditions evaluated together (parsed from objects only, so left out of
+    /// the server's request shape check).
+    #[serde(default, skip_serializing)]
     pub compare: Vec<Compare>,
     /// Applied when every compare holds.
     #[serde(default)]
@@ -149,7 +150,7 @@ impl Compare {
 }
 
 /// `{key}`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyOp {
     /// Record key.
@@ -157,7 +158,7 @@ pub struct KeyOp {
 }
 
 /// `{key, value, ttl_ms?}`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutOp {
     /// Record key.
@@ -169,7 +170,7 @@ pub struct PutOp {
 }
 
 /// `{key, merge}`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchOp {
     /// Record key.
@@ -179,7 +180,7 @@ pub struct PatchOp {
 }
 
 /// `{key, by}`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncrOp {
     /// Record key.
@@ -189,7 +190,7 @@ pub struct IncrOp {
 }
 
 /// One operation of a branch.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Read a record.

@@ -2,7 +2,7 @@
 //! The router and `/openapi.json` are both built from this table, so the
 //! published API cannot drift from what is served.
 
-use crate::routes::{feeds, leases, records, system, txn};
+use crate::routes::{feeds, gates, leases, records, system, txn};
 use crate::AppState;
 use axum::handler::Handler;
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -163,6 +163,24 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("get", "/v1/ns/{ns}/feeds", "listFeeds", "Feeds by name with entry and unread counts.", feeds::list)
             .query(&[("prefix", "string", "only feeds starting with this"), ("limit", "integer", "page size"), ("cursor", "string", "opaque cursor")])
             .responses(&[(200, "`{feeds, next_cursor}`"), (400, "invalid_request")]),
+        ep("put", "/v1/ns/{ns}/gates/{name}", "putGate", "Create a gate (open, epoch 1), or update its policy and meta.", gates::put)
+            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
+                "policy": {"type": "object", "properties": {"pending": {"enum": ["reject", "recover"]}}}, "meta": {}}}))
+            .responses(&[(201, "created: the gate"), (200, "updated: the gate"), (410, "gate_closed (deleted)"), (400, "invalid_request")]),
+        ep("get", "/v1/ns/{ns}/gates/{name}", "getGate", "Read a gate: state, epoch, policy, meta.", gates::get)
+            .responses(&[(200, "`{id, state, epoch, policy, meta, created_at, updated_at}`"), (404, "not_found")]),
+        ep("post", "/v1/ns/{ns}/gates/{name}/{transition}", "transitionGate", "pause, resume, revoke, delete or reopen; terminal ones void the old epoch's open tickets.", gates::transition)
+            .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (409, "invalid_transition"), (410, "gate_closed"), (400, "invalid_request (unknown transition)")]),
+        ep("post", "/v1/ns/{ns}/gates/{name}/tickets", "admitTicket", "Admit a ticket under the current epoch.", gates::admit)
+            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {"ticket_id": {"type": "string"}, "meta": {}}}))
+            .responses(&[(201, "the ticket"), (200, "the same open ticket, `created: false`"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (404, "not_found")]),
+        ep("get", "/v1/ns/{ns}/gates/{name}/tickets", "listTickets", "List a gate's tickets by id.", gates::tickets)
+            .query(&[("state", "string", "open, committed, finalized, voided or aborted"), ("limit", "integer", "page size"), ("cursor", "string", "opaque cursor")])
+            .responses(&[(200, "`{tickets, next_cursor}`"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/gates/{name}/tickets/{ticket}/{op}", "ticketOp", "check, commit, finalize (optionally appending a feed entry atomically) or abort a ticket; see docs/gates.md.", gates::ticket_op)
+            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
+                "append": {"type": "object", "required": ["feed", "data"], "properties": {"feed": {"type": "string"}, "data": {"type": "object"}}}}}))
+            .responses(&[(200, "the ticket"), (404, "not_found"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (400, "invalid_request")]),
         ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]),
         ep("get", "/readyz", "readyz", "Storage is reachable.", system::readyz).responses(&[(200, "ready"), (503, "unavailable")]),
         ep("get", "/metrics", "metrics", "Prometheus metrics.", system::metrics).responses(&[(200, "text exposition")]),

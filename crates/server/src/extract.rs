@@ -8,6 +8,8 @@ use axum::http::{header, request::Parts, HeaderMap};
 use bytes::Bytes;
 use lockstep_core::{names, Limits};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Whether the request's `Content-Type` is `expected` (parameters ignored).
 pub fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
@@ -32,7 +34,7 @@ pub async fn read_body(req: Request, limits: &Limits) -> Result<Bytes, ApiError>
 
 /// Parses JSON with the nesting depth measured first, so exactly
 /// `json_depth_max` levels of value are accepted inside a request wrapper.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned + Serialize>(bytes: &[u8], limits: &Limits) -> Result<T, ApiError> {
     // A request wraps the value in a few levels of its own (a txn op: body,
     // branch list, op, operation): allow for them here; the value itself is
     // checked exactly by the core.
@@ -45,16 +47,45 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     de.disable_recursion_limit();
-    let value = T::deserialize(&mut de).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    let raw =
+        Value::deserialize(&mut de).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     de.end()
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-    Ok(value)
+    let parsed = T::deserialize(&raw).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    // serde lets a struct be written as an array of its fields; our API takes
+    // objects only. Where the parsed request is an object, the input must be too.
+    if let Ok(shape) = serde_json::to_value(&parsed) {
+        if let Some(path) = array_for_object(&raw, &shape, String::new()) {
+            return Err(ApiError::invalid(format!(
+                "invalid JSON body: expected an object at {path:?}"
+            )));
+        }
+    }
+    Ok(parsed)
+}
+
+/// The JSON pointer of the first place where `input` has an array and `parsed`
+/// (the request re-serialized) has an object.
+fn array_for_object(input: &Value, parsed: &Value, at: String) -> Option<String> {
+    match (input, parsed) {
+        (Value::Array(_), Value::Object(_)) => Some(if at.is_empty() { "/".into() } else { at }),
+        (Value::Object(i), Value::Object(p)) => i.iter().find_map(|(k, v)| {
+            p.get(k)
+                .and_then(|pv| array_for_object(v, pv, format!("{at}/{k}")))
+        }),
+        (Value::Array(i), Value::Array(p)) => i
+            .iter()
+            .zip(p)
+            .enumerate()
+            .find_map(|(n, (iv, pv))| array_for_object(iv, pv, format!("{at}/{n}"))),
+        _ => None,
+    }
 }
 
 /// A JSON body (`Content-Type: application/json`) with unknown fields refused.
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+impl<T: DeserializeOwned + Serialize> FromRequest<AppState> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {

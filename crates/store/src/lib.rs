@@ -37,6 +37,18 @@ impl Default for Options {
     }
 }
 
+/// Every table keyed by namespace besides `records` (and the change log, which
+/// keeps its history): what deleting a namespace empties.
+pub(crate) const NAMESPACE_TABLES: &[&str] = &[
+    "leases",
+    "lease_waiters",
+    "fences",
+    "feed_entries",
+    "feed_configs",
+    "gates",
+    "tickets",
+];
+
 /// A committed (or refused-without-effect) command: its answer and the revision it
 /// committed at; the current revision when it wrote nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +231,29 @@ impl Store {
         }
     }
 
+    /// Reads a gate.
+    pub async fn get_gate(&self, ns: &str, id: &str) -> Result<Option<lockstep_core::gate::Gate>, Error> {
+        match self {
+            Store::Sqlite(s) => s.get_gate(ns, id).await,
+            Store::Postgres(s) => s.get_gate(ns, id).await,
+        }
+    }
+
+    /// Lists a gate's tickets by id, optionally of one state.
+    pub async fn list_tickets(
+        &self,
+        ns: &str,
+        gate: &str,
+        state: Option<lockstep_core::gate::TicketState>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
+        match self {
+            Store::Sqlite(s) => s.list_tickets(ns, gate, state, after, limit).await,
+            Store::Postgres(s) => s.list_tickets(ns, gate, state, after, limit).await,
+        }
+    }
+
     /// Reads a lease's stored row (held or not) and the storage clock's `now`.
     pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
         match self {
@@ -264,13 +299,25 @@ pub(crate) fn record_from_parts(
     use lockstep_core::Millis;
     Ok(Record {
         key,
-        value: serde_json::from_str(value)
-            .map_err(|e| Error::Internal(format!("stored value is not JSON: {e}")))?,
+        value: parse_stored(value)?,
         version: u64::try_from(version).map_err(|_| Error::Internal("negative version".into()))?,
         created_at: Millis(created_at),
         updated_at: Millis(updated_at),
         expires_at: expires_at.map(Millis),
     })
+}
+
+/// Parses JSON text this store wrote. Values were checked against the depth
+/// limit before they were stored, so the parser's own recursion limit (which
+/// would refuse a value of exactly the allowed depth inside its wrapper) is off.
+pub(crate) fn parse_stored<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let v =
+        T::deserialize(&mut de).map_err(|e| Error::Internal(format!("stored JSON is unreadable: {e}")))?;
+    de.end()
+        .map_err(|e| Error::Internal(format!("stored JSON is unreadable: {e}")))?;
+    Ok(v)
 }
 
 /// A revision as stored (SQL has signed 64-bit integers).

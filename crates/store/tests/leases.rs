@@ -554,6 +554,12 @@ async fn mutual_exclusion_under_load(env: Env) {
     let mut holds = holds.lock().unwrap().clone();
     let mut writes = writes.lock().unwrap().clone();
     let lost_writes = *lost_writes.lock().unwrap();
+    println!(
+        "[{:?}] {} acquisitions, {} fenced writes, {lost_writes} lost",
+        env.backend(),
+        holds.len(),
+        writes.len()
+    );
     assert!(
         holds.len() >= 10,
         "too few acquisitions to say anything: {}",

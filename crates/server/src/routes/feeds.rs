@@ -8,14 +8,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lockstep_core::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
 use lockstep_core::{cursor, names, Command, Millis, Outcome};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Most entries in one legacy import.
 pub const IMPORT_ENTRIES_MAX: usize = 1000;
 
 /// `POST /entries` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBody {
     id: String,
@@ -24,7 +24,7 @@ pub struct AppendBody {
 }
 
 /// `GET /entries` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntriesQuery {
     limit: Option<usize>,
@@ -33,7 +33,7 @@ pub struct EntriesQuery {
 }
 
 /// `POST /read` body: exactly one of the three.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadBody {
     ids: Option<Vec<String>>,
@@ -42,7 +42,7 @@ pub struct ReadBody {
 }
 
 /// `GET /feeds` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedsQuery {
     #[serde(default)]

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use lockstep_core::lease::{AcquireReq, Lease};
 use lockstep_core::{Command, Millis, Outcome};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 pub const WAIT_POLL: Duration = Duration::from_millis(25);
 
 /// `acquire` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
     ttl_ms: u64,
@@ -29,7 +29,7 @@ pub struct AcquireBody {
 }
 
 /// `renew` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
     token: String,
@@ -37,14 +37,14 @@ pub struct RenewBody {
 }
 
 /// `release` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
     token: String,
 }
 
-/// A fresh random 128-bit owner token, URL-safe.
-fn new_token() -> Result<String, ApiError> {
+/// A fresh random 128-bit identifier, URL-safe: owner tokens, ticket ids.
+pub fn random_id() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
@@ -117,7 +117,7 @@ pub async fn acquire(
     let mut req = AcquireReq {
         ttl_ms: body.ttl_ms,
         holder: body.holder,
-        token: new_token()?,
+        token: random_id()?,
         wait: waits.then_some(None),
     };
     let deadline = Instant::now() + Duration::from_millis(body.wait_ms);

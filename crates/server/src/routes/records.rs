@@ -7,11 +7,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
 use lockstep_core::{cursor, Command, Outcome, Precondition};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// `PUT` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutBody {
     value: Value,
@@ -22,14 +22,14 @@ pub struct PutBody {
 }
 
 /// `?expected_version=N` of PATCH and DELETE.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreconditionQuery {
     expected_version: Option<u64>,
 }
 
 /// `GET /records` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]

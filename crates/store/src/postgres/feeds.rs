@@ -16,8 +16,7 @@ fn entry_from_row(feed: &str, r: &tokio_postgres::Row) -> Result<Entry, Error> {
         feed: feed.to_owned(),
         id: r.try_get(0).map_err(pg_error)?,
         at: Millis(r.try_get(1).map_err(pg_error)?),
-        data: serde_json::from_str(&data)
-            .map_err(|e| Error::Internal(format!("stored entry is not JSON: {e}")))?,
+        data: crate::parse_stored(&data)?,
         revision: u64::try_from(r.try_get::<_, i64>(3).map_err(pg_error)?).unwrap_or(0),
         read: r.try_get(4).map_err(pg_error)?,
         scrubbed: r.try_get(5).map_err(pg_error)?,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 
 mod feeds;
+mod gates;
 
 /// Versioned schema migrations; `lockstep_schema_migrations` records those applied.
 const MIGRATIONS: &[&str] = &[
@@ -53,11 +54,42 @@ const MIGRATIONS: &[&str] = &[
        CREATE TABLE feed_configs (
          ns text COLLATE "C" NOT NULL, feed text COLLATE "C" NOT NULL, config text NOT NULL,
          PRIMARY KEY (ns, feed));"#,
+    // 4: gates and tickets.
+    r#"CREATE TABLE gates (
+         ns text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL, state text NOT NULL, epoch bigint NOT NULL,
+         pending text NOT NULL, meta text NOT NULL, created_at bigint NOT NULL, updated_at bigint NOT NULL,
+         PRIMARY KEY (ns, id));
+       CREATE TABLE tickets (
+         ns text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL, gate text COLLATE "C" NOT NULL,
+         epoch bigint NOT NULL, state text NOT NULL, meta text NOT NULL, recovered boolean NOT NULL,
+         finalized_revision bigint, created_at bigint NOT NULL, updated_at bigint NOT NULL,
+         PRIMARY KEY (ns, id));
+       CREATE INDEX tickets_by_gate ON tickets (ns, gate, id);"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each
 /// migration once.
 const MIGRATION_LOCK: i64 = 0x6c6f_636b_7374_6570; // "lockstep"
+
+/// The longest a statement or transaction may take before the store answers
+/// `Unavailable`: a database that stalls (connections open, no answer) must not
+/// hang requests.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `$body` (which uses `$client`) under [`QUERY_TIMEOUT`]; a connection
+/// that does not answer in time is taken out of the pool and closed.
+macro_rules! bounded {
+    ($client:ident, $body:block) => {{
+        let result = tokio::time::timeout(QUERY_TIMEOUT, async $body).await;
+        match result {
+            Ok(r) => r,
+            Err(_) => {
+                drop(deadpool_postgres::Object::take($client));
+                Err(Error::Unavailable(format!("PostgreSQL did not answer within {QUERY_TIMEOUT:?}")).into())
+            }
+        }
+    }};
+}
 
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
 const ATTEMPTS_MAX: u32 = 20;
@@ -278,69 +310,73 @@ impl PgStore {
 
     async fn attempt(&self, ns: &str, cmd: &Command, actor: &str) -> Result<Committed, Failure> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let rows = cmd.rows();
-        let mut locks: Vec<i64> = rows
-            .iter()
-            .filter_map(RowKey::lock)
-            .map(|(kind, name)| lock_id(kind, ns, &name))
-            .collect();
-        locks.sort_unstable();
-        locks.dedup();
-        let lock = tx
-            .prepare_cached("SELECT pg_advisory_xact_lock(x) FROM unnest($1::int8[]) AS x")
-            .await?;
-        tx.execute(&lock, &[&locks]).await?;
-        let (snapshot, now) = load_snapshot(&tx, ns, &rows).await?;
-        // Probe first: a command that makes no visible write (a refusal, a
-        // read-only transaction, a waiter's bookkeeping) consumes no revision.
-        let probe = Ctx {
-            revision: u64::MAX,
-            now,
-            actor,
-            limits: &self.limits,
-        };
-        let probed = execute(cmd, &snapshot, &probe)?;
-        if !probed.writes() {
-            persist(&tx, ns, &probed, 0, now, actor).await?;
-            let current = tx
-                .prepare_cached(
-                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
-                )
+        bounded!(client, {
+            let tx = client.transaction().await?;
+            let rows = cmd.rows();
+            let mut locks: Vec<i64> = rows
+                .iter()
+                .filter_map(RowKey::lock)
+                .map(|(kind, name)| lock_id(kind, ns, &name))
+                .collect();
+            locks.sort_unstable();
+            locks.dedup();
+            let lock = tx
+                .prepare_cached("SELECT pg_advisory_xact_lock(x) FROM unnest($1::int8[]) AS x")
                 .await?;
-            let rev: i64 = tx.query_one(&current, &[]).await?.try_get(0)?;
+            tx.execute(&lock, &[&locks]).await?;
+            let (snapshot, now) = load_snapshot(&tx, ns, &rows).await?;
+            // Probe first: a command that makes no visible write (a refusal, a
+            // read-only transaction, a waiter's bookkeeping) consumes no revision.
+            let probe = Ctx {
+                revision: u64::MAX,
+                now,
+                actor,
+                limits: &self.limits,
+            };
+            let probed = execute(cmd, &snapshot, &probe)?;
+            if !probed.writes() {
+                persist(&tx, ns, &probed, 0, now, actor).await?;
+                let current = tx
+                    .prepare_cached(
+                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
+                    )
+                    .await?;
+                let rev: i64 = tx.query_one(&current, &[]).await?.try_get(0)?;
+                tx.commit().await?;
+                return Ok(Committed {
+                    outcome: probed.outcome,
+                    revision: u64::try_from(rev).unwrap_or(0),
+                });
+            }
+            let next = tx.prepare_cached("SELECT nextval('lockstep_revision')").await?;
+            let rev: i64 = tx.query_one(&next, &[]).await?.try_get(0)?;
+            let revision = u64::try_from(rev).map_err(|_| Error::Internal("negative revision".into()))?;
+            let ctx = Ctx { revision, ..probe };
+            let effect = execute(cmd, &snapshot, &ctx)?;
+            persist(&tx, ns, &effect, revision, now, actor).await?;
             tx.commit().await?;
-            return Ok(Committed {
-                outcome: probed.outcome,
-                revision: u64::try_from(rev).unwrap_or(0),
-            });
-        }
-        let next = tx.prepare_cached("SELECT nextval('lockstep_revision')").await?;
-        let rev: i64 = tx.query_one(&next, &[]).await?.try_get(0)?;
-        let revision = u64::try_from(rev).map_err(|_| Error::Internal("negative revision".into()))?;
-        let ctx = Ctx { revision, ..probe };
-        let effect = execute(cmd, &snapshot, &ctx)?;
-        persist(&tx, ns, &effect, revision, now, actor).await?;
-        tx.commit().await?;
-        self.metrics.commit_batch_size.observe(1);
-        Ok(Committed {
-            outcome: effect.outcome,
-            revision,
+            self.metrics.commit_batch_size.observe(1);
+            Ok(Committed {
+                outcome: effect.outcome,
+                revision,
+            })
         })
     }
 
     /// Reads a lease's stored row and the storage clock.
     pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let key = RowKey::Lease(name.to_owned());
-        let loaded = load_snapshot(&tx, ns, std::slice::from_ref(&key)).await;
-        let (snapshot, now) = loaded.map_err(final_error)?;
-        let lease = match snapshot.get(&key) {
-            Some(Some(Row::Lease(l))) => Some(l.clone()),
-            _ => None,
-        };
-        Ok((lease, now))
+        bounded!(client, {
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let key = RowKey::Lease(name.to_owned());
+            let loaded = load_snapshot(&tx, ns, std::slice::from_ref(&key)).await;
+            let (snapshot, now) = loaded.map_err(final_error)?;
+            let lease = match snapshot.get(&key) {
+                Some(Some(Row::Lease(l))) => Some(l.clone()),
+                _ => None,
+            };
+            Ok((lease, now))
+        })
     }
 
     /// One page of a feed's visible entries with its unread count.
@@ -353,9 +389,11 @@ impl PgStore {
         limit: usize,
     ) -> Result<FeedPage, Error> {
         let mut client = self.client().await?;
-        feeds::list_entries(&mut client, ns, feed, desc, after.as_ref(), limit)
-            .await
-            .map_err(final_error)
+        bounded!(client, {
+            feeds::list_entries(&mut client, ns, feed, desc, after.as_ref(), limit)
+                .await
+                .map_err(final_error)
+        })
     }
 
     /// Feeds by name with their counts.
@@ -367,23 +405,56 @@ impl PgStore {
         limit: usize,
     ) -> Result<Vec<FeedSummary>, Error> {
         let mut client = self.client().await?;
-        feeds::list_feeds(&mut client, ns, prefix, after, limit)
-            .await
-            .map_err(final_error)
+        bounded!(client, {
+            feeds::list_feeds(&mut client, ns, prefix, after, limit)
+                .await
+                .map_err(final_error)
+        })
+    }
+
+    /// Reads a gate.
+    pub async fn get_gate(&self, ns: &str, id: &str) -> Result<Option<lockstep_core::gate::Gate>, Error> {
+        let client = self.client().await?;
+        bounded!(client, {
+            Ok(gates::load_gates(&client, ns, &[id])
+                .await
+                .map_err(final_error)?
+                .into_iter()
+                .next())
+        })
+    }
+
+    /// Lists a gate's tickets.
+    pub async fn list_tickets(
+        &self,
+        ns: &str,
+        gate: &str,
+        state: Option<lockstep_core::gate::TicketState>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
+        let client = self.client().await?;
+        bounded!(client, {
+            gates::list_tickets(&client, ns, gate, state, after, limit)
+                .await
+                .map_err(final_error)
+        })
     }
 
     /// Reads one live record (storage clock).
     pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Record>, Error> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT key, value, version, created_at, updated_at, expires_at FROM records
-                 WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {NOW_MS})"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let row = client.query_opt(&stmt, &[&ns, &key]).await.map_err(pg_error)?;
-        row.map(|r| row_to_record(&r, 0)).transpose()
+        bounded!(client, {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT key, value, version, created_at, updated_at, expires_at FROM records
+                     WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {NOW_MS})"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let row = client.query_opt(&stmt, &[&ns, &key]).await.map_err(pg_error)?;
+            row.map(|r| row_to_record(&r, 0)).transpose()
+        })
     }
 
     /// Lists live records by key.
@@ -400,69 +471,85 @@ impl PgStore {
         };
         let upper = lockstep_core::names::prefix_upper_bound(prefix);
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT key, value, version, created_at, updated_at, expires_at FROM records
-                 WHERE ns = $1 AND key {lower_op} $2 AND ($3::text IS NULL OR key < $3::text)
-                   AND (expires_at IS NULL OR expires_at > {NOW_MS})
-                 ORDER BY key LIMIT $4"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(&stmt, &[&ns, &lower, &upper, &limit])
-            .await
-            .map_err(pg_error)?;
-        rows.iter().map(|r| row_to_record(r, 0)).collect()
+        bounded!(client, {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT key, value, version, created_at, updated_at, expires_at FROM records
+                     WHERE ns = $1 AND key {lower_op} $2 AND ($3::text IS NULL OR key < $3::text)
+                       AND (expires_at IS NULL OR expires_at > {NOW_MS})
+                     ORDER BY key LIMIT $4"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&stmt, &[&ns, &lower, &upper, &limit])
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(|r| row_to_record(r, 0)).collect()
+        })
     }
 
     /// Up to `batch` sweeper commands: expired records to purge and expired
     /// leases to free, each with its namespace.
     pub async fn expired(&self, batch: usize) -> Result<Vec<(String, Command)>, Error> {
         let client = self.client().await?;
-        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let records = client
-            .prepare_cached(&format!(
-                "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= {NOW_MS}
-                 ORDER BY expires_at LIMIT $1"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let leases = client
-            .prepare_cached(&format!(
-                "SELECT ns, name FROM leases WHERE token IS NOT NULL AND expires_at <= {NOW_MS}
-                 ORDER BY expires_at LIMIT $1"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let mut out = Vec::new();
-        for r in client.query(&records, &[&limit]).await.map_err(pg_error)? {
-            let key = r.try_get(1).map_err(pg_error)?;
-            out.push((r.try_get(0).map_err(pg_error)?, Command::Expire { key }));
-        }
-        for r in client.query(&leases, &[&limit]).await.map_err(pg_error)? {
-            let name = r.try_get(1).map_err(pg_error)?;
-            out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
-        }
-        out.extend(feeds::retention(&client, batch).await.map_err(final_error)?);
-        Ok(out)
+        bounded!(client, {
+            let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+            let records = client
+                .prepare_cached(&format!(
+                    "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= {NOW_MS}
+                     ORDER BY expires_at LIMIT $1"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let leases = client
+                .prepare_cached(&format!(
+                    "SELECT ns, name FROM leases WHERE token IS NOT NULL AND expires_at <= {NOW_MS}
+                     ORDER BY expires_at LIMIT $1"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let mut out = Vec::new();
+            for r in client.query(&records, &[&limit]).await.map_err(pg_error)? {
+                let key = r.try_get(1).map_err(pg_error)?;
+                out.push((r.try_get(0).map_err(pg_error)?, Command::Expire { key }));
+            }
+            for r in client.query(&leases, &[&limit]).await.map_err(pg_error)? {
+                let name = r.try_get(1).map_err(pg_error)?;
+                out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
+            }
+            out.extend(feeds::retention(&client, batch).await.map_err(final_error)?);
+            Ok(out)
+        })
     }
 
     /// Removes every record of a namespace.
     pub async fn delete_namespace(&self, ns: &str) -> Result<u64, Error> {
-        let client = self.client().await?;
-        client
-            .execute("DELETE FROM records WHERE ns = $1", &[&ns])
-            .await
-            .map_err(pg_error)
+        let mut client = self.client().await?;
+        bounded!(client, {
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let n = tx
+                .execute("DELETE FROM records WHERE ns = $1", &[&ns])
+                .await
+                .map_err(pg_error)?;
+            for table in crate::NAMESPACE_TABLES {
+                tx.execute(&format!("DELETE FROM {table} WHERE ns = $1"), &[&ns])
+                    .await
+                    .map_err(pg_error)?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(n)
+        })
     }
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
         let client = self.client().await?;
-        client.query_one("SELECT 1", &[]).await.map_err(pg_error)?;
-        Ok(())
+        bounded!(client, {
+            client.query_one("SELECT 1", &[]).await.map_err(pg_error)?;
+            Ok(())
+        })
     }
 }
 
@@ -580,6 +667,34 @@ async fn load_snapshot(
                 Some(Row::FeedConfig { feed, config }),
             );
         }
+    }
+    let gate_ids = of(|k| if let RowKey::Gate(n) = k { Some(n) } else { None });
+    if !gate_ids.is_empty() {
+        for g in gates::load_gates(tx, ns, &gate_ids).await? {
+            snapshot.insert(RowKey::Gate(g.id.clone()), Some(Row::Gate(g)));
+        }
+    }
+    let ticket_ids = of(|k| if let RowKey::Ticket(n) = k { Some(n) } else { None });
+    if !ticket_ids.is_empty() {
+        for t in gates::load_tickets(tx, ns, &ticket_ids).await? {
+            snapshot.insert(RowKey::Ticket(t.id.clone()), Some(Row::Ticket(t)));
+        }
+    }
+    for gate in of(|k| {
+        if let RowKey::GateTickets(n) = k {
+            Some(n)
+        } else {
+            None
+        }
+    }) {
+        let tickets = gates::load_unfinished(tx, ns, gate).await?;
+        snapshot.insert(
+            RowKey::GateTickets(gate.to_owned()),
+            Some(Row::GateTickets {
+                gate: gate.to_owned(),
+                tickets,
+            }),
+        );
     }
     Ok((snapshot, now))
 }
@@ -729,6 +844,13 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
         Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(tx, ns, e).await?,
         Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(tx, ns, feed, config).await?,
         Mutation::MarkRead { feed, selector } => feeds::mark_read(tx, ns, feed, selector).await?,
+        Mutation::Put(Row::Gate(g)) => gates::put_gate(tx, ns, g).await?,
+        Mutation::Put(Row::Ticket(t)) => gates::put_ticket(tx, ns, t).await?,
+        Mutation::Put(Row::GateTickets { .. }) => {
+            return Err(Failure::Final(Error::Internal(
+                "a gate's ticket set is written ticket by ticket".into(),
+            )));
+        }
         Mutation::Delete(RowKey::FeedEntry(feed, id)) => feeds::delete_entry(tx, ns, feed, id).await?,
         Mutation::Delete(key) => {
             let sql = match key {
@@ -737,6 +859,9 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
                 RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = $1 AND name = $2",
                 RowKey::Fence(_) => "DELETE FROM fences WHERE ns = $1 AND resource = $2",
                 RowKey::FeedConfig(_) => "DELETE FROM feed_configs WHERE ns = $1 AND feed = $2",
+                RowKey::Gate(_) => "DELETE FROM gates WHERE ns = $1 AND id = $2",
+                RowKey::Ticket(_) => "DELETE FROM tickets WHERE ns = $1 AND id = $2",
+                RowKey::GateTickets(_) => "DELETE FROM tickets WHERE ns = $1 AND gate = $2",
                 RowKey::FeedEntry(..) => unreachable!("handled above"),
             };
             let stmt = tx.prepare_cached(sql).await?;

@@ -26,8 +26,7 @@ fn entry_from_row(feed: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry,
 }
 
 fn with_data((mut e, data): (Entry, String)) -> Result<Entry, Error> {
-    e.data = serde_json::from_str(&data)
-        .map_err(|err| Error::Internal(format!("stored entry is not JSON: {err}")))?;
+    e.data = crate::parse_stored(&data)?;
     Ok(e)
 }
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 mod feeds;
+pub(crate) mod gates;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records
 /// the last one applied.
@@ -53,6 +54,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE feed_configs (
         ns TEXT NOT NULL, feed TEXT NOT NULL, config TEXT NOT NULL,
         PRIMARY KEY (ns, feed)) WITHOUT ROWID;",
+    // 4: gates and tickets.
+    "CREATE TABLE gates (
+        ns TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, epoch INTEGER NOT NULL,
+        pending TEXT NOT NULL, meta TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        PRIMARY KEY (ns, id)) WITHOUT ROWID;
+     CREATE TABLE tickets (
+        ns TEXT NOT NULL, id TEXT NOT NULL, gate TEXT NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL,
+        meta TEXT NOT NULL, recovered INTEGER NOT NULL, finalized_revision INTEGER,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        PRIMARY KEY (ns, id)) WITHOUT ROWID;
+     CREATE INDEX tickets_by_gate ON tickets (ns, gate, id);",
 ];
 
 const READERS_MAX: usize = 8;
@@ -317,6 +329,26 @@ impl SqliteStore {
             .await
     }
 
+    /// Reads a gate.
+    pub async fn get_gate(&self, ns: &str, id: &str) -> Result<Option<lockstep_core::gate::Gate>, Error> {
+        let (ns, id) = (ns.to_owned(), id.to_owned());
+        self.read(move |c| gates::load_gate(c, &ns, &id)).await
+    }
+
+    /// Lists a gate's tickets.
+    pub async fn list_tickets(
+        &self,
+        ns: &str,
+        gate: &str,
+        state: Option<lockstep_core::gate::TicketState>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
+        let (ns, gate, after) = (ns.to_owned(), gate.to_owned(), after.map(str::to_owned));
+        self.read(move |c| gates::list_tickets(c, &ns, &gate, state, after.as_deref(), limit))
+            .await
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
@@ -382,6 +414,9 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
             .optional()?
             .map(|f| Row::Fence { resource: resource.clone(), fence: u64::try_from(f).unwrap_or(0) }),
         RowKey::FeedEntry(feed, id) => feeds::load_entry(c, ns, feed, id)?,
+        RowKey::Gate(id) => gates::load_gate(c, ns, id)?.map(Row::Gate),
+        RowKey::Ticket(id) => gates::load_ticket(c, ns, id)?.map(Row::Ticket),
+        RowKey::GateTickets(gate) => gates::load_unfinished(c, ns, gate)?,
         RowKey::FeedConfig(feed) => {
             feeds::load_config(c, ns, feed)?.map(|config| Row::FeedConfig { feed: feed.clone(), config })
         }
@@ -439,6 +474,13 @@ fn persist(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
             Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(c, ns, e)?,
             Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(c, ns, feed, config)?,
             Mutation::MarkRead { feed, selector } => feeds::mark_read(c, ns, feed, selector)?,
+            Mutation::Put(Row::Gate(g)) => gates::put_gate(c, ns, g)?,
+            Mutation::Put(Row::Ticket(t)) => gates::put_ticket(c, ns, t)?,
+            Mutation::Put(Row::GateTickets { .. }) => {
+                return Err(Error::Internal(
+                    "a gate's ticket set is written ticket by ticket".into(),
+                ))
+            }
             Mutation::Delete(RowKey::FeedEntry(feed, id)) => feeds::delete_entry(c, ns, feed, id)?,
             Mutation::Delete(key) => {
                 let sql = match key {
@@ -447,6 +489,9 @@ fn persist(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
                     RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = ?1 AND name = ?2",
                     RowKey::Fence(_) => "DELETE FROM fences WHERE ns = ?1 AND resource = ?2",
                     RowKey::FeedConfig(_) => "DELETE FROM feed_configs WHERE ns = ?1 AND feed = ?2",
+                    RowKey::Gate(_) => "DELETE FROM gates WHERE ns = ?1 AND id = ?2",
+                    RowKey::Ticket(_) => "DELETE FROM tickets WHERE ns = ?1 AND id = ?2",
+                    RowKey::GateTickets(_) => "DELETE FROM tickets WHERE ns = ?1 AND gate = ?2",
                     RowKey::FeedEntry(..) => unreachable!("handled above"),
                 };
                 c.prepare_cached(sql)?.execute(params![ns, key.name()])?;
@@ -594,6 +639,10 @@ impl Writer {
                         let n = c
                             .prepare_cached("DELETE FROM records WHERE ns = ?1")?
                             .execute(params![ns])?;
+                        for table in crate::NAMESPACE_TABLES {
+                            c.prepare_cached(&format!("DELETE FROM {table} WHERE ns = ?1"))?
+                                .execute(params![ns])?;
+                        }
                         Ok(n as u64)
                     });
                     replies.push(Reply::Deleted(reply, result));

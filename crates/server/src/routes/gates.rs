@@ -1,0 +1,296 @@
+//! `/v1/ns/{ns}/gates`: lifecycle gates with epochs, and tickets admitted under
+//! an epoch (SPEC §7). The answers of ticket operations are tabulated in
+//! `docs/gates.md`.
+
+use crate::extract::{content_type_is, parse_json, read_body, Caller, Json, Name, Ns, Path, Query};
+use crate::routes::leases::random_id;
+use crate::{ApiError, AppState};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lockstep_core::feed::NewEntry;
+use lockstep_core::gate::{Gate, Policy, Ticket, TicketOp, TicketState, Transition};
+use lockstep_core::{cursor, names, Command, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// `PUT /gates/{id}` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    policy: Option<Policy>,
+    meta: Option<Value>,
+}
+
+/// `POST /tickets` body.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmitBody {
+    ticket_id: Option<String>,
+    meta: Option<Value>,
+}
+
+/// `{feed, data}` of a finalize.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendSpec {
+    feed: String,
+    data: Value,
+}
+
+/// `POST .../finalize` body.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeBody {
+    append: Option<AppendSpec>,
+}
+
+/// `GET /tickets` query.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn gate_json(g: &Gate) -> Value {
+    json!({
+        "id": g.id, "state": g.state.as_str(), "epoch": g.epoch, "policy": g.policy, "meta": g.meta,
+        "created_at": g.created_at.to_rfc3339(), "updated_at": g.updated_at.to_rfc3339(),
+    })
+}
+
+fn ticket_json(t: &Ticket) -> Value {
+    json!({
+        "ticket_id": t.id, "gate": t.gate, "epoch": t.epoch, "state": t.state.as_str(), "meta": t.meta,
+        "recovered": t.recovered, "finalized_revision": t.finalized_revision,
+        "created_at": t.created_at.to_rfc3339(), "updated_at": t.updated_at.to_rfc3339(),
+    })
+}
+
+fn unexpected(o: Outcome) -> ApiError {
+    ApiError::Internal(format!("unexpected outcome {o:?}"))
+}
+
+/// `PUT /gates/{id}`: 201 created open at epoch 1; 200 updates policy and meta.
+pub async fn put(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(id): Name,
+    caller: Caller,
+    Json(body): Json<PutBody>,
+) -> Result<Response, ApiError> {
+    if let Some(m) = &body.meta {
+        lockstep_core::json::check_value(m, &st.limits)?;
+    }
+    let cmd = Command::PutGate {
+        id,
+        policy: body.policy,
+        meta: body.meta,
+    };
+    let c = st.store.execute(&ns, cmd, &caller.name).await?;
+    match c.outcome {
+        Outcome::GatePut { gate, created } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut body = gate_json(&gate);
+            body["revision"] = json!(c.revision);
+            Ok((status, axum::Json(body)).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /gates/{id}`.
+pub async fn get(State(st): State<AppState>, Ns(ns): Ns, Name(id): Name) -> Result<Response, ApiError> {
+    let g = st
+        .store
+        .get_gate(&ns, &id)
+        .await?
+        .ok_or_else(|| lockstep_core::Error::NotFound(format!("gate {id:?} does not exist")))?;
+    Ok(axum::Json(gate_json(&g)).into_response())
+}
+
+/// `POST /gates/{id}/{transition}`: pause, resume, revoke, delete, reopen.
+pub async fn transition(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Path((_, id, name)): Path<(String, String, String)>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    names::validate_key(&id, &st.limits)?;
+    let transition = Transition::parse(&name)?;
+    let c = st
+        .store
+        .execute(&ns, Command::Transition { id, transition }, &caller.name)
+        .await?;
+    match c.outcome {
+        Outcome::Transitioned {
+            gate,
+            changed,
+            voided,
+            pending,
+        } => {
+            let mut body = gate_json(&gate);
+            body["changed"] = json!(changed);
+            body["voided"] = json!(voided);
+            body["pending"] = json!(pending);
+            body["revision"] = json!(c.revision);
+            Ok(axum::Json(body).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `POST /gates/{id}/tickets`: admit a ticket under the current epoch.
+pub async fn admit(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(gate): Name,
+    caller: Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let body: AdmitBody = optional_json(req, &st).await?.unwrap_or_default();
+    if let Some(m) = &body.meta {
+        lockstep_core::json::check_value(m, &st.limits)?;
+    }
+    let ticket = match body.ticket_id {
+        Some(t) => {
+            names::validate_key(&t, &st.limits)?;
+            t
+        }
+        None => random_id()?,
+    };
+    let c = st
+        .store
+        .execute(
+            &ns,
+            Command::Admit {
+                gate,
+                ticket,
+                meta: body.meta,
+            },
+            &caller.name,
+        )
+        .await?;
+    match c.outcome {
+        Outcome::Admitted { ticket, created } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut body = ticket_json(&ticket);
+            body["created"] = json!(created);
+            Ok((status, axum::Json(body)).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A JSON body that may be absent (empty).
+async fn optional_json<T: serde::de::DeserializeOwned + Serialize>(
+    req: Request,
+    st: &AppState,
+) -> Result<Option<T>, ApiError> {
+    let json_type = content_type_is(req.headers(), "application/json");
+    let bytes = read_body(req, &st.limits).await?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if !json_type {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".into(),
+        ));
+    }
+    parse_json(&bytes, &st.limits).map(Some)
+}
+
+/// `POST /gates/{id}/tickets/{t}/{op}`: check, commit, finalize, abort.
+pub async fn ticket_op(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Path((_, gate, ticket, op)): Path<(String, String, String, String)>,
+    caller: Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    names::validate_key(&gate, &st.limits)?;
+    names::validate_key(&ticket, &st.limits)?;
+    let op = match op.as_str() {
+        "check" => TicketOp::Check,
+        "commit" => TicketOp::Commit,
+        "finalize" => TicketOp::Finalize,
+        "abort" => TicketOp::Abort,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "unknown ticket operation {other:?}: check, commit, finalize or abort"
+            )))
+        }
+    };
+    let body: FinalizeBody = optional_json(req, &st).await?.unwrap_or_default();
+    let append = match (op, body.append) {
+        (_, None) => None,
+        (TicketOp::Finalize, Some(a)) => {
+            names::validate_key(&a.feed, &st.limits)?;
+            Some((a.feed, NewEntry::new(ticket.clone(), a.data, None, &st.limits)?))
+        }
+        (_, Some(_)) => return Err(ApiError::invalid("append is only valid with finalize")),
+    };
+    let c = st
+        .store
+        .execute(
+            &ns,
+            Command::Ticket {
+                gate,
+                ticket,
+                op,
+                append,
+            },
+            &caller.name,
+        )
+        .await?;
+    match c.outcome {
+        Outcome::TicketDone { ticket } => Ok(axum::Json(ticket_json(&ticket)).into_response()),
+        Outcome::TicketVoided { detail } => Err(lockstep_core::Error::GateClosed(detail).into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /gates/{id}/tickets?state=&limit=&cursor=`.
+pub async fn tickets(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(gate): Name,
+    Query(q): Query<TicketsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = st.limits.page_size(q.limit)?;
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| {
+            TicketState::parse(s).ok_or_else(|| ApiError::invalid(format!("unknown ticket state {s:?}")))
+        })
+        .transpose()?;
+    let scope = format!("{ns}\0tickets\0{gate}\0{}", q.state.as_deref().unwrap_or(""));
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode(c, &scope))
+        .transpose()?;
+    let mut tickets = st
+        .store
+        .list_tickets(&ns, &gate, state, after.as_deref(), limit + 1)
+        .await?;
+    let next_cursor = if tickets.len() > limit {
+        tickets.truncate(limit);
+        tickets.last().map(|t| cursor::encode(&scope, &t.id))
+    } else {
+        None
+    };
+    let tickets: Vec<Value> = tickets.iter().map(ticket_json).collect();
+    Ok(axum::Json(json!({"tickets": tickets, "next_cursor": next_cursor})).into_response())
+}

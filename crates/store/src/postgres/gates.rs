@@ -1,0 +1,162 @@
+//! Gate and ticket rows on PostgreSQL (row decoding shared with SQLite).
+
+use super::{pg_error, Failure};
+use crate::sqlite::gates::{gate_from, pending_text, ticket_from};
+use crate::{rev_i64, Error};
+use deadpool_postgres::GenericClient;
+use lockstep_core::gate::{Gate, Ticket, TicketState};
+
+const GATE_COLUMNS: &str = "id, state, epoch, pending, meta, created_at, updated_at";
+const TICKET_COLUMNS: &str =
+    "id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at";
+
+fn gate_row(r: &tokio_postgres::Row) -> Result<Gate, Error> {
+    let g = |i| r.try_get::<_, String>(i).map_err(pg_error);
+    let n = |i| r.try_get::<_, i64>(i).map_err(pg_error);
+    gate_from((g(0)?, g(1)?, n(2)?, g(3)?, g(4)?, n(5)?, n(6)?))
+}
+
+fn ticket_row(r: &tokio_postgres::Row) -> Result<Ticket, Error> {
+    let g = |i| r.try_get::<_, String>(i).map_err(pg_error);
+    let n = |i| r.try_get::<_, i64>(i).map_err(pg_error);
+    let recovered: bool = r.try_get(5).map_err(pg_error)?;
+    let finalized: Option<i64> = r.try_get(6).map_err(pg_error)?;
+    ticket_from((
+        g(0)?,
+        g(1)?,
+        n(2)?,
+        g(3)?,
+        g(4)?,
+        recovered,
+        finalized,
+        n(7)?,
+        n(8)?,
+    ))
+}
+
+/// Loads gates by id.
+pub async fn load_gates(c: &impl GenericClient, ns: &str, ids: &[&str]) -> Result<Vec<Gate>, Failure> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {GATE_COLUMNS} FROM gates WHERE ns = $1 AND id = ANY($2::text[])"
+        ))
+        .await?;
+    Ok(c.query(&stmt, &[&ns, &ids])
+        .await?
+        .iter()
+        .map(gate_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Loads tickets by id.
+pub async fn load_tickets(c: &impl GenericClient, ns: &str, ids: &[&str]) -> Result<Vec<Ticket>, Failure> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE ns = $1 AND id = ANY($2::text[])"
+        ))
+        .await?;
+    Ok(c.query(&stmt, &[&ns, &ids])
+        .await?
+        .iter()
+        .map(ticket_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Loads the unfinished tickets of a gate.
+pub async fn load_unfinished(c: &impl GenericClient, ns: &str, gate: &str) -> Result<Vec<Ticket>, Failure> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE ns = $1 AND gate = $2 AND state IN ('open', 'committed')"
+        ))
+        .await?;
+    Ok(c.query(&stmt, &[&ns, &gate])
+        .await?
+        .iter()
+        .map(ticket_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Writes a gate.
+pub async fn put_gate(c: &impl GenericClient, ns: &str, g: &Gate) -> Result<(), Failure> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch,
+               pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at",
+        )
+        .await?;
+    let meta = serde_json::to_string(&g.meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let epoch = rev_i64(g.epoch)?;
+    c.execute(
+        &stmt,
+        &[
+            &ns,
+            &g.id,
+            &g.state.as_str(),
+            &epoch,
+            &pending_text(g.policy.pending),
+            &meta,
+            &g.created_at.0,
+            &g.updated_at.0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes a ticket.
+pub async fn put_ticket(c: &impl GenericClient, ns: &str, t: &Ticket) -> Result<(), Failure> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, recovered = excluded.recovered,
+               finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at",
+        )
+        .await?;
+    let meta = serde_json::to_string(&t.meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let epoch = rev_i64(t.epoch)?;
+    let finalized = t.finalized_revision.map(rev_i64).transpose()?;
+    c.execute(
+        &stmt,
+        &[
+            &ns,
+            &t.id,
+            &t.gate,
+            &epoch,
+            &t.state.as_str(),
+            &meta,
+            &t.recovered,
+            &finalized,
+            &t.created_at.0,
+            &t.updated_at.0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Tickets of a gate by id, optionally of one state, after `after`.
+pub async fn list_tickets(
+    c: &impl GenericClient,
+    ns: &str,
+    gate: &str,
+    state: Option<TicketState>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Ticket>, Failure> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE ns = $1 AND gate = $2 AND ($3::text IS NULL OR state = $3::text)
+               AND ($4::text IS NULL OR id > $4::text) ORDER BY id LIMIT $5"
+        ))
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let state = state.map(TicketState::as_str);
+    Ok(c.query(&stmt, &[&ns, &gate, &state, &after, &limit])
+        .await?
+        .iter()
+        .map(ticket_row)
+        .collect::<Result<_, _>>()?)
+}
