@@ -1,0 +1,471 @@
+//! Hostile and malformed input through HTTP (SPEC §2, §3, §15 "Input"): every
+//! one answers a clean 4xx problem, and the server keeps serving afterwards.
+//! Against SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{fresh_pg, sqlite_db, tempdir, Http, Resp, Server};
+use serde_json::json;
+
+const NS: &str = "bad";
+
+fn rec(key: &str) -> String {
+    format!("/v1/ns/{NS}/records/{key}")
+}
+
+/// Collects failed expectations, so one run reports every refusal that is wrong
+/// instead of stopping at the first.
+#[derive(Default)]
+struct Checks {
+    failures: Vec<String>,
+}
+
+impl Checks {
+    /// Expects a problem answer of `status` and `code`, as problem+json.
+    fn problem(&mut self, r: &Resp, status: u16, code: &str, what: &str) {
+        let ct = r.header("content-type");
+        if r.status != status || r.code() != Some(code) || ct != Some("application/problem+json") {
+            self.failures.push(format!(
+                "{what}: expected {status} {code} as problem+json, got {} ({ct:?}) {:.300}",
+                r.status, r.text
+            ));
+        }
+    }
+
+    /// Expects a success status.
+    fn status(&mut self, r: &Resp, status: u16, what: &str) -> bool {
+        if r.status == status {
+            return true;
+        }
+        self.failures.push(format!(
+            "{what}: expected {status}, got {} {:.300}",
+            r.status, r.text
+        ));
+        false
+    }
+
+    /// Expects `ok`.
+    fn that(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            self.failures.push(what.into());
+        }
+    }
+
+    #[track_caller]
+    fn finish(self, backend: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "[{backend}] {} failed expectation(s):\n- {}",
+            self.failures.len(),
+            self.failures.join("\n- ")
+        );
+    }
+}
+
+async fn raw(
+    h: &Http,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> Resp {
+    let mut req = h.req(method, path).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    h.send(req).await
+}
+
+/// `depth` nested arrays around a number: `[[…[1]…]]`.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// `depth` nested objects: `{"a":{"a":…1…}}`.
+fn nested_objects(depth: usize) -> String {
+    format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth))
+}
+
+async fn bad_input(url: &str, backend: &str) {
+    let h = Http::new(url);
+    let mut c = Checks::default();
+    let json = Some("application/json");
+
+    // Malformed JSON, in many shapes.
+    for body in [
+        "",
+        "{",
+        "{\"value\":",
+        "not json",
+        "{\"value\":1}}",
+        "{\"value\":1} x",
+        "[1]",
+        "null",
+        "\u{0}",
+    ] {
+        let r = raw(&h, "PUT", &rec("m"), json, body).await;
+        c.problem(&r, 400, "invalid_request", &format!("PUT body {body:?}"));
+    }
+    let r = raw(&h, "PUT", &rec("m"), json, vec![0xff_u8, 0xfe, 0x7b]).await;
+    c.problem(&r, 400, "invalid_request", "PUT of invalid UTF-8");
+    let r = raw(&h, "POST", &format!("/v1/ns/{NS}/txn"), json, "{\"success\": [").await;
+    c.problem(&r, 400, "invalid_request", "txn of malformed JSON");
+    let r = raw(&h, "PATCH", &rec("m"), Some("application/merge-patch+json"), "{").await;
+    c.problem(&r, 400, "invalid_request", "merge patch of malformed JSON");
+
+    // Unknown fields, wrong types.
+    for body in [
+        json!({"value": 1, "extra": true}),
+        json!({"value": 1, "expected_version": "3"}),
+        json!({"value": 1, "ttl_ms": -5}),
+        json!({"value": 1, "force": "yes"}),
+        json!({"Value": 1}),
+        // The body is an object: the positional (array) form of the struct is not the API.
+        json!([1, null, null, false]),
+        json!([1, 0, null, false]),
+    ] {
+        let r = h.json("PUT", &rec("u"), &body).await;
+        c.problem(&r, 400, "invalid_request", &format!("PUT body {body}"));
+    }
+    for body in [
+        json!({"success": [{"put": {"key": "a", "value": 1, "extra": 1}}]}),
+        json!({"success": [{"get": {"key": "a"}, "put": {"key": "b", "value": 1}}]}),
+        json!({"compare": [{"key": "a", "version": 1, "extra": 1}]}),
+        json!({"success": {"get": {"key": "a"}}}),
+        json!({"success": [{"put": ["a", 1, null]}]}),
+        json!({"success": [{"get": ["a"]}]}),
+        json!([[], [], []]),
+    ] {
+        let r = h.json("POST", &format!("/v1/ns/{NS}/txn"), &body).await;
+        c.problem(&r, 400, "invalid_request", &format!("txn body {body}"));
+    }
+
+    // Keys: 512 bytes is the limit, 600 is 400 (also raw, and inside a transaction).
+    let key512 = "k".repeat(512);
+    let r = h.json("PUT", &rec(&key512), &json!({"value": 1})).await;
+    c.status(&r, 201, "512-byte key");
+    let key600 = "k".repeat(600);
+    let r = h.json("PUT", &rec(&key600), &json!({"value": 1})).await;
+    c.problem(&r, 400, "invalid_request", "PUT of a 600-byte key");
+    let r = h.get(&rec(&key600)).await;
+    c.problem(&r, 400, "invalid_request", "GET of a 600-byte key");
+    let r = h.send(h.req("DELETE", &rec(&key600))).await;
+    c.problem(&r, 400, "invalid_request", "DELETE of a 600-byte key");
+    let r = h
+        .json(
+            "POST",
+            &format!("/v1/ns/{NS}/txn"),
+            &json!({"success": [{"put": {"key": key600, "value": 1}}]}),
+        )
+        .await;
+    c.problem(&r, 400, "invalid_request", "txn put of a 600-byte key");
+    // 200 two-byte characters: 400 bytes, fine; 300 of them: 600 bytes, refused.
+    let r = h
+        .json("PUT", &rec(&"%C3%A9".repeat(200)), &json!({"value": 1}))
+        .await;
+    c.status(&r, 201, "400-byte key");
+    let r = h
+        .json("PUT", &rec(&"%C3%A9".repeat(300)), &json!({"value": 1}))
+        .await;
+    c.problem(
+        &r,
+        400,
+        "invalid_request",
+        "PUT of a 600-byte key of two-byte characters",
+    );
+    let r = h.json("PUT", &rec("a%FFb"), &json!({"value": 1})).await;
+    c.problem(&r, 400, "invalid_request", "a key that is not UTF-8");
+    let r = h.json("PUT", &rec("a%7Fb"), &json!({"value": 1})).await;
+    c.problem(&r, 400, "invalid_request", "a key with DEL");
+
+    // A body over 2 MiB: 413.
+    let big = format!("{{\"value\":\"{}\"}}", "x".repeat(2 * 1024 * 1024 + 16));
+    let r = raw(&h, "PUT", &rec("big"), json, big).await;
+    c.problem(&r, 413, "payload_too_large", "a body over 2 MiB");
+    // A value over 1 MiB in a body under 2 MiB: 413.
+    let value = "x".repeat(1024 * 1024 + 16);
+    let r = h.json("PUT", &rec("big"), &json!({"value": value})).await;
+    c.problem(&r, 413, "payload_too_large", "a value over 1 MiB");
+    let r = h
+        .json(
+            "POST",
+            &format!("/v1/ns/{NS}/txn"),
+            &json!({"success": [{"put": {"key": "big", "value": value}}]}),
+        )
+        .await;
+    c.problem(&r, 413, "payload_too_large", "a txn put of a value over 1 MiB");
+    let r = h.get(&rec("big")).await;
+    c.problem(&r, 404, "not_found", "nothing of the refused writes");
+    // A value just under 1 MiB is fine.
+    let value = "x".repeat(1024 * 1024 - 64);
+    let r = h.json("PUT", &rec("big"), &json!({"value": value})).await;
+    c.status(&r, 201, "a value just under 1 MiB");
+    // A merge patch growing it over 1 MiB: 413, nothing applied.
+    let r = raw(
+        &h,
+        "PATCH",
+        &rec("obj"),
+        Some("application/merge-patch+json"),
+        json!({"a": 1}).to_string(),
+    )
+    .await;
+    c.problem(&r, 404, "not_found", "patch of an absent record");
+    let r = h
+        .json(
+            "PUT",
+            &rec("obj"),
+            &json!({"value": {"a": "x".repeat(1024 * 1024 - 64)}}),
+        )
+        .await;
+    c.status(&r, 201, "a value of 1 MiB less 64 bytes in an object");
+    let r = raw(
+        &h,
+        "PATCH",
+        &rec("obj"),
+        Some("application/merge-patch+json"),
+        json!({"b": "y".repeat(1024)}).to_string(),
+    )
+    .await;
+    c.problem(
+        &r,
+        413,
+        "payload_too_large",
+        "a merge patch making the value over 1 MiB",
+    );
+
+    // Garbage cursors.
+    for cursor in ["garbage", "AAAA", "%2F%2F", "eyJ9", &"A".repeat(5000)] {
+        let r = h.get(&format!("/v1/ns/{NS}/records?cursor={cursor}")).await;
+        c.problem(&r, 400, "invalid_request", &format!("cursor {cursor:.20}"));
+    }
+
+    // Wrong Content-Type.
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/xml"),
+        Some("application/merge-patch+json"),
+    ] {
+        let r = raw(&h, "PUT", &rec("ct"), ct, "{\"value\":1}").await;
+        c.problem(
+            &r,
+            415,
+            "unsupported_media_type",
+            &format!("PUT with content type {ct:?}"),
+        );
+    }
+    let r = raw(
+        &h,
+        "PUT",
+        &rec("ct"),
+        Some("application/json; charset=utf-8"),
+        "{\"value\":1}",
+    )
+    .await;
+    c.status(&r, 201, "a charset parameter is fine");
+    let r = raw(&h, "PATCH", &rec("ct"), json, "{\"value\":2}").await;
+    c.problem(&r, 415, "unsupported_media_type", "PATCH as application/json");
+    let r = raw(&h, "POST", &format!("/v1/ns/{NS}/txn"), Some("text/plain"), "{}").await;
+    c.problem(&r, 415, "unsupported_media_type", "txn as text/plain");
+
+    // Invalid namespaces.
+    let ns64 = "n".repeat(64);
+    for ns in ["Upper", "-dash", ".dot", "a%20b", "a%2Fb", "%C3%A9", &ns64] {
+        let r = h
+            .json("PUT", &format!("/v1/ns/{ns}/records/k"), &json!({"value": 1}))
+            .await;
+        c.problem(&r, 400, "invalid_request", &format!("namespace {ns:.20}"));
+        let r = h.get(&format!("/v1/ns/{ns}/records")).await;
+        c.problem(&r, 400, "invalid_request", &format!("listing namespace {ns:.20}"));
+    }
+    let r = h
+        .json(
+            "PUT",
+            &format!("/v1/ns/{}/records/k", "n".repeat(63)),
+            &json!({"value": 1}),
+        )
+        .await;
+    c.status(&r, 201, "a 63-character namespace");
+
+    // Depth: a value nested 128 deep is accepted and reads back (127 as a control),
+    // 129 deep is 400 and applies nothing.
+    for (name, make) in [
+        ("arrays", nested as fn(usize) -> String),
+        ("objects", nested_objects),
+    ] {
+        for depth in [127, 128] {
+            let key = format!("deep-{name}-{depth}");
+            let text = make(depth);
+            let expected = common::parse_deep(&text).unwrap();
+            let r = raw(&h, "PUT", &rec(&key), json, format!("{{\"value\":{text}}}")).await;
+            c.status(&r, 201, &format!("PUT of {name} nested {depth} deep"));
+            let r = h.get(&rec(&key)).await;
+            if c.status(&r, 200, &format!("GET of {name} nested {depth} deep")) {
+                c.that(
+                    r.body["value"] == expected,
+                    format!("{name} nested {depth} deep reads back"),
+                );
+            }
+            let txn_key = format!("{key}-txn");
+            let r = raw(
+                &h,
+                "POST",
+                &format!("/v1/ns/{NS}/txn"),
+                json,
+                format!("{{\"success\":[{{\"put\":{{\"key\":\"{txn_key}\",\"value\":{text}}}}}]}}"),
+            )
+            .await;
+            c.status(&r, 200, &format!("txn put of {name} nested {depth} deep"));
+            let r = h.get(&rec(&txn_key)).await;
+            if c.status(
+                &r,
+                200,
+                &format!("GET of {name} nested {depth} deep written by a txn"),
+            ) {
+                c.that(
+                    r.body["value"] == expected,
+                    format!("{name} nested {depth} deep (txn) reads back"),
+                );
+            }
+        }
+        let key = format!("deep-{name}-129");
+        let text = make(129);
+        let r = raw(&h, "PUT", &rec(&key), json, format!("{{\"value\":{text}}}")).await;
+        c.problem(
+            &r,
+            400,
+            "invalid_request",
+            &format!("PUT of {name} nested 129 deep"),
+        );
+        let r = raw(
+            &h,
+            "POST",
+            &format!("/v1/ns/{NS}/txn"),
+            json,
+            format!("{{\"success\":[{{\"put\":{{\"key\":\"{key}\",\"value\":{text}}}}}]}}"),
+        )
+        .await;
+        c.problem(
+            &r,
+            400,
+            "invalid_request",
+            &format!("txn put of {name} nested 129 deep"),
+        );
+        let r = h.get(&rec(&key)).await;
+        c.problem(
+            &r,
+            404,
+            "not_found",
+            &format!("{name} nested 129 deep: nothing applied"),
+        );
+    }
+    // A merge patch producing a value 129 deep: refused; the record is unchanged.
+    let r = raw(
+        &h,
+        "PUT",
+        &rec("deep-merge"),
+        json,
+        format!("{{\"value\":{{\"a\":{}}}}}", nested(126)),
+    )
+    .await;
+    c.status(&r, 201, "a value 127 deep");
+    let r = raw(
+        &h,
+        "PATCH",
+        &rec("deep-merge"),
+        Some("application/merge-patch+json"),
+        format!("{{\"b\":{}}}", nested(128)),
+    )
+    .await;
+    c.problem(
+        &r,
+        400,
+        "invalid_request",
+        "a merge patch making the value 129 deep",
+    );
+    // Absurd nesting: a clean 400, no stack overflow.
+    let r = raw(
+        &h,
+        "PUT",
+        &rec("deeper"),
+        json,
+        format!("{{\"value\":{}}}", nested(100_000)),
+    )
+    .await;
+    c.problem(&r, 400, "invalid_request", "100000 levels");
+    let r = raw(
+        &h,
+        "POST",
+        &format!("/v1/ns/{NS}/txn"),
+        json,
+        "[".repeat(1_000_000),
+    )
+    .await;
+    c.problem(&r, 400, "invalid_request", "a million open brackets");
+
+    // Query strings.
+    for q in ["limit=-1", "limit=1e3", "limit=", "prefix=a&prefix=b", "x=1"] {
+        let r = h.get(&format!("/v1/ns/{NS}/records?{q}")).await;
+        c.problem(&r, 400, "invalid_request", &format!("query {q}"));
+    }
+    for q in [
+        "expected_version=-1",
+        "expected_version=x",
+        "expected_version=1&force=true",
+    ] {
+        let r = h.send(h.req("DELETE", &format!("{}?{q}", rec("ct")))).await;
+        c.problem(&r, 400, "invalid_request", &format!("DELETE query {q}"));
+    }
+    // Malformed preconditions.
+    for (name, value) in [("if-match", "3"), ("if-match", "\"3"), ("if-none-match", "abc")] {
+        let r = h
+            .send(
+                h.req("PUT", &rec("ct"))
+                    .header(name, value)
+                    .header("content-type", "application/json")
+                    .body("{\"value\":1}"),
+            )
+            .await;
+        c.problem(&r, 400, "invalid_request", &format!("{name}: {value}"));
+    }
+
+    // After all of it the server still serves.
+    let r = h
+        .json("PUT", &rec("after"), &json!({"value": {"still": "fine"}}))
+        .await;
+    c.status(&r, 201, "PUT after the bad input");
+    let r = h.get(&rec("after")).await;
+    c.status(&r, 200, "GET after the bad input");
+    c.that(
+        r.body["value"] == json!({"still": "fine"}),
+        "the last PUT reads back",
+    );
+    let r = h.get("/healthz").await;
+    c.status(&r, 200, "/healthz after the bad input");
+    let r = h.get("/readyz").await;
+    c.status(&r, 200, "/readyz after the bad input");
+    let listed = h.get(&format!("/v1/ns/{NS}/records?prefix=after")).await;
+    c.that(
+        listed.body["records"][0]["value"] == json!({"still": "fine"}),
+        format!("the last PUT is listed: {}", listed.text),
+    );
+    c.finish(backend);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_sqlite() {
+    let dir = tempdir();
+    let server = Server::start(&sqlite_db(&dir));
+    bad_input(&server.url, "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_postgres() {
+    let Some(pg) = fresh_pg().await else { return };
+    let server = Server::start(&pg.url);
+    bad_input(&server.url, "postgres").await;
+    drop(server);
+    drop(pg);
+}
