@@ -14,6 +14,8 @@ pub enum ChangeKind {
     Feed,
     /// A gate or one of its tickets (§7).
     Gate,
+    /// An entry of the application idempotency store (§9).
+    Idempotency,
 }
 
 impl ChangeKind {
@@ -24,6 +26,7 @@ impl ChangeKind {
             ChangeKind::Lease => "lease",
             ChangeKind::Feed => "feed",
             ChangeKind::Gate => "gate",
+            ChangeKind::Idempotency => "idempotency",
         }
     }
 }
@@ -77,6 +80,10 @@ pub enum ChangeOp {
     Abort,
     /// A ticket was voided.
     Void,
+    /// An idempotency key was started.
+    Start,
+    /// An idempotency key was completed.
+    Complete,
 }
 
 impl ChangeOp {
@@ -120,6 +127,8 @@ impl ChangeOp {
             ChangeOp::Finalize => "finalize",
             ChangeOp::Abort => "abort",
             ChangeOp::Void => "void",
+            ChangeOp::Start => "start",
+            ChangeOp::Complete => "complete",
         }
     }
 }
@@ -143,4 +152,33 @@ pub struct Change {
     pub forced: bool,
     /// When (storage clock).
     pub at: Millis,
+}
+
+impl ChangeKind {
+    /// Parses a wire name (the inverse of [`ChangeKind::as_str`]).
+    pub fn parse(s: &str) -> Option<ChangeKind> {
+        [
+            ChangeKind::Record,
+            ChangeKind::Lease,
+            ChangeKind::Feed,
+            ChangeKind::Gate,
+            ChangeKind::Idempotency,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl ChangeOp {
+    /// Parses a wire name (the inverse of [`ChangeOp::as_str`]).
+    pub fn parse(s: &str) -> Option<ChangeOp> {
+        use ChangeOp::*;
+        [
+            Put, Patch, Delete, Expire, Acquire, Renew, Release, Break, Append, Read, Configure, Scrub,
+            Create, Update, Pause, Resume, Revoke, Reopen, Admit, Commit, Finalize, Abort, Void, Start,
+            Complete,
+        ]
+        .into_iter()
+        .find(|op| op.as_str() == s)
+    }
 }

@@ -5,6 +5,7 @@
 
 use crate::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
 use crate::gate::{self, Gate, Policy, Ticket, TicketOp, TicketState, Transition};
+use crate::idempotency::{self, Began, Begin, IdemEntry, StoredResponse};
 use crate::lease::{self, AcquireReq, Acquired, Lease, Waiter};
 use crate::record::{self, PatchDoc, Precondition, PutRecord};
 use crate::txn::{self, Guards, Txn, TxnResult, Working};
@@ -34,6 +35,8 @@ pub enum RowKey {
     GateTickets(String),
     /// A ticket by id (unique in the namespace).
     Ticket(String),
+    /// An idempotency entry: `(scope, key)`.
+    Idem(String, String),
 }
 
 impl RowKey {
@@ -48,7 +51,8 @@ impl RowKey {
             | RowKey::FeedConfig(n)
             | RowKey::Gate(n)
             | RowKey::GateTickets(n)
-            | RowKey::Ticket(n) => n,
+            | RowKey::Ticket(n)
+            | RowKey::Idem(_, n) => n,
         }
     }
 
@@ -63,6 +67,7 @@ impl RowKey {
             RowKey::FeedConfig(_) => None,
             RowKey::Gate(n) | RowKey::GateTickets(n) => Some(("gate", n.clone())),
             RowKey::Ticket(n) => Some(("ticket", n.clone())),
+            RowKey::Idem(scope, key) => Some(("idempotency", format!("{scope}\0{key}"))),
         }
     }
 }
@@ -108,6 +113,8 @@ pub enum Row {
         /// Open and committed tickets.
         tickets: Vec<Ticket>,
     },
+    /// An idempotency entry.
+    Idem(IdemEntry),
 }
 
 impl Row {
@@ -123,6 +130,7 @@ impl Row {
             Row::Gate(g) => RowKey::Gate(g.id.clone()),
             Row::Ticket(t) => RowKey::Ticket(t.id.clone()),
             Row::GateTickets { gate, .. } => RowKey::GateTickets(gate.clone()),
+            Row::Idem(e) => RowKey::Idem(e.scope.clone(), e.key.clone()),
         }
     }
 }
@@ -274,6 +282,48 @@ pub enum Command {
         /// Caller's metadata.
         meta: Option<serde_json::Value>,
     },
+    /// Starts an idempotency key (or replays / refuses).
+    IdemBegin {
+        /// Scope.
+        scope: String,
+        /// Key.
+        key: String,
+        /// The request.
+        req: Begin,
+        /// Whether this is the application store (its writes are changes).
+        app: bool,
+    },
+    /// The owner stores its response.
+    IdemComplete {
+        /// Scope.
+        scope: String,
+        /// Key.
+        key: String,
+        /// Owner token.
+        token: String,
+        /// The response.
+        response: StoredResponse,
+        /// Whether this is the application store.
+        app: bool,
+    },
+    /// The owner gives the key up.
+    IdemRelease {
+        /// Scope.
+        scope: String,
+        /// Key.
+        key: String,
+        /// Owner token.
+        token: String,
+        /// Whether this is the application store.
+        app: bool,
+    },
+    /// Forget an expired idempotency entry (background sweeper).
+    ExpireIdem {
+        /// Scope.
+        scope: String,
+        /// Key.
+        key: String,
+    },
     /// `POST /gates/{id}/tickets/{t}/{op}`.
     Ticket {
         /// Gate id.
@@ -312,6 +362,10 @@ impl Command {
             Command::MarkRead { .. } => vec![],
             Command::Configure { feed, .. } => vec![RowKey::FeedConfig(feed.clone())],
             Command::PutGate { id, .. } => vec![RowKey::Gate(id.clone())],
+            Command::IdemBegin { scope, key, .. }
+            | Command::IdemComplete { scope, key, .. }
+            | Command::IdemRelease { scope, key, .. }
+            | Command::ExpireIdem { scope, key } => vec![RowKey::Idem(scope.clone(), key.clone())],
             Command::Transition { id, .. } => vec![RowKey::Gate(id.clone()), RowKey::GateTickets(id.clone())],
             Command::Admit { gate, ticket, .. } => {
                 vec![RowKey::Gate(gate.clone()), RowKey::Ticket(ticket.clone())]
@@ -484,6 +538,12 @@ pub enum Outcome {
         /// The ticket.
         ticket: Ticket,
     },
+    /// An idempotency key was begun.
+    IdemBegun(Began),
+    /// An idempotency key was completed.
+    IdemCompleted,
+    /// An idempotency key was given up (or forgotten by the sweeper).
+    IdemReleased,
     /// A committed refusal: the ticket was voided (`reject` policy at finalize)
     /// and the caller is told 410.
     TicketVoided {
@@ -568,6 +628,14 @@ fn gate_row(snapshot: &Snapshot, id: &str) -> Result<Gate, Error> {
 fn ticket_row(snapshot: &Snapshot, id: &str) -> Option<Ticket> {
     match snapshot.get(&RowKey::Ticket(id.to_owned())) {
         Some(Some(Row::Ticket(t))) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// The stored idempotency entry of `(scope, key)`.
+pub fn idem_entry(snapshot: &Snapshot, scope: &str, key: &str) -> Option<IdemEntry> {
+    match snapshot.get(&RowKey::Idem(scope.to_owned(), key.to_owned())) {
+        Some(Some(Row::Idem(e))) => Some(e.clone()),
         _ => None,
     }
 }
@@ -676,7 +744,8 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                     | RowKey::FeedConfig(_)
                     | RowKey::Gate(_)
                     | RowKey::GateTickets(_)
-                    | RowKey::Ticket(_) => {}
+                    | RowKey::Ticket(_)
+                    | RowKey::Idem(..) => {}
                 }
             }
             let (result, writes) = txn::apply(t, &mut working, &guards, rev, now, limits)?;
@@ -1031,6 +1100,84 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                         .push(change(ctx, 1, ChangeKind::Feed, &key, ChangeOp::Append, false));
                     effect.mutations.push(Mutation::Put(Row::FeedEntry(stored)));
                 }
+            }
+            Ok(effect)
+        }
+        Command::IdemBegin { scope, key, req, app } => {
+            let existing = idem_entry(snapshot, scope, key);
+            let began = idempotency::begin(existing.as_ref(), scope, key, req, now)?;
+            let mut effect = Effect::answer(Outcome::IdemBegun(began.clone()));
+            if let Began::Started(e) = began {
+                effect.mutations.push(Mutation::Put(Row::Idem(e)));
+                if *app {
+                    let k = format!("{scope}/{key}");
+                    effect.changes.push(change(
+                        ctx,
+                        0,
+                        ChangeKind::Idempotency,
+                        &k,
+                        ChangeOp::Start,
+                        false,
+                    ));
+                }
+            }
+            Ok(effect)
+        }
+        Command::IdemComplete {
+            scope,
+            key,
+            token,
+            response,
+            app,
+        } => {
+            let existing = idem_entry(snapshot, scope, key);
+            let done = idempotency::complete(existing.as_ref(), token, response.clone(), now)?;
+            let mut effect = Effect::answer(Outcome::IdemCompleted);
+            effect.mutations.push(Mutation::Put(Row::Idem(done)));
+            if *app {
+                let k = format!("{scope}/{key}");
+                effect.changes.push(change(
+                    ctx,
+                    0,
+                    ChangeKind::Idempotency,
+                    &k,
+                    ChangeOp::Complete,
+                    false,
+                ));
+            }
+            Ok(effect)
+        }
+        Command::IdemRelease {
+            scope,
+            key,
+            token,
+            app,
+        } => {
+            idempotency::release(idem_entry(snapshot, scope, key).as_ref(), token, now)?;
+            let mut effect = Effect::answer(Outcome::IdemReleased);
+            effect
+                .mutations
+                .push(Mutation::Delete(RowKey::Idem(scope.clone(), key.clone())));
+            if *app {
+                let k = format!("{scope}/{key}");
+                effect.changes.push(change(
+                    ctx,
+                    0,
+                    ChangeKind::Idempotency,
+                    &k,
+                    ChangeOp::Release,
+                    false,
+                ));
+            }
+            Ok(effect)
+        }
+        Command::ExpireIdem { scope, key } => {
+            let expired = idem_entry(snapshot, scope, key).is_some_and(|e| e.expires_at <= now);
+            let mut effect = Effect::answer(Outcome::IdemReleased);
+            if expired {
+                effect
+                    .mutations
+                    .push(Mutation::Delete(RowKey::Idem(scope.clone(), key.clone())));
             }
             Ok(effect)
         }

@@ -76,6 +76,20 @@ pub enum Error {
     /// The gate is paused; retry after resume.
     #[error("{0}")]
     GatePaused(String),
+    /// The same idempotency key is still being processed; retryable.
+    #[error("{0}")]
+    IdempotencyKeyInUse(String),
+    /// The same idempotency key with a different request.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    /// Changes were asked after a revision no longer kept (compacted away).
+    #[error("changes after revision {after} are no longer kept: compacted through revision {horizon}")]
+    Compacted {
+        /// The revision the caller asked to read after.
+        after: u64,
+        /// The highest revision compacted away; changes after it are kept.
+        horizon: u64,
+    },
 }
 
 impl Error {

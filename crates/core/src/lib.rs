@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod error;
 pub mod feed;
 pub mod gate;
+pub mod idempotency;
 pub mod json;
 pub mod lease;
 pub mod limits;

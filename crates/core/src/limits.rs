@@ -29,6 +29,15 @@ pub struct Limits {
     pub lease_holder_bytes_max: usize,
     /// Most waiters queued on one lease.
     pub lease_waiters_max: usize,
+    /// How long idempotency entries (and their stored responses) are kept.
+    pub idempotency_ttl_ms: u64,
+    /// How long a request with an `Idempotency-Key` owns the key before a
+    /// retry may take over (it covers the longest waiting acquire).
+    pub idempotency_lock_ms: u64,
+    /// Change-log retention: entries older than this are compacted away.
+    pub changes_keep_ms: u64,
+    /// Change-log retention: at most this many entries are kept (whole revisions).
+    pub changes_keep_count: u64,
 }
 
 impl Default for Limits {
@@ -47,6 +56,10 @@ impl Default for Limits {
             lease_wait_ms_max: 60_000,
             lease_holder_bytes_max: 256,
             lease_waiters_max: 1_000,
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            idempotency_lock_ms: 90_000,
+            changes_keep_ms: 7 * 24 * 3600 * 1000,
+            changes_keep_count: 1_000_000,
         }
     }
 }

@@ -34,6 +34,10 @@ enum Cmd {
         /// PostgreSQL connection pool size.
         #[arg(long, default_value_t = 16)]
         pool_size: usize,
+        /// Change-log retention: keep at most this many changes (whole revisions;
+        /// default 1,000,000); older ones are compacted away.
+        #[arg(long)]
+        changes_keep_count: Option<u64>,
     },
     /// Apply pending schema migrations and exit.
     Migrate {
@@ -79,17 +83,25 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-async fn serve(listen: SocketAddr, database: &str, pool_size: usize) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    database: &str,
+    pool_size: usize,
+    changes_keep_count: Option<u64>,
+) -> anyhow::Result<()> {
     // Tokens (SPEC §11) are not implemented yet, so the server runs in open mode,
     // which is only safe on loopback.
     if !listen.ip().is_loopback() {
         bail!("refusing to listen on {listen}: without tokens configured lockstep serves only on loopback");
     }
     let location = Location::parse(database)?;
-    let opts = Options {
+    let mut opts = Options {
         pool_size,
         ..Options::default()
     };
+    if let Some(n) = changes_keep_count {
+        opts.limits.changes_keep_count = n;
+    }
     let store = Store::open(&location, opts.clone())
         .await
         .with_context(|| format!("opening {database}"))?;
@@ -132,9 +144,10 @@ async fn main() -> anyhow::Result<()> {
             listen,
             database,
             pool_size,
+            changes_keep_count,
         } => {
             init_logging();
-            serve(listen, &database, pool_size).await
+            serve(listen, &database, pool_size, changes_keep_count).await
         }
         Cmd::Migrate { database } => {
             init_logging();

@@ -2,7 +2,7 @@
 //! The router and `/openapi.json` are both built from this table, so the
 //! published API cannot drift from what is served.
 
-use crate::routes::{feeds, gates, leases, records, system, txn};
+use crate::routes::{changes, feeds, gates, idempotency, leases, records, system, txn};
 use crate::AppState;
 use axum::handler::Handler;
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -181,6 +181,22 @@ pub fn endpoints() -> Vec<Endpoint> {
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
                 "append": {"type": "object", "required": ["feed", "data"], "properties": {"feed": {"type": "string"}, "data": {"type": "object"}}}}}))
             .responses(&[(200, "the ticket"), (404, "not_found"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (400, "invalid_request")]),
+        ep("post", "/v1/ns/{ns}/idempotency/{scope}/{key}", "beginIdempotency", "Own a key for the app's own endpoint, or replay its stored response.", idempotency::begin)
+            .body(&["application/json"], json!({"type": "object", "required": ["fingerprint", "lock_ms"], "additionalProperties": false, "properties": {
+                "fingerprint": {"type": "string"}, "lock_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
+            .responses(&[(201, "`{state: \"started\", token}`: the caller owns the key"), (200, "`{state: \"completed\", response}`: replay"), (409, "idempotency_key_in_use"), (422, "idempotency_key_reused"), (400, "invalid_request")]),
+        ep("put", "/v1/ns/{ns}/idempotency/{scope}/{key}", "completeIdempotency", "Store the response of an owned key.", idempotency::complete)
+            .body(&["application/json"], json!({"type": "object", "required": ["token", "response"], "additionalProperties": false, "properties": {"token": {"type": "string"}, "response": {}}}))
+            .responses(&[(200, "`{state: \"completed\"}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")]),
+        ep("delete", "/v1/ns/{ns}/idempotency/{scope}/{key}", "giveUpIdempotency", "Give an owned key up so a retry may run.", idempotency::give_up)
+            .body(&["application/json"], json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}}))
+            .responses(&[(200, "`{released: true}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")]),
+        ep("get", "/v1/ns/{ns}/changes", "listChanges", "Page the change log in (revision, index) order; pages hold whole revisions.", changes::list)
+            .query(&[("after", "string", "a revision (or next_cursor): only changes after it; default: the oldest kept"), ("prefix", "string", "only keys starting with this (record key, lease name, gate id, feed/entry id)"), ("kind", "string", "record, lease, feed, gate or idempotency"), ("limit", "integer", "page size 1..=1000, default 100")])
+            .responses(&[(200, "`{changes: [{revision, index, kind, key, op, actor, forced, at}], next_cursor}`"), (400, "invalid_request"), (410, "compacted: `after` is older than what is kept")]),
+        ep("get", "/v1/ns/{ns}/watch", "watchChanges", "Stream changes as Server-Sent Events: one `change` event per revision, id = revision; `Last-Event-ID` resumes.", changes::watch)
+            .query(&[("after", "string", "a revision: stream changes after it; default: from now"), ("prefix", "string", "only keys starting with this"), ("kind", "string", "record, lease, feed, gate or idempotency")])
+            .responses(&[(200, "text/event-stream; each event's data is `{revision, changes}`"), (400, "invalid_request"), (410, "compacted: the start is older than what is kept")]),
         ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]),
         ep("get", "/readyz", "readyz", "Storage is reachable.", system::readyz).responses(&[(200, "ready"), (503, "unavailable")]),
         ep("get", "/metrics", "metrics", "Prometheus metrics.", system::metrics).responses(&[(200, "text exposition")]),

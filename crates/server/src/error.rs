@@ -76,6 +76,17 @@ impl ApiError {
                 C::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition", "Invalid transition"),
                 C::GateClosed(_) => (StatusCode::GONE, "gate_closed", "Gate closed"),
                 C::GatePaused(_) => (StatusCode::LOCKED, "gate_paused", "Gate paused"),
+                C::Compacted { .. } => (StatusCode::GONE, "compacted", "Compacted"),
+                C::IdempotencyKeyInUse(_) => (
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_use",
+                    "Idempotency key in use",
+                ),
+                C::IdempotencyKeyReused(_) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "Idempotency key reused",
+                ),
             },
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
@@ -121,10 +132,11 @@ impl ApiError {
 /// Seconds a client should wait before retrying an `unavailable` answer.
 pub const RETRY_AFTER_S: u64 = 1;
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the problem+json body: the one rendering of every refusal.
+    pub fn problem(&self) -> (StatusCode, Value) {
         let (status, code, title) = self.catalogue();
-        let detail = match &self {
+        let detail = match self {
             ApiError::Internal(_) => "an internal error occurred; see the server log".to_owned(),
             other => other.to_string(),
         };
@@ -135,7 +147,36 @@ impl IntoResponse for ApiError {
         body.insert("detail".into(), Value::from(detail));
         body.insert("code".into(), Value::from(code));
         self.extensions(&mut body);
-        let mut resp = (status, Value::Object(body).to_string()).into_response();
+        (status, Value::Object(body))
+    }
+
+    /// The refusal as an idempotency key stores it.
+    pub fn stored(&self) -> lockstep_core::idempotency::StoredResponse {
+        let (status, body) = self.problem();
+        lockstep_core::idempotency::StoredResponse {
+            status: status.as_u16(),
+            content_type: "application/problem+json".into(),
+            etag: None,
+            body: body.to_string(),
+        }
+    }
+
+    /// The answer of a store error seen by reference (inside a transaction).
+    pub fn from_store_ref(e: &lockstep_store::Error) -> ApiError {
+        match e {
+            lockstep_store::Error::Core(c) => ApiError::Core(c.clone()),
+            lockstep_store::Error::Unavailable(s) => ApiError::Unavailable(s.clone()),
+            lockstep_store::Error::Config(s) | lockstep_store::Error::Internal(s) => {
+                ApiError::Internal(s.clone())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.problem();
+        let mut resp = (status, body.to_string()).into_response();
         let headers = resp.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -146,4 +187,9 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// The refusal for a command outcome a handler did not expect (a bug).
+pub fn unexpected(o: &lockstep_core::Outcome) -> ApiError {
+    ApiError::Internal(format!("unexpected outcome {o:?}"))
 }

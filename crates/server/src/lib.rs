@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod routes;
 pub mod wire;
@@ -30,6 +31,8 @@ pub struct AppState {
     /// Woken when a lease on this instance is released or broken, so local
     /// waiters retry at once instead of at their next poll.
     pub lease_freed: Arc<tokio::sync::Notify>,
+    /// The open change watches (ended at shutdown).
+    pub watches: Arc<routes::changes::Watches>,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             limits: Arc::new(limits),
             http: Arc::default(),
             lease_freed: Arc::default(),
+            watches: Arc::default(),
         }
     }
 }
@@ -49,6 +53,10 @@ pub fn app(state: AppState) -> axum::Router {
     api::router()
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::fingerprint,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -62,9 +70,10 @@ pub fn app(state: AppState) -> axum::Router {
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const SWEEP_BATCH: usize = 500;
 
-async fn sweep_forever(store: Store) {
+async fn sweep_forever(store: Store, limits: Arc<Limits>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps: u64 = 0;
     loop {
         tick.tick().await;
         match store.sweep_expired(SWEEP_BATCH).await {
@@ -72,6 +81,10 @@ async fn sweep_forever(store: Store) {
             Ok(n) => tracing::debug!(purged = n, "purged expired records"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired records failed"),
         }
+        if sweeps % routes::changes::COMPACT_EVERY_SWEEPS == 0 {
+            routes::changes::compact(&store, &limits).await;
+        }
+        sweeps = sweeps.wrapping_add(1);
     }
 }
 
@@ -82,7 +95,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_forever(state.store.clone()));
+    let sweeper = tokio::spawn(sweep_forever(state.store.clone(), state.limits.clone()));
+    // Open watches never end by themselves: end them when shutdown starts.
+    let watches = state.watches.clone();
+    let shutdown = async move {
+        shutdown.await;
+        watches.close();
+    };
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;

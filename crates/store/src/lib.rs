@@ -47,7 +47,85 @@ pub(crate) const NAMESPACE_TABLES: &[&str] = &[
     "feed_configs",
     "gates",
     "tickets",
+    "idempotency",
 ];
+
+/// What to do with the idempotency entry of a request once its command ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Store this response (completing the entry) in the same transaction.
+    Store(lockstep_core::idempotency::StoredResponse),
+    /// Give the entry up (an answer that invites a retry).
+    Release,
+    /// Leave it started (an intermediate step, such as a waiting acquire).
+    Keep,
+}
+
+/// Turns a command's answer into its stored response; supplied by the server,
+/// which alone knows the HTTP shape of answers.
+pub type Render = Arc<dyn Fn(&Result<Committed, Error>) -> Finish + Send + Sync>;
+
+/// Completes a started idempotency entry atomically with a command: the
+/// response is written in the same storage transaction as the command's effect,
+/// so a crash can never leave the effect without its stored response.
+#[derive(Clone)]
+pub struct Completion {
+    /// Entry scope.
+    pub scope: String,
+    /// Entry key.
+    pub key: String,
+    /// The owner token from `IdemBegin`.
+    pub token: String,
+    /// The answer renderer.
+    pub render: Render,
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion")
+            .field("scope", &self.scope)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Completion {
+    /// The row of the entry.
+    pub(crate) fn row(&self) -> lockstep_core::RowKey {
+        lockstep_core::RowKey::Idem(self.scope.clone(), self.key.clone())
+    }
+
+    /// Refuses (409, retryable) unless this request still owns the entry.
+    pub(crate) fn check_owner(&self, snapshot: &lockstep_core::Snapshot, now: Millis) -> Result<(), Error> {
+        let e = lockstep_core::command::idem_entry(snapshot, &self.scope, &self.key);
+        Ok(lockstep_core::idempotency::check_owner(
+            e.as_ref(),
+            &self.token,
+            now,
+        )?)
+    }
+
+    /// The entry write that records `answer`, if any.
+    pub(crate) fn finish(
+        &self,
+        snapshot: &lockstep_core::Snapshot,
+        answer: &Result<Committed, Error>,
+        now: Millis,
+    ) -> Result<Option<lockstep_core::Mutation>, Error> {
+        use lockstep_core::{Mutation, Row};
+        let e = lockstep_core::command::idem_entry(snapshot, &self.scope, &self.key);
+        Ok(match (self.render)(answer) {
+            Finish::Store(resp) => Some(Mutation::Put(Row::Idem(lockstep_core::idempotency::complete(
+                e.as_ref(),
+                &self.token,
+                resp,
+                now,
+            )?))),
+            Finish::Release => Some(Mutation::Delete(self.row())),
+            Finish::Keep => None,
+        })
+    }
+}
 
 /// A committed (or refused-without-effect) command: its answer and the revision it
 /// committed at; the current revision when it wrote nothing.
@@ -78,6 +156,28 @@ pub struct FeedSummary {
     pub entries: u64,
     /// Visible entries not marked read.
     pub unread_count: u64,
+}
+
+/// One page of the change log: whole revisions in (revision, index) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangePage {
+    /// The matching changes; a page never ends inside a revision.
+    pub changes: Vec<lockstep_core::Change>,
+    /// Whether more matching changes were already committed after this page.
+    pub more: bool,
+    /// Every matching change up to this revision is in this or an earlier
+    /// page: the `after` of the next read (past revisions without a match).
+    pub through: u64,
+}
+
+/// The revisions the change log spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeBounds {
+    /// The highest revision compacted away (0 = none): reading after an older
+    /// revision is refused with `Compacted`.
+    pub horizon: u64,
+    /// The latest committed revision (where a watch "from now" starts).
+    pub latest: u64,
 }
 
 /// Which database a store uses, parsed from `--database`.
@@ -128,10 +228,23 @@ impl Store {
 
     /// Applies one write command atomically, with its change entries.
     pub async fn execute(&self, ns: &str, cmd: Command, actor: &str) -> Result<Committed, Error> {
+        self.execute_completing(ns, cmd, actor, None).await
+    }
+
+    /// Applies one write command and, in the same transaction, completes the
+    /// request's idempotency entry with the rendered answer (also when the
+    /// command is refused: refusals are stored too).
+    pub async fn execute_completing(
+        &self,
+        ns: &str,
+        cmd: Command,
+        actor: &str,
+        completion: Option<Completion>,
+    ) -> Result<Committed, Error> {
         let started = std::time::Instant::now();
         let r = match self {
-            Store::Sqlite(s) => s.execute(ns, cmd, actor).await,
-            Store::Postgres(s) => s.execute(ns, cmd, actor).await,
+            Store::Sqlite(s) => s.execute(ns, cmd, actor, completion).await,
+            Store::Postgres(s) => s.execute(ns, cmd, actor, completion).await,
         };
         self.metrics()
             .storage_latency_us
@@ -228,6 +341,42 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.list_feeds(ns, prefix, after, limit).await,
             Store::Postgres(s) => s.list_feeds(ns, prefix, after, limit).await,
+        }
+    }
+
+    /// One page of the change log of `ns`: changes after revision `after` whose
+    /// key starts with `prefix` and of `kind` (a wire name), in (revision, index)
+    /// order, at most `limit` unless one revision alone has more. Refused with
+    /// `Compacted` when changes after `after` were compacted away.
+    pub async fn list_changes(
+        &self,
+        ns: &str,
+        after: u64,
+        prefix: Option<&str>,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Result<ChangePage, Error> {
+        match self {
+            Store::Sqlite(s) => s.list_changes(ns, after, prefix, kind, limit).await,
+            Store::Postgres(s) => s.list_changes(ns, after, prefix, kind, limit).await,
+        }
+    }
+
+    /// The compaction horizon and the latest committed revision.
+    pub async fn change_bounds(&self) -> Result<ChangeBounds, Error> {
+        match self {
+            Store::Sqlite(s) => s.change_bounds().await,
+            Store::Postgres(s) => s.change_bounds().await,
+        }
+    }
+
+    /// Deletes the oldest whole revisions of the change log that are older than
+    /// `keep_ms` or beyond the newest `keep_count` changes, in bounded batches,
+    /// recording the horizon; returns how many changes went.
+    pub async fn compact_changes(&self, keep_ms: u64, keep_count: u64) -> Result<u64, Error> {
+        match self {
+            Store::Sqlite(s) => s.compact_changes(keep_ms, keep_count).await,
+            Store::Postgres(s) => s.compact_changes(keep_ms, keep_count).await,
         }
     }
 

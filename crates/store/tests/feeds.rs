@@ -936,6 +936,40 @@ async fn namespaces(env: Env) {
 }
 
 // ---------------------------------------------------------------------------
+// 17. Deleting a namespace removes everything in it (SPEC §2), feeds and feed
+//     configuration included: afterwards the namespace is as new.
+
+async fn delete_namespace_removes_feeds(env: Env) {
+    let s = &env.store;
+    let feed = "doomed";
+    configure(s, "", json!({"max_entries": 1})).await;
+    configure(s, feed, json!({"max_entries": 1})).await;
+    append_on(s, feed, "a", json!({}), None).await;
+    append_on(s, feed, "b", json!({}), None).await;
+    exec(s, put("rec", json!(1))).await;
+    s.delete_namespace(NS).await.unwrap();
+    assert_eq!(get(s, "rec").await, None, "records are gone");
+    assert!(feeds(s, "", None, 10).await.is_empty(), "the feeds are gone too");
+    assert!(page(s, feed, true, None, 10).await.entries.is_empty());
+    // As new: the ids append as new, with no configuration left behind.
+    let (_, created, _) = append_on(s, feed, "a", json!({"v": 2}), None).await;
+    assert!(created, "an id of a deleted namespace appends as new");
+    append_on(s, feed, "c", json!({}), None).await;
+    append_on(s, "fresh", "x", json!({}), None).await;
+    append_on(s, "fresh", "y", json!({}), None).await;
+    assert_eq!(
+        all_entries(s, feed, true, 10).await.len(),
+        2,
+        "the feed's cap is gone"
+    );
+    assert_eq!(
+        all_entries(s, "fresh", true, 10).await.len(),
+        2,
+        "the default cap is gone"
+    );
+}
+
+// ---------------------------------------------------------------------------
 
 macro_rules! feeds {
     ($($case:ident),* $(,)?) => {
@@ -975,4 +1009,5 @@ feeds!(
     stale_purge_spares_reappended,
     list_feeds,
     namespaces,
+    delete_namespace_removes_feeds,
 );

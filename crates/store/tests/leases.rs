@@ -160,6 +160,14 @@ async fn seed_003_late_release(env: Env) {
     let a = acquire(s, name, 150, Some("cron")).await;
     assert_eq!(live_token(s, name).await.as_deref(), Some(token_of(&a)));
     wait_lapsed(s, name).await;
+    // Lapsed, even before anyone else acquires: the cron run's token neither
+    // renews nor releases it (it no longer holds it), and nothing changes.
+    let (lapsed, _) = lease_row(s, name).await;
+    let e = refused(s, renew_cmd(name, token_of(&a), 60_000)).await;
+    assert!(matches!(e, CoreError::LeaseLost(_)), "{e:?}");
+    let c = exec(s, release_cmd(name, token_of(&a))).await;
+    assert_eq!(c.outcome, Outcome::Released { released: false });
+    assert_eq!(lease_row(s, name).await.0, lapsed);
 
     // User refresh: acquires the lapsed marker, with a larger fence.
     let b = acquire(s, name, 30_000, Some("refresh")).await;
@@ -499,7 +507,7 @@ async fn mutual_exclusion_under_load(env: Env) {
                 {
                     Ok(c) => c,
                     Err(Error::Core(CoreError::LeaseHeld { .. })) => {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                         continue;
                     }
                     Err(e) => panic!("acquire failed: {e:?}"),
@@ -781,6 +789,19 @@ async fn sweep_frees_expired(env: Env) {
     );
     let next = acquire(s, "short", 1_000, None).await;
     assert!(next.fence > short.fence);
+
+    // The sweeper's list may be stale: a lease it saw expired was acquired again
+    // meanwhile. Its expire command re-checks and leaves the new holder alone.
+    let old = acquire(s, "race", 100, None).await;
+    wait_lapsed(s, "race").await;
+    let new = acquire(s, "race", 30_000, Some("new")).await;
+    assert!(new.fence > old.fence);
+    let c = exec(s, Command::ExpireLease { name: "race".into() }).await;
+    assert_eq!(c.outcome, Outcome::LeaseExpired { expired: false });
+    assert_eq!(live_token(s, "race").await.as_deref(), Some(token_of(&new)));
+    let c = exec(s, Command::ExpireLease { name: "never".into() }).await;
+    assert_eq!(c.outcome, Outcome::LeaseExpired { expired: false });
+    assert_eq!(lease_row(s, "never").await.0, None);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! `/v1/ns/{ns}/feeds`: append-only feeds with idempotent appends, cursors,
 //! retention, scrubbing and read marks (SPEC §8).
 
+use crate::error::unexpected;
 use crate::extract::{Caller, Json, Name, Ns, Path, Query};
+use crate::idempotency::{render, run, Idem, IdemRequest, Reply};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -67,40 +69,44 @@ fn decode_position(ns: &str, feed: &str, c: &str) -> Result<(Millis, String), Ap
     Ok(feed::parse_position(&p)?)
 }
 
-fn unexpected(o: Outcome) -> ApiError {
-    ApiError::Internal(format!("unexpected outcome {o:?}"))
-}
-
 /// `POST /feeds/{feed}/entries`: 201 new, 200 with the original when the id exists.
 pub async fn append(
     State(st): State<AppState>,
     Ns(ns): Ns,
     Name(feed): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(body): Json<AppendBody>,
 ) -> Result<Response, ApiError> {
     let at = body.at.as_deref().map(Millis::parse_rfc3339).transpose()?;
     let entry = NewEntry::new(body.id, body.data, at, &st.limits)?;
-    let c = st
-        .store
-        .execute(&ns, Command::Append { feed, entry }, &caller.name)
-        .await?;
-    match c.outcome {
-        Outcome::Appended { entry, created: true } => {
-            let mut body = entry_json(&ns, &entry);
-            body["created"] = json!(true);
-            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
-        }
-        Outcome::Appended {
-            entry,
-            created: false,
-        } => {
-            let mut body = entry_json(&ns, &entry);
-            body["created"] = json!(false);
-            Ok(axum::Json(body).into_response())
+    let scope_ns = ns.clone();
+    let answer = render(move |c| match &c.outcome {
+        Outcome::Appended { entry, created } => {
+            let mut body = entry_json(&scope_ns, entry);
+            body["created"] = json!(created);
+            let status = if *created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(Reply {
+                status,
+                body,
+                etag: None,
+            })
         }
         other => Err(unexpected(other)),
-    }
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Append { feed, entry },
+        answer,
+    )
+    .await
 }
 
 /// `GET /feeds/{feed}/entries?limit=&cursor=&order=desc|asc`.
@@ -149,25 +155,25 @@ async fn configure(
     ns: &str,
     feed: String,
     caller: &Caller,
+    idem: Option<IdemRequest>,
     config: FeedConfig,
 ) -> Result<Response, ApiError> {
-    let c = st
-        .store
-        .execute(
-            ns,
-            Command::Configure {
-                feed: feed.clone(),
-                config,
-            },
-            &caller.name,
-        )
-        .await?;
-    match c.outcome {
-        Outcome::Configured(config) => {
-            Ok(axum::Json(json!({"feed": feed, "config": config, "revision": c.revision})).into_response())
-        }
+    let name = feed.clone();
+    let answer = render(move |c| match &c.outcome {
+        Outcome::Configured(config) => Ok(Reply::ok(
+            json!({"feed": name, "config": config, "revision": c.revision}),
+        )),
         other => Err(unexpected(other)),
-    }
+    });
+    run(
+        st,
+        ns,
+        &caller.name,
+        idem,
+        Command::Configure { feed, config },
+        answer,
+    )
+    .await
 }
 
 /// `PUT /feeds/{feed}`: the feed's retention and scrub configuration.
@@ -176,9 +182,10 @@ pub async fn put_config(
     Ns(ns): Ns,
     Name(feed): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(config): Json<FeedConfig>,
 ) -> Result<Response, ApiError> {
-    configure(&st, &ns, feed, &caller, config).await
+    configure(&st, &ns, feed, &caller, idem, config).await
 }
 
 /// `PUT /feed-defaults`: the configuration of every feed without its own.
@@ -186,9 +193,10 @@ pub async fn put_defaults(
     State(st): State<AppState>,
     Ns(ns): Ns,
     caller: Caller,
+    Idem(idem): Idem,
     Json(config): Json<FeedConfig>,
 ) -> Result<Response, ApiError> {
-    configure(&st, &ns, String::new(), &caller, config).await
+    configure(&st, &ns, String::new(), &caller, idem, config).await
 }
 
 /// `POST /feeds/{feed}/read`: `{ids}`, `{up_to: cursor}` or `{all: true}`.
@@ -197,6 +205,7 @@ pub async fn read(
     Ns(ns): Ns,
     Name(feed): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(body): Json<ReadBody>,
 ) -> Result<Response, ApiError> {
     let selector = match (body.ids, body.up_to, body.all) {
@@ -219,11 +228,16 @@ pub async fn read(
         (None, None, Some(true)) => ReadSelector::All,
         _ => return Err(ApiError::invalid("give exactly one of ids, up_to or all: true")),
     };
-    let c = st
-        .store
-        .execute(&ns, Command::MarkRead { feed, selector }, &caller.name)
-        .await?;
-    Ok(axum::Json(json!({"revision": c.revision})).into_response())
+    let answer = render(|c| Ok(Reply::ok(json!({"revision": c.revision}))));
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::MarkRead { feed, selector },
+        answer,
+    )
+    .await
 }
 
 /// `DELETE /feeds/{feed}/entries/{id}`.
@@ -232,14 +246,25 @@ pub async fn delete_entry(
     Ns(ns): Ns,
     Path((_, feed, id)): Path<(String, String, String)>,
     caller: Caller,
+    Idem(idem): Idem,
 ) -> Result<Response, ApiError> {
     names::validate_key(&feed, &st.limits)?;
     names::validate_key(&id, &st.limits)?;
-    let c = st
-        .store
-        .execute(&ns, Command::DeleteEntry { feed, id: id.clone() }, &caller.name)
-        .await?;
-    Ok(axum::Json(json!({"id": id, "deleted": true, "revision": c.revision})).into_response())
+    let entry_id = id.clone();
+    let answer = render(move |c| {
+        Ok(Reply::ok(
+            json!({"id": entry_id, "deleted": true, "revision": c.revision}),
+        ))
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::DeleteEntry { feed, id },
+        answer,
+    )
+    .await
 }
 
 /// `POST /feeds/{feed}/import`: a legacy JSON array, each id imported once.
@@ -248,6 +273,7 @@ pub async fn import(
     Ns(ns): Ns,
     Name(feed): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(items): Json<Vec<Value>>,
 ) -> Result<Response, ApiError> {
     if items.len() > IMPORT_ENTRIES_MAX {
@@ -260,17 +286,21 @@ pub async fn import(
         .into_iter()
         .map(|v| NewEntry::from_legacy(v, &st.limits))
         .collect::<Result<Vec<_>, _>>()?;
-    let c = st
-        .store
-        .execute(&ns, Command::Import { feed, entries }, &caller.name)
-        .await?;
-    match c.outcome {
-        Outcome::Imported { imported, skipped } => Ok(axum::Json(
+    let answer = render(|c| match &c.outcome {
+        Outcome::Imported { imported, skipped } => Ok(Reply::ok(
             json!({"imported": imported, "skipped": skipped, "revision": c.revision}),
-        )
-        .into_response()),
+        )),
         other => Err(unexpected(other)),
-    }
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Import { feed, entries },
+        answer,
+    )
+    .await
 }
 
 /// `GET /feeds?prefix=&limit=&cursor=`: feeds with entry and unread counts.

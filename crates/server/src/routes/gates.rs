@@ -2,7 +2,9 @@
 //! an epoch (SPEC §7). The answers of ticket operations are tabulated in
 //! `docs/gates.md`.
 
+use crate::error::unexpected;
 use crate::extract::{content_type_is, parse_json, read_body, Caller, Json, Name, Ns, Path, Query};
+use crate::idempotency::{render, run, Idem, Reply};
 use crate::routes::leases::random_id;
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
@@ -69,40 +71,41 @@ fn ticket_json(t: &Ticket) -> Value {
     })
 }
 
-fn unexpected(o: Outcome) -> ApiError {
-    ApiError::Internal(format!("unexpected outcome {o:?}"))
-}
-
 /// `PUT /gates/{id}`: 201 created open at epoch 1; 200 updates policy and meta.
 pub async fn put(
     State(st): State<AppState>,
     Ns(ns): Ns,
     Name(id): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(body): Json<PutBody>,
 ) -> Result<Response, ApiError> {
     if let Some(m) = &body.meta {
         lockstep_core::json::check_value(m, &st.limits)?;
     }
+    let answer = render(|c| match &c.outcome {
+        Outcome::GatePut { gate, created } => {
+            let mut body = gate_json(gate);
+            body["revision"] = json!(c.revision);
+            let status = if *created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(Reply {
+                status,
+                body,
+                etag: None,
+            })
+        }
+        other => Err(unexpected(other)),
+    });
     let cmd = Command::PutGate {
         id,
         policy: body.policy,
         meta: body.meta,
     };
-    let c = st.store.execute(&ns, cmd, &caller.name).await?;
-    match c.outcome {
-        Outcome::GatePut { gate, created } => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let mut body = gate_json(&gate);
-            body["revision"] = json!(c.revision);
-            Ok((status, axum::Json(body)).into_response())
-        }
-        other => Err(unexpected(other)),
-    }
+    run(&st, &ns, &caller.name, idem, cmd, answer).await
 }
 
 /// `GET /gates/{id}`.
@@ -121,29 +124,35 @@ pub async fn transition(
     Ns(ns): Ns,
     Path((_, id, name)): Path<(String, String, String)>,
     caller: Caller,
+    Idem(idem): Idem,
 ) -> Result<Response, ApiError> {
     names::validate_key(&id, &st.limits)?;
     let transition = Transition::parse(&name)?;
-    let c = st
-        .store
-        .execute(&ns, Command::Transition { id, transition }, &caller.name)
-        .await?;
-    match c.outcome {
+    let answer = render(|c| match &c.outcome {
         Outcome::Transitioned {
             gate,
             changed,
             voided,
             pending,
         } => {
-            let mut body = gate_json(&gate);
+            let mut body = gate_json(gate);
             body["changed"] = json!(changed);
             body["voided"] = json!(voided);
             body["pending"] = json!(pending);
             body["revision"] = json!(c.revision);
-            Ok(axum::Json(body).into_response())
+            Ok(Reply::ok(body))
         }
         other => Err(unexpected(other)),
-    }
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Transition { id, transition },
+        answer,
+    )
+    .await
 }
 
 /// `POST /gates/{id}/tickets`: admit a ticket under the current epoch.
@@ -152,6 +161,7 @@ pub async fn admit(
     Ns(ns): Ns,
     Name(gate): Name,
     caller: Caller,
+    Idem(idem): Idem,
     req: Request,
 ) -> Result<Response, ApiError> {
     let body: AdmitBody = optional_json(req, &st).await?.unwrap_or_default();
@@ -165,31 +175,36 @@ pub async fn admit(
         }
         None => random_id()?,
     };
-    let c = st
-        .store
-        .execute(
-            &ns,
-            Command::Admit {
-                gate,
-                ticket,
-                meta: body.meta,
-            },
-            &caller.name,
-        )
-        .await?;
-    match c.outcome {
+    let answer = render(|c| match &c.outcome {
         Outcome::Admitted { ticket, created } => {
-            let status = if created {
+            let mut body = ticket_json(ticket);
+            body["created"] = json!(created);
+            let status = if *created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
-            let mut body = ticket_json(&ticket);
-            body["created"] = json!(created);
-            Ok((status, axum::Json(body)).into_response())
+            Ok(Reply {
+                status,
+                body,
+                etag: None,
+            })
         }
         other => Err(unexpected(other)),
-    }
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Admit {
+            gate,
+            ticket,
+            meta: body.meta,
+        },
+        answer,
+    )
+    .await
 }
 
 /// A JSON body that may be absent (empty).
@@ -216,6 +231,7 @@ pub async fn ticket_op(
     Ns(ns): Ns,
     Path((_, gate, ticket, op)): Path<(String, String, String, String)>,
     caller: Caller,
+    Idem(idem): Idem,
     req: Request,
 ) -> Result<Response, ApiError> {
     names::validate_key(&gate, &st.limits)?;
@@ -240,24 +256,25 @@ pub async fn ticket_op(
         }
         (_, Some(_)) => return Err(ApiError::invalid("append is only valid with finalize")),
     };
-    let c = st
-        .store
-        .execute(
-            &ns,
-            Command::Ticket {
-                gate,
-                ticket,
-                op,
-                append,
-            },
-            &caller.name,
-        )
-        .await?;
-    match c.outcome {
-        Outcome::TicketDone { ticket } => Ok(axum::Json(ticket_json(&ticket)).into_response()),
-        Outcome::TicketVoided { detail } => Err(lockstep_core::Error::GateClosed(detail).into()),
+    let answer = render(|c| match &c.outcome {
+        Outcome::TicketDone { ticket } => Ok(Reply::ok(ticket_json(ticket))),
+        Outcome::TicketVoided { detail } => Err(lockstep_core::Error::GateClosed(detail.clone()).into()),
         other => Err(unexpected(other)),
-    }
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Ticket {
+            gate,
+            ticket,
+            op,
+            append,
+        },
+        answer,
+    )
+    .await
 }
 
 /// `GET /gates/{id}/tickets?state=&limit=&cursor=`.

@@ -1,7 +1,9 @@
 //! `/v1/ns/{ns}/leases/{name}`: leases with owner tokens, compare-and-clear
 //! release, fencing and first-come-first-served waiting (SPEC §6).
 
+use crate::error::unexpected;
 use crate::extract::{Caller, Json, Name, Ns};
+use crate::idempotency::{self, render, run, Idem, Reply};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -99,12 +101,15 @@ impl Drop for QueueGuard {
     }
 }
 
-/// `POST /leases/{name}/acquire`.
+/// `POST /leases/{name}/acquire`. With `wait_ms` the request queues and retries
+/// each time a local release wakes it or every [`WAIT_POLL`]; with an
+/// `Idempotency-Key` the granting attempt stores the answer atomically.
 pub async fn acquire(
     State(st): State<AppState>,
     Ns(ns): Ns,
     Name(name): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(body): Json<AcquireBody>,
 ) -> Result<Response, ApiError> {
     if body.wait_ms > st.limits.lease_wait_ms_max {
@@ -113,34 +118,96 @@ pub async fn acquire(
             st.limits.lease_wait_ms_max
         )));
     }
+    let keyed = match &idem {
+        None => None,
+        Some(r) => match idempotency::begin(&st, &ns, &caller.name, r).await? {
+            Ok(token) => Some((r.clone(), token)),
+            Err(replayed) => return Ok(replayed),
+        },
+    };
+    let answer = render(|c| match &c.outcome {
+        Outcome::Lease(l) => Ok(Reply::ok(held_json(l))),
+        other => Err(unexpected(other)),
+    });
+    // A queued attempt is an intermediate step: the key stays started.
+    let completion = keyed.as_ref().map(|(r, token)| {
+        idempotency::completion(&caller.name, r, token.clone(), answer.clone(), |o| {
+            matches!(o, Outcome::Queued { .. })
+        })
+    });
+    let result = acquire_waiting(&st, &ns, &name, &caller.name, body, completion).await;
+    match (result, keyed) {
+        (Ok(l), _) => Ok(answer(&lockstep_store::Committed {
+            outcome: Outcome::Lease(l),
+            revision: 0,
+        })?
+        .into_response()),
+        (Err(Waited::TimedOut(held)), Some((r, token))) => {
+            // The final refusal was decided outside a transaction: store it now.
+            let e = ApiError::from(held);
+            let cmd = Command::IdemComplete {
+                scope: idempotency::scope(&caller.name, &r),
+                key: r.key.clone(),
+                token,
+                response: e.stored(),
+                app: false,
+            };
+            let _ = st.store.execute(&ns, cmd, &caller.name).await;
+            Err(e)
+        }
+        (Err(Waited::TimedOut(held)), None) => Err(held.into()),
+        (Err(Waited::Failed(e)), keyed) => {
+            if let (Some((r, token)), "unavailable" | "internal") = (keyed, e.catalogue().1) {
+                idempotency::release(&st, &ns, &caller.name, &r, token).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Why a waiting acquire ended without the lease.
+enum Waited {
+    /// The wait ran out: the last `lease_held` refusal.
+    TimedOut(lockstep_core::Error),
+    /// Any other answer (stored with the key when it has one).
+    Failed(ApiError),
+}
+
+async fn acquire_waiting(
+    st: &AppState,
+    ns: &str,
+    name: &str,
+    actor: &str,
+    body: AcquireBody,
+    completion: Option<lockstep_store::Completion>,
+) -> Result<Lease, Waited> {
+    let failed = |e: lockstep_store::Error| Waited::Failed(e.into());
     let waits = body.wait_ms > 0;
     let mut req = AcquireReq {
         ttl_ms: body.ttl_ms,
         holder: body.holder,
-        token: random_id()?,
+        token: random_id().map_err(Waited::Failed)?,
         wait: waits.then_some(None),
     };
     let deadline = Instant::now() + Duration::from_millis(body.wait_ms);
+    let cmd = |req: &AcquireReq| Command::Acquire {
+        name: name.to_owned(),
+        req: req.clone(),
+    };
     let first = st
         .store
-        .execute(
-            &ns,
-            Command::Acquire {
-                name: name.clone(),
-                req: req.clone(),
-            },
-            &caller.name,
-        )
-        .await?;
+        .execute_completing(ns, cmd(&req), actor, completion.clone())
+        .await
+        .map_err(failed)?;
     let (id, mut last) = match first.outcome {
-        Outcome::Lease(l) => return Ok(axum::Json(held_json(&l)).into_response()),
+        Outcome::Lease(l) => return Ok(l),
         Outcome::Queued { id, held } => (id, held),
-        other => return Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        other => return Err(Waited::Failed(unexpected(&other))),
     };
     let guard = QueueGuard {
         st: st.clone(),
-        ns: ns.clone(),
-        name: name.clone(),
+        ns: ns.to_owned(),
+        name: name.to_owned(),
         id: Some(id),
     };
     req.wait = Some(Some(id));
@@ -148,7 +215,7 @@ pub async fn acquire(
         let now = Instant::now();
         if now >= deadline {
             guard.leave().await;
-            return Err(last.into());
+            return Err(Waited::TimedOut(last));
         }
         let freed = st.lease_freed.notified();
         tokio::select! {
@@ -157,23 +224,17 @@ pub async fn acquire(
         }
         let c = st
             .store
-            .execute(
-                &ns,
-                Command::Acquire {
-                    name: name.clone(),
-                    req: req.clone(),
-                },
-                &caller.name,
-            )
-            .await?;
+            .execute_completing(ns, cmd(&req), actor, completion.clone())
+            .await
+            .map_err(failed)?;
         match c.outcome {
             Outcome::Lease(l) => {
                 let mut guard = guard;
                 guard.id = None; // acquiring removed it from the queue
-                return Ok(axum::Json(held_json(&l)).into_response());
+                return Ok(l);
             }
             Outcome::Queued { held, .. } => last = held,
-            other => return Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+            other => return Err(Waited::Failed(unexpected(&other))),
         }
     }
 }
@@ -184,6 +245,7 @@ pub async fn renew(
     Ns(ns): Ns,
     Name(name): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(body): Json<RenewBody>,
 ) -> Result<Response, ApiError> {
     let cmd = Command::Renew {
@@ -191,10 +253,11 @@ pub async fn renew(
         token: body.token,
         ttl_ms: body.ttl_ms,
     };
-    match st.store.execute(&ns, cmd, &caller.name).await?.outcome {
-        Outcome::Lease(l) => Ok(axum::Json(held_json(&l)).into_response()),
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+    let answer = render(|c| match &c.outcome {
+        Outcome::Lease(l) => Ok(Reply::ok(held_json(l))),
+        other => Err(unexpected(other)),
+    });
+    run(&st, &ns, &caller.name, idem, cmd, answer).await
 }
 
 /// `POST /leases/{name}/release`: compare-and-clear.
@@ -203,28 +266,30 @@ pub async fn release(
     Ns(ns): Ns,
     Name(name): Name,
     caller: Caller,
+    Idem(idem): Idem,
     Json(body): Json<ReleaseBody>,
 ) -> Result<Response, ApiError> {
-    let c = st
-        .store
-        .execute(
-            &ns,
-            Command::Release {
-                name,
-                token: body.token,
-            },
-            &caller.name,
-        )
-        .await?;
-    match c.outcome {
+    let answer = render(|c| match &c.outcome {
         Outcome::Released { released } => {
-            if released {
-                st.lease_freed.notify_waiters();
-            }
-            Ok(axum::Json(json!({"released": released, "revision": c.revision})).into_response())
+            Ok(Reply::ok(json!({"released": released, "revision": c.revision})))
         }
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+        other => Err(unexpected(other)),
+    });
+    let resp = run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Release {
+            name,
+            token: body.token,
+        },
+        answer,
+    )
+    .await;
+    // Local waiters retry at once (a spurious wake-up costs one poll).
+    st.lease_freed.notify_waiters();
+    resp
 }
 
 /// `POST /leases/{name}/break` (admin): clears a live lease whatever its token.
@@ -233,23 +298,18 @@ pub async fn break_lease(
     Ns(ns): Ns,
     Name(name): Name,
     caller: Caller,
+    Idem(idem): Idem,
 ) -> Result<Response, ApiError> {
     if !caller.admin {
         return Err(lockstep_core::Error::Forbidden("breaking a lease needs the admin role".into()).into());
     }
-    let c = st
-        .store
-        .execute(&ns, Command::Break { name }, &caller.name)
-        .await?;
-    match c.outcome {
-        Outcome::Broken { broken } => {
-            if broken {
-                st.lease_freed.notify_waiters();
-            }
-            Ok(axum::Json(json!({"broken": broken, "revision": c.revision})).into_response())
-        }
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+    let answer = render(|c| match &c.outcome {
+        Outcome::Broken { broken } => Ok(Reply::ok(json!({"broken": broken, "revision": c.revision}))),
+        other => Err(unexpected(other)),
+    });
+    let resp = run(&st, &ns, &caller.name, idem, Command::Break { name }, answer).await;
+    st.lease_freed.notify_waiters();
+    resp
 }
 
 /// `GET /leases/{name}`: `{held, holder, acquired_at, expires_at, fence}`.

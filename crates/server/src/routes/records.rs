@@ -1,6 +1,8 @@
 //! `/v1/ns/{ns}/records`: versioned records with optimistic concurrency (SPEC §4).
 
+use crate::error::unexpected;
 use crate::extract::{content_type_is, read_body, Caller, Json, Key, Ns, Query};
+use crate::idempotency::{render, run, Idem, Reply};
 use crate::{wire, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -120,6 +122,7 @@ pub async fn put(
     Ns(ns): Ns,
     Key(key): Key,
     caller: Caller,
+    Idem(idem): Idem,
     headers: HeaderMap,
     Json(body): Json<PutBody>,
 ) -> Result<Response, ApiError> {
@@ -132,25 +135,19 @@ pub async fn put(
         ttl_ms: body.ttl_ms,
         force: body.force,
     };
-    let c = st
-        .store
-        .execute(&ns, Command::Put { key, req }, &caller.name)
-        .await?;
-    match c.outcome {
-        Outcome::Put { record, created } => {
-            let status = if created {
+    let answer = render(|c| match &c.outcome {
+        Outcome::Put { record, created } => Ok(Reply {
+            status: if *created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
-            };
-            Ok(with_etag(
-                status,
-                record.version,
-                json!({"key": record.key, "version": record.version, "revision": c.revision}),
-            ))
-        }
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+            },
+            body: json!({"key": record.key, "version": record.version, "revision": c.revision}),
+            etag: Some(record.version),
+        }),
+        other => Err(unexpected(other)),
+    });
+    run(&st, &ns, &caller.name, idem, Command::Put { key, req }, answer).await
 }
 
 /// `PATCH /records/{key}`: merge patch or JSON Patch, by `Content-Type`.
@@ -159,6 +156,7 @@ pub async fn patch(
     Ns(ns): Ns,
     Key(key): Key,
     caller: Caller,
+    Idem(idem): Idem,
     Query(q): Query<PreconditionQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -176,26 +174,27 @@ pub async fn patch(
     } else {
         PatchDoc::Json(crate::extract::parse_json(&bytes, &st.limits)?)
     };
-    let c = st
-        .store
-        .execute(
-            &ns,
-            Command::Patch {
-                key,
-                doc,
-                precondition,
-            },
-            &caller.name,
-        )
-        .await?;
-    match c.outcome {
-        Outcome::Patch { record } => Ok(with_etag(
-            StatusCode::OK,
-            record.version,
-            json!({"key": record.key, "version": record.version, "value": record.value, "revision": c.revision}),
-        )),
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+    let answer = render(|c| match &c.outcome {
+        Outcome::Patch { record } => Ok(Reply {
+            status: StatusCode::OK,
+            body: json!({"key": record.key, "version": record.version, "value": record.value, "revision": c.revision}),
+            etag: Some(record.version),
+        }),
+        other => Err(unexpected(other)),
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Patch {
+            key,
+            doc,
+            precondition,
+        },
+        answer,
+    )
+    .await
 }
 
 /// `DELETE /records/{key}`.
@@ -204,20 +203,26 @@ pub async fn delete(
     Ns(ns): Ns,
     Key(key): Key,
     caller: Caller,
+    Idem(idem): Idem,
     Query(q): Query<PreconditionQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let precondition = precondition(&headers, q.expected_version)?;
-    let c = st
-        .store
-        .execute(&ns, Command::Delete { key, precondition }, &caller.name)
-        .await?;
-    match c.outcome {
-        Outcome::Delete { key } => {
-            Ok(axum::Json(json!({"key": key, "deleted": true, "revision": c.revision})).into_response())
-        }
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+    let answer = render(|c| match &c.outcome {
+        Outcome::Delete { key } => Ok(Reply::ok(
+            json!({"key": key, "deleted": true, "revision": c.revision}),
+        )),
+        other => Err(unexpected(other)),
+    });
+    run(
+        &st,
+        &ns,
+        &caller.name,
+        idem,
+        Command::Delete { key, precondition },
+        answer,
+    )
+    .await
 }
 
 /// `GET /records?prefix=&limit=&cursor=`: key order, opaque cursors.

@@ -1,9 +1,11 @@
 //! `POST /v1/ns/{ns}/txn`: compare, then one branch atomically (SPEC §5).
 
+use crate::error::unexpected;
 use crate::extract::{Caller, Json, Ns};
+use crate::idempotency::{render, run, Idem, Reply};
 use crate::{wire, ApiError, AppState};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use lockstep_core::txn::Txn;
 use lockstep_core::{Command, Outcome};
 
@@ -12,12 +14,13 @@ pub async fn txn(
     State(st): State<AppState>,
     Ns(ns): Ns,
     caller: Caller,
+    Idem(idem): Idem,
     Json(t): Json<Txn>,
 ) -> Result<Response, ApiError> {
     t.validate(&st.limits)?;
-    let c = st.store.execute(&ns, Command::Txn(t), &caller.name).await?;
-    match c.outcome {
-        Outcome::Txn(result) => Ok(axum::Json(wire::txn(&result, c.revision)).into_response()),
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+    let answer = render(|c| match &c.outcome {
+        Outcome::Txn(result) => Ok(Reply::ok(wire::txn(result, c.revision))),
+        other => Err(unexpected(other)),
+    });
+    run(&st, &ns, &caller.name, idem, Command::Txn(t), answer).await
 }

@@ -6,7 +6,9 @@
 //! persists rows and change entries in one statement. Serialization failures and
 //! deadlocks are retried here; a lost connection answers `Unavailable`.
 
-use crate::{record_from_parts, rev_i64, Committed, Error, FeedPage, FeedSummary, Options, StoreMetrics};
+use crate::{
+    record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use lockstep_core::lease::{Lease, Waiter};
 use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
@@ -18,6 +20,7 @@ use tokio_postgres::NoTls;
 
 mod feeds;
 mod gates;
+mod idempotency;
 
 /// Versioned schema migrations; `lockstep_schema_migrations` records those applied.
 const MIGRATIONS: &[&str] = &[
@@ -65,6 +68,15 @@ const MIGRATIONS: &[&str] = &[
          finalized_revision bigint, created_at bigint NOT NULL, updated_at bigint NOT NULL,
          PRIMARY KEY (ns, id));
        CREATE INDEX tickets_by_gate ON tickets (ns, gate, id);"#,
+    // 5: idempotency keys.
+    r#"CREATE TABLE idempotency (
+         ns text COLLATE "C" NOT NULL, scope text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL,
+         fingerprint text NOT NULL, token text NOT NULL, response text, locked_until bigint NOT NULL,
+         expires_at bigint NOT NULL, PRIMARY KEY (ns, scope, key));
+       CREATE INDEX idempotency_expiry ON idempotency (expires_at);"#,
+    // 6: the change-log compaction horizon (the highest revision deleted).
+    r#"CREATE TABLE change_horizon (id int PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL);
+       INSERT INTO change_horizon (id, revision) VALUES (1, 0);"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each
@@ -90,6 +102,13 @@ macro_rules! bounded {
         }
     }};
 }
+
+// Declared after `bounded!`, which it uses.
+mod changes;
+
+/// The transaction-scoped advisory lock that orders revision allocation with
+/// commits (see `attempt`).
+const COMMIT_ORDER_LOCK: i64 = 0x6c73_7265_7669_7369; // "lsrevisi"
 
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
 const ATTEMPTS_MAX: u32 = 20;
@@ -290,11 +309,18 @@ impl PgStore {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// Applies one write command, retrying serialization failures and deadlocks.
-    pub async fn execute(&self, ns: &str, cmd: Command, actor: &str) -> Result<Committed, Error> {
+    /// Applies one write command (and completes its idempotency entry in the
+    /// same transaction), retrying serialization failures and deadlocks.
+    pub async fn execute(
+        &self,
+        ns: &str,
+        cmd: Command,
+        actor: &str,
+        completion: Option<Completion>,
+    ) -> Result<Committed, Error> {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS_MAX {
-            match self.attempt(ns, &cmd, actor).await {
+            match self.attempt(ns, &cmd, actor, completion.as_ref()).await {
                 Ok(c) => return Ok(c),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retry(why)) => {
@@ -308,11 +334,18 @@ impl PgStore {
         )))
     }
 
-    async fn attempt(&self, ns: &str, cmd: &Command, actor: &str) -> Result<Committed, Failure> {
+    async fn attempt(
+        &self,
+        ns: &str,
+        cmd: &Command,
+        actor: &str,
+        completion: Option<&Completion>,
+    ) -> Result<Committed, Failure> {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await?;
-            let rows = cmd.rows();
+            let mut rows = cmd.rows();
+            rows.extend(completion.map(Completion::row));
             let mut locks: Vec<i64> = rows
                 .iter()
                 .filter_map(RowKey::lock)
@@ -325,6 +358,9 @@ impl PgStore {
                 .await?;
             tx.execute(&lock, &[&locks]).await?;
             let (snapshot, now) = load_snapshot(&tx, ns, &rows).await?;
+            if let Some(cp) = completion {
+                cp.check_owner(&snapshot, now)?;
+            }
             // Probe first: a command that makes no visible write (a refusal, a
             // read-only transaction, a waiter's bookkeeping) consumes no revision.
             let probe = Ctx {
@@ -333,33 +369,56 @@ impl PgStore {
                 actor,
                 limits: &self.limits,
             };
-            let probed = execute(cmd, &snapshot, &probe)?;
-            if !probed.writes() {
-                persist(&tx, ns, &probed, 0, now, actor).await?;
+            let probed = match (execute(cmd, &snapshot, &probe), completion) {
+                (Ok(effect), _) => effect,
+                (Err(e), None) => return Err(Failure::Final(Error::Core(e))),
+                (Err(e), Some(cp)) => {
+                    // A refusal is an answer too: store it with the key, then report it.
+                    let answer = Err(Error::Core(e));
+                    if let Some(m) = cp.finish(&snapshot, &answer, now)? {
+                        persist_row(&tx, ns, &m).await?;
+                    }
+                    tx.commit().await?;
+                    return answer.map_err(Failure::Final);
+                }
+            };
+            let (effect, revision) = if probed.writes() {
+                // Revisions are allocated in commit order: the lock is held from
+                // nextval to commit, so a reader that sees revision R has every
+                // committed revision below R too (watch never goes backwards).
+                let next = tx
+                    .prepare_cached(
+                        "SELECT nextval('lockstep_revision') FROM (SELECT pg_advisory_xact_lock($1)) AS commit_order",
+                    )
+                    .await?;
+                let rev: i64 = tx.query_one(&next, &[&COMMIT_ORDER_LOCK]).await?.try_get(0)?;
+                let revision = u64::try_from(rev).map_err(|_| Error::Internal("negative revision".into()))?;
+                let ctx = Ctx { revision, ..probe };
+                (execute(cmd, &snapshot, &ctx)?, revision)
+            } else {
                 let current = tx
                     .prepare_cached(
                         "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
                     )
                     .await?;
                 let rev: i64 = tx.query_one(&current, &[]).await?.try_get(0)?;
-                tx.commit().await?;
-                return Ok(Committed {
-                    outcome: probed.outcome,
-                    revision: u64::try_from(rev).unwrap_or(0),
-                });
-            }
-            let next = tx.prepare_cached("SELECT nextval('lockstep_revision')").await?;
-            let rev: i64 = tx.query_one(&next, &[]).await?.try_get(0)?;
-            let revision = u64::try_from(rev).map_err(|_| Error::Internal("negative revision".into()))?;
-            let ctx = Ctx { revision, ..probe };
-            let effect = execute(cmd, &snapshot, &ctx)?;
+                (probed, u64::try_from(rev).unwrap_or(0))
+            };
             persist(&tx, ns, &effect, revision, now, actor).await?;
-            tx.commit().await?;
-            self.metrics.commit_batch_size.observe(1);
-            Ok(Committed {
+            let answer = Ok(Committed {
                 outcome: effect.outcome,
                 revision,
-            })
+            });
+            if let Some(m) = completion
+                .map(|cp| cp.finish(&snapshot, &answer, now))
+                .transpose()?
+                .flatten()
+            {
+                persist_row(&tx, ns, &m).await?;
+            }
+            tx.commit().await?;
+            self.metrics.commit_batch_size.observe(1);
+            answer.map_err(Failure::Final)
         })
     }
 
@@ -520,6 +579,7 @@ impl PgStore {
                 out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
             }
             out.extend(feeds::retention(&client, batch).await.map_err(final_error)?);
+            out.extend(idempotency::expired(&client, batch).await?);
             Ok(out)
         })
     }
@@ -696,6 +756,21 @@ async fn load_snapshot(
             }),
         );
     }
+    let idem_keys: Vec<(&str, &str)> = keys
+        .iter()
+        .filter_map(|k| {
+            if let RowKey::Idem(scope, key) = k {
+                Some((scope.as_str(), key.as_str()))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if !idem_keys.is_empty() {
+        for e in idempotency::load(tx, ns, &idem_keys).await? {
+            snapshot.insert(RowKey::Idem(e.scope.clone(), e.key.clone()), Some(Row::Idem(e)));
+        }
+    }
     Ok((snapshot, now))
 }
 
@@ -845,6 +920,8 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
         Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(tx, ns, feed, config).await?,
         Mutation::MarkRead { feed, selector } => feeds::mark_read(tx, ns, feed, selector).await?,
         Mutation::Put(Row::Gate(g)) => gates::put_gate(tx, ns, g).await?,
+        Mutation::Put(Row::Idem(e)) => idempotency::put(tx, ns, e).await?,
+        Mutation::Delete(RowKey::Idem(scope, key)) => idempotency::delete(tx, ns, scope, key).await?,
         Mutation::Put(Row::Ticket(t)) => gates::put_ticket(tx, ns, t).await?,
         Mutation::Put(Row::GateTickets { .. }) => {
             return Err(Failure::Final(Error::Internal(
@@ -862,7 +939,7 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
                 RowKey::Gate(_) => "DELETE FROM gates WHERE ns = $1 AND id = $2",
                 RowKey::Ticket(_) => "DELETE FROM tickets WHERE ns = $1 AND id = $2",
                 RowKey::GateTickets(_) => "DELETE FROM tickets WHERE ns = $1 AND gate = $2",
-                RowKey::FeedEntry(..) => unreachable!("handled above"),
+                RowKey::FeedEntry(..) | RowKey::Idem(..) => unreachable!("handled above"),
             };
             let stmt = tx.prepare_cached(sql).await?;
             tx.execute(&stmt, &[&ns, &key.name()]).await?;

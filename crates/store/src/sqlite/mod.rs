@@ -6,7 +6,8 @@
 //! connections, so reads never wait for the writer.
 
 use crate::{
-    clock, record_from_parts, rev_i64, Committed, Error, FeedPage, FeedSummary, Options, StoreMetrics,
+    clock, record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options,
+    StoreMetrics,
 };
 use lockstep_core::lease::{Lease, Waiter};
 use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
@@ -15,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) mod changes;
 mod feeds;
 pub(crate) mod gates;
+pub(crate) mod idempotency;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records
 /// the last one applied.
@@ -65,6 +68,15 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
         PRIMARY KEY (ns, id)) WITHOUT ROWID;
      CREATE INDEX tickets_by_gate ON tickets (ns, gate, id);",
+    // 5: idempotency keys.
+    "CREATE TABLE idempotency (
+        ns TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, token TEXT NOT NULL,
+        response TEXT, locked_until INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+        PRIMARY KEY (ns, scope, key)) WITHOUT ROWID;
+     CREATE INDEX idempotency_expiry ON idempotency (expires_at);",
+    // 6: the change-log compaction horizon (the highest revision deleted).
+    "CREATE TABLE change_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL);
+     INSERT INTO change_horizon (id, revision) VALUES (1, 0);",
 ];
 
 const READERS_MAX: usize = 8;
@@ -72,8 +84,9 @@ const READERS_MAX: usize = 8;
 enum Job {
     Exec {
         ns: String,
-        cmd: Command,
+        cmd: Box<Command>,
         actor: String,
+        completion: Option<Completion>,
         reply: oneshot::Sender<Result<Committed, Error>>,
     },
     DeleteNamespace {
@@ -166,12 +179,19 @@ impl SqliteStore {
     }
 
     /// Applies one write command (group-committed with concurrent ones).
-    pub async fn execute(&self, ns: &str, cmd: Command, actor: &str) -> Result<Committed, Error> {
+    pub async fn execute(
+        &self,
+        ns: &str,
+        cmd: Command,
+        actor: &str,
+        completion: Option<Completion>,
+    ) -> Result<Committed, Error> {
         let (reply, rx) = oneshot::channel();
         let job = Job::Exec {
             ns: ns.to_owned(),
-            cmd,
+            cmd: Box::new(cmd),
             actor: actor.to_owned(),
+            completion,
             reply,
         };
         self.submit(job, rx).await
@@ -282,6 +302,7 @@ impl SqliteStore {
                 out.push((ns, Command::ExpireLease { name }));
             }
             out.extend(feeds::retention(c, batch, clock::system_now())?);
+            out.extend(idempotency::expired(c, batch, clock::system_now())?);
             Ok(out)
         })
         .await
@@ -417,6 +438,7 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
         RowKey::Gate(id) => gates::load_gate(c, ns, id)?.map(Row::Gate),
         RowKey::Ticket(id) => gates::load_ticket(c, ns, id)?.map(Row::Ticket),
         RowKey::GateTickets(gate) => gates::load_unfinished(c, ns, gate)?,
+        RowKey::Idem(scope, key) => idempotency::load(c, ns, scope, key)?.map(Row::Idem),
         RowKey::FeedConfig(feed) => {
             feeds::load_config(c, ns, feed)?.map(|config| Row::FeedConfig { feed: feed.clone(), config })
         }
@@ -425,6 +447,13 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
 
 fn persist(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
     for m in &effect.mutations {
+        persist_mutation(c, ns, m)?;
+    }
+    persist_changes(c, ns, effect)
+}
+
+fn persist_mutation(c: &Connection, ns: &str, m: &Mutation) -> Result<(), Error> {
+    {
         match m {
             Mutation::Put(Row::Record(r)) => {
                 let value = serde_json::to_string(&r.value).map_err(|e| Error::Internal(e.to_string()))?;
@@ -475,6 +504,8 @@ fn persist(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
             Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(c, ns, feed, config)?,
             Mutation::MarkRead { feed, selector } => feeds::mark_read(c, ns, feed, selector)?,
             Mutation::Put(Row::Gate(g)) => gates::put_gate(c, ns, g)?,
+            Mutation::Put(Row::Idem(e)) => idempotency::put(c, ns, e)?,
+            Mutation::Delete(RowKey::Idem(scope, key)) => idempotency::delete(c, ns, scope, key)?,
             Mutation::Put(Row::Ticket(t)) => gates::put_ticket(c, ns, t)?,
             Mutation::Put(Row::GateTickets { .. }) => {
                 return Err(Error::Internal(
@@ -492,12 +523,16 @@ fn persist(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
                     RowKey::Gate(_) => "DELETE FROM gates WHERE ns = ?1 AND id = ?2",
                     RowKey::Ticket(_) => "DELETE FROM tickets WHERE ns = ?1 AND id = ?2",
                     RowKey::GateTickets(_) => "DELETE FROM tickets WHERE ns = ?1 AND gate = ?2",
-                    RowKey::FeedEntry(..) => unreachable!("handled above"),
+                    RowKey::FeedEntry(..) | RowKey::Idem(..) => unreachable!("handled above"),
                 };
                 c.prepare_cached(sql)?.execute(params![ns, key.name()])?;
             }
         }
     }
+    Ok(())
+}
+
+fn persist_changes(c: &Connection, ns: &str, effect: &Effect) -> Result<(), Error> {
     for ch in &effect.changes {
         c.prepare_cached(
             "INSERT INTO changes (revision, idx, ns, kind, key, op, actor, forced, at)
@@ -605,34 +640,28 @@ impl Writer {
                     ns,
                     cmd,
                     actor,
+                    completion,
                     reply,
                 } => {
+                    let ctx = Ctx {
+                        revision: revision + 1,
+                        now,
+                        actor: &actor,
+                        limits: &self.limits,
+                    };
                     let result = run_in_savepoint(&mut tx, |c| {
-                        let ctx = Ctx {
-                            revision: revision + 1,
-                            now,
-                            actor: &actor,
-                            limits: &self.limits,
-                        };
-                        let mut snapshot = Snapshot::new();
-                        for key in cmd.rows() {
-                            let row = load_row(c, &ns, &key)?;
-                            snapshot.insert(key, row);
-                        }
-                        let effect = execute(&cmd, &snapshot, &ctx)?;
-                        persist(c, &ns, &effect)?;
-                        Ok(effect)
+                        run_command(c, &ns, &cmd, completion.as_ref(), &ctx, revision)
                     });
-                    let result = result.map(|effect| {
-                        if effect.writes() {
-                            revision += 1;
+                    let answer = match result {
+                        Ok((answer, wrote)) => {
+                            if wrote {
+                                revision += 1;
+                            }
+                            answer
                         }
-                        Committed {
-                            outcome: effect.outcome,
-                            revision,
-                        }
-                    });
-                    replies.push(Reply::Exec(reply, result));
+                        Err(e) => Err(e),
+                    };
+                    replies.push(Reply::Exec(reply, answer));
                 }
                 Job::DeleteNamespace { ns, reply } => {
                     let result = run_in_savepoint(&mut tx, |c| {
@@ -666,6 +695,55 @@ impl Writer {
             Err(e) => Err((e, replies)),
         }
     }
+}
+
+/// Runs one command on the writer's transaction: loads its rows, applies the
+/// pure semantics, persists the effect and, with a completion, the request's
+/// idempotency entry. Returns the answer (a refusal too, when a completion must
+/// record it) and whether a revision was consumed; an `Err` rolls the
+/// command's savepoint back.
+fn run_command(
+    c: &Connection,
+    ns: &str,
+    cmd: &Command,
+    completion: Option<&Completion>,
+    ctx: &Ctx<'_>,
+    current: u64,
+) -> Result<(Result<Committed, Error>, bool), Error> {
+    let mut rows = cmd.rows();
+    rows.extend(completion.map(Completion::row));
+    let mut snapshot = Snapshot::new();
+    for key in rows {
+        let row = load_row(c, ns, &key)?;
+        snapshot.insert(key, row);
+    }
+    if let Some(cp) = completion {
+        cp.check_owner(&snapshot, ctx.now)?;
+    }
+    let (answer, wrote) = match execute(cmd, &snapshot, ctx) {
+        Ok(effect) => {
+            persist(c, ns, &effect)?;
+            let wrote = effect.writes();
+            let revision = if wrote { ctx.revision } else { current };
+            (
+                Ok(Committed {
+                    outcome: effect.outcome,
+                    revision,
+                }),
+                wrote,
+            )
+        }
+        Err(e) if completion.is_some() => (Err(Error::Core(e)), false),
+        Err(e) => return Err(Error::Core(e)),
+    };
+    if let Some(m) = completion
+        .map(|cp| cp.finish(&snapshot, &answer, ctx.now))
+        .transpose()?
+        .flatten()
+    {
+        persist_mutation(c, ns, &m)?;
+    }
+    Ok((answer, wrote))
 }
 
 /// Runs `f` inside a savepoint: released on success, rolled back on refusal.

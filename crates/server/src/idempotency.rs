@@ -1,0 +1,266 @@
+//! The `Idempotency-Key` header on every mutating endpoint (SPEC §9), and the
+//! one executor every mutating handler calls.
+//!
+//! A keyed request first *begins* its key (a short transaction: new key →
+//! started and owned by this request; completed with the same fingerprint →
+//! replay; still running → 409 `idempotency_key_in_use`; another request → 422
+//! `idempotency_key_reused`). Its command then runs with a [`Completion`]: the
+//! rendered answer is written into the key **in the same storage transaction as
+//! the command's effect**. That is why a crash between effect and response
+//! cannot happen: either both commit or neither does; a key left `started` by a
+//! crash is taken over by a retry once its lock (90 s) runs out, and the retry
+//! finds the effect not applied.
+
+use crate::{ApiError, AppState};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lockstep_core::idempotency::{self, Began, Begin, StoredResponse};
+use lockstep_core::{Command, Outcome};
+use lockstep_store::{Committed, Completion, Finish};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// A keyed request, found by [`fingerprint`] before the handler runs.
+#[derive(Debug, Clone)]
+pub struct IdemRequest {
+    /// The parsed key.
+    pub key: String,
+    /// SHA-256 of method, path and body.
+    pub fingerprint: String,
+    /// Method and concrete path (the scope's endpoint).
+    pub endpoint: String,
+}
+
+/// A successful answer, as handlers build it and keys store it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// JSON body.
+    pub body: Value,
+    /// `ETag` version, for records.
+    pub etag: Option<u64>,
+}
+
+impl Reply {
+    /// 200 with `body`.
+    pub fn ok(body: Value) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body,
+            etag: None,
+        }
+    }
+
+    fn stored(&self) -> StoredResponse {
+        StoredResponse {
+            status: self.status.as_u16(),
+            content_type: "application/json".into(),
+            etag: self.etag.map(|v| format!("\"{v}\"")),
+            body: self.body.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(self.body)).into_response();
+        if let Some(v) = self.etag {
+            resp.headers_mut().insert(header::ETAG, crate::wire::etag(v));
+        }
+        resp
+    }
+}
+
+/// How a handler turns its command's outcome into an answer.
+pub type Renderer = Arc<dyn Fn(&Committed) -> Result<Reply, ApiError> + Send + Sync>;
+
+/// Wraps a rendering closure.
+pub fn render(f: impl Fn(&Committed) -> Result<Reply, ApiError> + Send + Sync + 'static) -> Renderer {
+    Arc::new(f)
+}
+
+/// Answers that applied nothing and invite a retry are not stored (SPEC §15).
+fn storable(e: &ApiError) -> bool {
+    let (status, code, _) = e.catalogue();
+    status.as_u16() < 500 && code != "idempotency_key_in_use" && code != "gate_paused"
+}
+
+fn replay(r: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let mut resp = (status, r.body).into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&r.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(Ok(v)) = r.etag.as_deref().map(HeaderValue::from_str) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp
+}
+
+/// The extension extractor: the keyed request, if the header was sent.
+pub struct Idem(pub Option<IdemRequest>);
+
+impl FromRequestParts<AppState> for Idem {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Ok(Idem(parts.extensions.get::<IdemRequest>().cloned()))
+    }
+}
+
+/// Middleware: on a mutating request with `Idempotency-Key`, parses the key and
+/// fingerprints method, path and body (the body is put back for the handler).
+pub async fn fingerprint(State(st): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let Some(raw) = req.headers().get("idempotency-key").filter(|_| mutating) else {
+        return Ok(next.run(req).await);
+    };
+    let key = idempotency::parse_key(
+        raw.to_str()
+            .map_err(|_| ApiError::invalid("malformed Idempotency-Key"))?,
+    )?;
+    let (mut parts, body) = req.into_parts();
+    // Read one byte past the limit: the handler's own extractor answers 413.
+    let bytes = axum::body::to_bytes(body, st.limits.body_bytes_max + 1)
+        .await
+        .map_err(|_| {
+            ApiError::Core(lockstep_core::Error::PayloadTooLarge(format!(
+                "request body is over the limit of {} bytes",
+                st.limits.body_bytes_max
+            )))
+        })?;
+    let endpoint = format!("{} {}", parts.method, parts.uri.path());
+    let mut h = Sha256::new();
+    h.update(endpoint.as_bytes());
+    h.update([0u8]);
+    h.update(&bytes);
+    let fingerprint = h
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    parts.extensions.insert(IdemRequest {
+        key,
+        fingerprint,
+        endpoint,
+    });
+    Ok(next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await)
+}
+
+/// The scope of a keyed request: namespace (the store's), token and endpoint.
+pub fn scope(caller: &str, req: &IdemRequest) -> String {
+    format!("http\0{caller}\0{}", req.endpoint)
+}
+
+/// Begins a keyed request: `Ok(token)` when this request owns the key now,
+/// `Err(response)` to answer at once (replay or refusal).
+pub async fn begin(
+    st: &AppState,
+    ns: &str,
+    caller: &str,
+    req: &IdemRequest,
+) -> Result<Result<String, Response>, ApiError> {
+    let token = crate::routes::leases::random_id()?;
+    let cmd = Command::IdemBegin {
+        scope: scope(caller, req),
+        key: req.key.clone(),
+        req: Begin {
+            fingerprint: req.fingerprint.clone(),
+            token: token.clone(),
+            lock_ms: st.limits.idempotency_lock_ms,
+            ttl_ms: st.limits.idempotency_ttl_ms,
+        },
+        app: false,
+    };
+    match st.store.execute(ns, cmd, caller).await?.outcome {
+        Outcome::IdemBegun(Began::Started(_)) => Ok(Ok(token)),
+        Outcome::IdemBegun(Began::Replay(r)) => Ok(Err(replay(r))),
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// The completion of a keyed request whose answers come from `render`;
+/// `keep` decides which successful outcomes are intermediate (not stored).
+pub fn completion(
+    caller: &str,
+    req: &IdemRequest,
+    token: String,
+    render: Renderer,
+    keep: fn(&Outcome) -> bool,
+) -> Completion {
+    Completion {
+        scope: scope(caller, req),
+        key: req.key.clone(),
+        token,
+        render: Arc::new(move |answer| match answer {
+            Ok(c) if keep(&c.outcome) => Finish::Keep,
+            Ok(c) => match render(c) {
+                Ok(reply) => Finish::Store(reply.stored()),
+                Err(e) if storable(&e) => Finish::Store(e.stored()),
+                Err(_) => Finish::Release,
+            },
+            Err(e) => {
+                let e = ApiError::from_store_ref(e);
+                if storable(&e) {
+                    Finish::Store(e.stored())
+                } else {
+                    Finish::Release
+                }
+            }
+        }),
+    }
+}
+
+/// Gives a key up after an answer that was not stored with the command (a
+/// storage failure): best effort, else its lock runs out.
+pub async fn release(st: &AppState, ns: &str, caller: &str, req: &IdemRequest, token: String) {
+    let cmd = Command::IdemRelease {
+        scope: scope(caller, req),
+        key: req.key.clone(),
+        token,
+        app: false,
+    };
+    let _ = st.store.execute(ns, cmd, caller).await;
+}
+
+/// Runs a mutating command: with an `Idempotency-Key`, begins the key, runs the
+/// command completing the key atomically, and answers (or replays).
+pub async fn run(
+    st: &AppState,
+    ns: &str,
+    caller: &str,
+    idem: Option<IdemRequest>,
+    cmd: Command,
+    render: Renderer,
+) -> Result<Response, ApiError> {
+    let Some(req) = idem else {
+        let c = st.store.execute(ns, cmd, caller).await?;
+        return Ok(render(&c)?.into_response());
+    };
+    let token = match begin(st, ns, caller, &req).await? {
+        Ok(token) => token,
+        Err(answer) => return Ok(answer),
+    };
+    let cp = completion(caller, &req, token.clone(), render.clone(), |_| false);
+    match st.store.execute_completing(ns, cmd, caller, Some(cp)).await {
+        Ok(c) => Ok(render(&c)?.into_response()),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if !storable(&e) && e.catalogue().1 != "idempotency_key_in_use" {
+                release(st, ns, caller, &req, token).await;
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `/v1/ns/{ns}/idempotency/{scope}/{key}`: the idempotency store for the
+//! application's own endpoints (SPEC §9, seeds/002): begin (own the key, replay,
+//! or be told it is in progress or reused), complete with a response, or give
+//! the key up so a retry may run. A started key whose `lock_ms` ran out is taken
+//! over by the next caller, and the stale owner's complete/give-up is refused.
+
+use crate::error::unexpected;
+use crate::extract::{Caller, Json, Ns, Path};
+use crate::routes::leases::random_id;
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lockstep_core::idempotency::{Began, Begin, StoredResponse};
+use lockstep_core::{names, Command, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// `POST` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeginBody {
+    fingerprint: String,
+    lock_ms: u64,
+}
+
+/// `PUT` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    token: String,
+    response: Value,
+}
+
+/// `DELETE` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GiveUpBody {
+    token: String,
+}
+
+fn target(st: &AppState, scope: &str, key: &str) -> Result<(String, String), ApiError> {
+    names::validate_key(scope, &st.limits)?;
+    names::validate_key(key, &st.limits)?;
+    // App scopes live apart from the HTTP header's scopes.
+    Ok((format!("app\0{scope}"), key.to_owned()))
+}
+
+fn check_token(token: &str) -> Result<(), ApiError> {
+    Ok(lockstep_core::lease::check_token(token)?)
+}
+
+/// `POST .../{scope}/{key}` `{fingerprint, lock_ms}`.
+pub async fn begin(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Path((_, scope, key)): Path<(String, String, String)>,
+    caller: Caller,
+    Json(body): Json<BeginBody>,
+) -> Result<Response, ApiError> {
+    let (scope, key) = target(&st, &scope, &key)?;
+    if body.fingerprint.is_empty() || body.fingerprint.len() > 1024 {
+        return Err(ApiError::invalid("fingerprint must be 1..=1024 bytes"));
+    }
+    lockstep_core::lease::check_ttl(body.lock_ms, &st.limits)
+        .map_err(|_| ApiError::invalid("lock_ms must be within 100..=86400000"))?;
+    let req = Begin {
+        fingerprint: body.fingerprint,
+        token: random_id()?,
+        lock_ms: body.lock_ms,
+        ttl_ms: st.limits.idempotency_ttl_ms,
+    };
+    let c = st
+        .store
+        .execute(
+            &ns,
+            Command::IdemBegin {
+                scope,
+                key,
+                req,
+                app: true,
+            },
+            &caller.name,
+        )
+        .await?;
+    match c.outcome {
+        Outcome::IdemBegun(Began::Started(e)) => Ok((
+            StatusCode::CREATED,
+            axum::Json(json!({"state": "started", "token": e.token, "revision": c.revision})),
+        )
+            .into_response()),
+        Outcome::IdemBegun(Began::Replay(r)) => {
+            let response: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            Ok(axum::Json(json!({"state": "completed", "response": response})).into_response())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `PUT .../{scope}/{key}` `{token, response}`.
+pub async fn complete(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Path((_, scope, key)): Path<(String, String, String)>,
+    caller: Caller,
+    Json(body): Json<CompleteBody>,
+) -> Result<Response, ApiError> {
+    let (scope, key) = target(&st, &scope, &key)?;
+    check_token(&body.token)?;
+    lockstep_core::json::check_value(&body.response, &st.limits)?;
+    let response = StoredResponse {
+        status: 200,
+        content_type: "application/json".into(),
+        etag: None,
+        body: body.response.to_string(),
+    };
+    let cmd = Command::IdemComplete {
+        scope,
+        key,
+        token: body.token,
+        response,
+        app: true,
+    };
+    let c = st.store.execute(&ns, cmd, &caller.name).await?;
+    Ok(axum::Json(json!({"state": "completed", "revision": c.revision})).into_response())
+}
+
+/// `DELETE .../{scope}/{key}` `{token}`: give the key up.
+pub async fn give_up(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Path((_, scope, key)): Path<(String, String, String)>,
+    caller: Caller,
+    Json(body): Json<GiveUpBody>,
+) -> Result<Response, ApiError> {
+    let (scope, key) = target(&st, &scope, &key)?;
+    check_token(&body.token)?;
+    let cmd = Command::IdemRelease {
+        scope,
+        key,
+        token: body.token,
+        app: true,
+    };
+    let c = st.store.execute(&ns, cmd, &caller.name).await?;
+    Ok(axum::Json(json!({"released": true, "revision": c.revision})).into_response())
+}

@@ -1,0 +1,97 @@
+//! Idempotency entries on PostgreSQL (decoding shared with SQLite).
+
+use super::{pg_error, Failure, NOW_MS};
+use crate::sqlite::idempotency::{entry_from, response_text};
+use crate::Error;
+use deadpool_postgres::GenericClient;
+use lockstep_core::idempotency::IdemEntry;
+use lockstep_core::Command;
+
+/// Loads entries by `(scope, key)`.
+pub async fn load(
+    c: &impl GenericClient,
+    ns: &str,
+    keys: &[(&str, &str)],
+) -> Result<Vec<IdemEntry>, Failure> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT i.scope, i.key, i.fingerprint, i.token, i.response, i.locked_until, i.expires_at
+             FROM idempotency i JOIN unnest($2::text[], $3::text[]) AS w(scope, key)
+               ON i.scope = w.scope AND i.key = w.key
+             WHERE i.ns = $1",
+        )
+        .await?;
+    let scopes: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let ks: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let mut out = Vec::new();
+    for r in c.query(&stmt, &[&ns, &scopes, &ks]).await? {
+        out.push(entry_from(
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Writes an entry.
+pub async fn put(c: &impl GenericClient, ns: &str, e: &IdemEntry) -> Result<(), Failure> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO idempotency (ns, scope, key, fingerprint, token, response, locked_until, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (ns, scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token,
+               response = excluded.response, locked_until = excluded.locked_until, expires_at = excluded.expires_at",
+        )
+        .await?;
+    let response = response_text(e)?;
+    c.execute(
+        &stmt,
+        &[
+            &ns,
+            &e.scope,
+            &e.key,
+            &e.fingerprint,
+            &e.token,
+            &response,
+            &e.locked_until.0,
+            &e.expires_at.0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes an entry.
+pub async fn delete(c: &impl GenericClient, ns: &str, scope: &str, key: &str) -> Result<(), Failure> {
+    let stmt = c
+        .prepare_cached("DELETE FROM idempotency WHERE ns = $1 AND scope = $2 AND key = $3")
+        .await?;
+    c.execute(&stmt, &[&ns, &scope, &key]).await?;
+    Ok(())
+}
+
+/// Sweeper commands for expired entries.
+pub async fn expired(c: &impl GenericClient, batch: usize) -> Result<Vec<(String, Command)>, Error> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT ns, scope, key FROM idempotency WHERE expires_at <= {NOW_MS} ORDER BY expires_at LIMIT $1"
+        ))
+        .await
+        .map_err(pg_error)?;
+    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    for r in c.query(&stmt, &[&limit]).await.map_err(pg_error)? {
+        let scope = r.try_get(1).map_err(pg_error)?;
+        let key = r.try_get(2).map_err(pg_error)?;
+        out.push((
+            r.try_get(0).map_err(pg_error)?,
+            Command::ExpireIdem { scope, key },
+        ));
+    }
+    Ok(out)
+}
