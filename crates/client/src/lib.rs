@@ -3,6 +3,7 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
+pub use reqwest::Method;
 use serde_json::{json, Value};
 
 /// Characters left as they are in a path segment; everything else (`/` included)
@@ -195,6 +196,30 @@ impl Client {
         let url = format!("{}/v1/ns/{ns}/txn", self.base);
         let resp = self.http.post(url).json(txn).send().await.map_err(transport)?;
         Ok(Self::answer(resp).await?.1)
+    }
+
+    /// Any call: `method` on `path` (from the server root, e.g. `/v1/ns/a/txn`)
+    /// with an optional JSON body and `Idempotency-Key`; the status and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Value), Error> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", format!("\"{k}\""));
+        }
+        Self::answer(req.send().await.map_err(transport)?).await
+    }
+
+    /// The path segment of a name (percent-encoded, `/` included).
+    pub fn segment(name: &str) -> String {
+        utf8_percent_encode(name, SEGMENT).to_string()
     }
 
     /// `GET /v1/info`.

@@ -243,12 +243,16 @@ pub enum Command {
         /// The configuration.
         config: FeedConfig,
     },
-    /// Retention (sweeper): delete these entries, which fell out of the window.
+    /// Retention (sweeper): delete these entries if they are still out of the
+    /// window: past the age, or older than `before` (the cap boundary the sweeper
+    /// saw; an entry appended again since is newer and is spared).
     PurgeEntries {
         /// Feed name.
         feed: String,
         /// Entry ids.
         ids: Vec<String>,
+        /// The oldest `(at, id)` the cap kept when the sweeper looked.
+        before: Option<(Millis, String)>,
     },
     /// Retention (sweeper): remove scrub fields on disk from these entries.
     ScrubEntries {
@@ -355,7 +359,7 @@ impl Command {
             Command::LeaveQueue { name, .. } => vec![RowKey::Waiters(name.clone())],
             Command::Append { feed, entry } => feed_rows(feed, std::iter::once(&entry.id)),
             Command::Import { feed, entries } => feed_rows(feed, entries.iter().map(|e| &e.id)),
-            Command::PurgeEntries { feed, ids } | Command::ScrubEntries { feed, ids } => {
+            Command::PurgeEntries { feed, ids, .. } | Command::ScrubEntries { feed, ids } => {
                 feed_rows(feed, ids.iter())
             }
             Command::DeleteEntry { feed, id } => vec![RowKey::FeedEntry(feed.clone(), id.clone())],
@@ -421,6 +425,12 @@ pub enum Mutation {
     Put(Row),
     /// Remove the row.
     Delete(RowKey),
+    /// Clear the on-disk scrub marks of a feed (`""`: every feed of the
+    /// namespace), so the sweeper applies a changed scrub configuration.
+    ResetScrubbed {
+        /// Feed name, `""` for all.
+        feed: String,
+    },
     /// Mark feed entries read (a set of rows the backend selects).
     MarkRead {
         /// Feed name.
@@ -855,18 +865,17 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             let config = feed_config(snapshot, feed);
             let existing = feed_entry(snapshot, feed, &entry.id);
             let (stored, created) = feed::append(feed, existing.as_ref(), &config, entry, rev, now);
+            // The answer is the entry as readers see it (scrubbed when old enough).
+            let shown = feed::present(stored.clone(), &config, now);
             if !created {
-                return Ok(Effect::answer(Outcome::Appended {
-                    entry: stored,
-                    created,
-                }));
+                return Ok(Effect::answer(Outcome::Appended { entry: shown, created }));
             }
             let key = format!("{feed}/{}", stored.id);
             Ok(Effect {
                 changes: vec![change(ctx, 0, ChangeKind::Feed, &key, ChangeOp::Append, false)],
-                mutations: vec![Mutation::Put(Row::FeedEntry(stored.clone()))],
+                mutations: vec![Mutation::Put(Row::FeedEntry(stored))],
                 outcome: Outcome::Appended {
-                    entry: stored,
+                    entry: shown,
                     created,
                 },
             })
@@ -930,21 +939,33 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             config.validate()?;
             Ok(Effect {
                 changes: vec![change(ctx, 0, ChangeKind::Feed, feed, ChangeOp::Configure, false)],
-                mutations: vec![Mutation::Put(Row::FeedConfig {
-                    feed: feed.clone(),
-                    config: config.clone(),
-                })],
+                mutations: vec![
+                    Mutation::Put(Row::FeedConfig { feed: feed.clone(), config: config.clone() }),
+                    // The scrub fields may have changed: the sweeper looks at every entry again.
+                    Mutation::ResetScrubbed { feed: feed.clone() },
+                ],
                 outcome: Outcome::Configured(config.clone()),
             })
         }
-        Command::PurgeEntries { feed, ids } | Command::ScrubEntries { feed, ids } => {
-            let purge = matches!(cmd, Command::PurgeEntries { .. });
+        Command::PurgeEntries { feed, ids, .. } | Command::ScrubEntries { feed, ids } => {
+            let before = match cmd {
+                Command::PurgeEntries { before, .. } => Some(before),
+                _ => None,
+            };
+            let purge = before.is_some();
             let config = feed_config(snapshot, feed);
             let mut effect = Effect::answer(Outcome::Retained { count: 0 });
             for id in ids {
                 let Some(e) = feed_entry(snapshot, feed, id) else {
                     continue;
                 };
+                let out_of_window = |before: &Option<(Millis, String)>| {
+                    feed::aged_out(e.at, &config, now)
+                        || before.as_ref().is_some_and(|(at, bid)| (e.at, e.id.as_str()) < (*at, bid.as_str()))
+                };
+                if before.is_some_and(|b| !out_of_window(b)) {
+                    continue;
+                }
                 let (m, op) = if purge {
                     (
                         Mutation::Delete(RowKey::FeedEntry(feed.clone(), id.clone())),

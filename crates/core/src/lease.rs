@@ -93,6 +93,7 @@ pub fn check_token(token: &str) -> Result<(), Error> {
 /// Checks an `acquire` request before anything is loaded.
 pub fn check_acquire(req: &AcquireReq, limits: &Limits) -> Result<(), Error> {
     check_ttl(req.ttl_ms, limits)?;
+    check_token(&req.token)?;
     if req
         .holder
         .as_ref()
@@ -164,10 +165,15 @@ pub fn acquire(
         }));
     }
     let alive_until = now.plus_ms(WAITER_ALIVE_MS);
+    // The refusal names the live holder only; a freed lease with a queue has none.
+    let lease = lease.filter(|l| l.live_token(now).is_some());
     match req.wait {
         None => Err(held(lease, live.len())),
         Some(None) => {
-            let id = waiters.iter().map(|w| w.id).max().unwrap_or(0) + 1;
+            // Ids grow with the storage clock (and past every queued id), so an
+            // id is never handed out twice, even after the queue emptied.
+            let clock_id = u64::try_from(now.0).unwrap_or(0).saturating_mul(1000);
+            let id = (waiters.iter().map(|w| w.id).max().unwrap_or(0) + 1).max(clock_id);
             Ok(Acquired::Queued {
                 id,
                 refresh: Some(Waiter { id, alive_until }),

@@ -1,9 +1,13 @@
-//! `lockstep bench`: concurrent writers against a running server. Reports
-//! throughput and latency percentiles of hot-key and spread-key writes.
+//! `lockstep bench`: concurrent clients against a running server, one scenario
+//! after another; prints throughput and latency percentiles of each, and the
+//! ratios the issues ask for (spread/hot, keyed/unkeyed).
 
 use anyhow::Context;
-use lockstep_client::Client;
-use serde_json::json;
+use lockstep_client::{Client, Method};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `lockstep bench` options.
@@ -18,16 +22,28 @@ pub struct Args {
     /// Seconds per scenario.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Namespace to write in.
+    /// Namespace to write in (a fresh suffix is added per run).
     #[arg(long, default_value = "bench")]
     ns: String,
+    /// Scenarios: records, leases, feeds, gates, idempotency, or all.
+    #[arg(long, default_value = "all")]
+    scenarios: String,
 }
+
+/// One operation of worker `w`, iteration `n`: Ok when it succeeded.
+type Op = Arc<dyn Fn(Client, String, usize, usize) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 struct Run {
     ops: usize,
     errors: usize,
     latencies_us: Vec<u64>,
     elapsed: Duration,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -38,24 +54,21 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Runs `clients` workers for `seconds`; worker `w`'s `n`th write goes to
-/// `key(w, n)` as an unconditional PUT.
-async fn scenario(client: &Client, args: &Args, name: &str, key: fn(usize, usize) -> String) -> Run {
+async fn scenario(client: &Client, args: &Args, ns: &str, name: &str, op: Op) -> Run {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..args.clients {
-        let (client, ns) = (client.clone(), args.ns.clone());
-        let prefix = name.to_owned();
+        let (client, ns, op) = (client.clone(), ns.to_owned(), op.clone());
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut err, mut lat) = (0usize, 0usize, Vec::new());
             let mut n = 0;
             while Instant::now() < deadline {
-                let k = format!("{prefix}/{}", key(w, n));
                 let t = Instant::now();
-                match client.put(&ns, &k, json!({"w": w, "n": n}), None).await {
-                    Ok(_) => ok += 1,
-                    Err(_) => err += 1,
+                if op(client.clone(), ns.clone(), w, n).await {
+                    ok += 1;
+                } else {
+                    err += 1;
                 }
                 lat.push(t.elapsed().as_micros() as u64);
                 n += 1;
@@ -63,12 +76,7 @@ async fn scenario(client: &Client, args: &Args, name: &str, key: fn(usize, usize
             (ok, err, lat)
         }));
     }
-    let mut run = Run {
-        ops: 0,
-        errors: 0,
-        latencies_us: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
+    let mut run = Run { ops: 0, errors: 0, latencies_us: Vec::new(), elapsed: Duration::ZERO };
     for t in tasks {
         if let Ok((ok, err, lat)) = t.await {
             run.ops += ok;
@@ -78,36 +86,108 @@ async fn scenario(client: &Client, args: &Args, name: &str, key: fn(usize, usize
     }
     run.elapsed = started.elapsed();
     run.latencies_us.sort_unstable();
+    println!(
+        "{name:<28} {:>9.0} ops/s  p50 {:>6} us  p99 {:>7} us  ok {} errors {}",
+        run.per_second(),
+        percentile(&run.latencies_us, 0.5),
+        percentile(&run.latencies_us, 0.99),
+        run.ops,
+        run.errors
+    );
     run
 }
 
-/// Runs every scenario and prints one line each.
+async fn call(c: &Client, m: Method, path: String, body: Value, key: Option<String>) -> Option<Value> {
+    match c.call(m, &path, Some(&body), key.as_deref()).await {
+        Ok((_, v)) => Some(v),
+        Err(_) => None,
+    }
+}
+
+fn op<F, Fut>(f: F) -> Op
+where
+    F: Fn(Client, String, usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    Arc::new(move |c, ns, w, n| Box::pin(f(c, ns, w, n)))
+}
+
+fn put(key: fn(usize, usize) -> String, keyed: bool) -> Op {
+    op(move |c, ns, w, n| async move {
+        let path = format!("/v1/ns/{ns}/records/{}", Client::segment(&key(w, n)));
+        let idem = keyed.then(|| format!("w{w}-n{n}"));
+        call(&c, Method::PUT, path, json!({"value": {"w": w, "n": n}}), idem).await.is_some()
+    })
+}
+
+/// Runs the chosen scenarios and prints one line each.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = Client::new(&args.url)?;
     let info = client.info().await.context("reaching the server")?;
+    let ns = format!("{}-{}", args.ns, std::process::id());
     println!(
-        "lockstep bench: {} backend={} clients={} seconds={}",
+        "lockstep bench: {} backend={} clients={} seconds={} ns={ns}",
         args.url, info["backend"], args.clients, args.seconds
     );
-    let hot: fn(usize, usize) -> String = |_, _| "hot".to_owned();
-    let spread: fn(usize, usize) -> String = |w, n| format!("{w}/{}", n % 1000);
-    let mut results = Vec::new();
-    for (name, key) in [("hot-key put", hot), ("spread-key put", spread)] {
-        let r = scenario(&client, &args, name.split(' ').next().unwrap_or(name), key).await;
-        let ops_s = r.ops as f64 / r.elapsed.as_secs_f64();
-        println!(
-            "{name:<16} {ops_s:>9.0} ops/s  p50 {:>6} us  p99 {:>7} us  ok {} errors {}",
-            percentile(&r.latencies_us, 0.5),
-            percentile(&r.latencies_us, 0.99),
-            r.ops,
-            r.errors
-        );
-        results.push(ops_s);
+    let all = args.scenarios == "all";
+    let wants = |s: &str| all || args.scenarios.split(',').any(|x| x == s);
+    if wants("records") {
+        let hot = scenario(&client, &args, &ns, "record put, one hot key", put(|_, _| "hot".into(), false)).await;
+        let spread =
+            scenario(&client, &args, &ns, "record put, spread keys", put(|w, n| format!("{w}/{}", n % 1000), false))
+                .await;
+        println!("  spread/hot throughput ratio: {:.2}", spread.per_second() / hot.per_second().max(1e-9));
     }
-    if let [hot, spread] = results[..] {
-        if hot > 0.0 {
-            println!("spread/hot throughput ratio: {:.2}", spread / hot);
+    if wants("idempotency") {
+        let plain = scenario(&client, &args, &ns, "put, no Idempotency-Key", put(|w, n| format!("u/{w}/{n}"), false)).await;
+        let keyed = scenario(&client, &args, &ns, "put, with Idempotency-Key", put(|w, n| format!("k/{w}/{n}"), true)).await;
+        println!(
+            "  keyed/unkeyed: throughput {:.2}, p50 latency {:.2}",
+            keyed.per_second() / plain.per_second().max(1e-9),
+            percentile(&keyed.latencies_us, 0.5) as f64 / percentile(&plain.latencies_us, 0.5).max(1) as f64
+        );
+    }
+    if wants("leases") {
+        let cycle = op(|c, ns, w, _| async move {
+            let base = format!("/v1/ns/{ns}/leases/lease-{w}");
+            let Some(l) = call(&c, Method::POST, format!("{base}/acquire"), json!({"ttl_ms": 10_000}), None).await
+            else {
+                return false;
+            };
+            let token = l["token"].clone();
+            call(&c, Method::POST, format!("{base}/release"), json!({"token": token}), None)
+                .await
+                .is_some_and(|r| r["released"] == json!(true))
+        });
+        scenario(&client, &args, &ns, "lease acquire+release cycle", cycle).await;
+    }
+    if wants("feeds") {
+        let hot = op(|c, ns, w, n| async move {
+            let path = format!("/v1/ns/{ns}/feeds/hot/entries");
+            call(&c, Method::POST, path, json!({"id": format!("{w}-{n}"), "data": {"n": n}}), None).await.is_some()
+        });
+        scenario(&client, &args, &ns, "feed append, one hot feed", hot).await;
+        let spread = op(|c, ns, w, n| async move {
+            let path = format!("/v1/ns/{ns}/feeds/f{}/entries", (w * 7919 + n) % 1000);
+            call(&c, Method::POST, path, json!({"id": format!("{w}-{n}"), "data": {"n": n}}), None).await.is_some()
+        });
+        scenario(&client, &args, &ns, "feed append, 1000 feeds", spread).await;
+    }
+    if wants("gates") {
+        for w in 0..args.clients {
+            let path = format!("/v1/ns/{ns}/gates/gate-{w}");
+            call(&client, Method::PUT, path, json!({}), None).await;
         }
+        let cycle = op(|c, ns, w, n| async move {
+            let base = format!("/v1/ns/{ns}/gates/gate-{w}/tickets");
+            let t = format!("t-{w}-{n}");
+            let ok = call(&c, Method::POST, base.clone(), json!({"ticket_id": t}), None).await.is_some()
+                && call(&c, Method::POST, format!("{base}/{t}/commit"), json!({}), None).await.is_some();
+            ok && call(&c, Method::POST, format!("{base}/{t}/finalize"), json!({}), None)
+                .await
+                .is_some_and(|v| v["state"] == json!("finalized"))
+        });
+        scenario(&client, &args, &ns, "gate admit+commit+finalize", cycle).await;
     }
     Ok(())
 }

@@ -591,9 +591,11 @@ async fn paging_under_appends(cl: &Cluster) {
         let (h, stop, written) = (cl.http(w), stop.clone(), written.clone());
         writers.push(tokio::spawn(async move {
             let mut n = 0usize;
+            let mut between = false;
             while !stop.load(Ordering::Relaxed) {
-                // Even: now; odd: between two pre-existing entries.
-                let body = if n % 2 == 0 {
+                // In turn: now, and between two pre-existing entries.
+                between = !between;
+                let body = if !between {
                     json!({"id": format!("w{w}-{n}"), "data": {}})
                 } else {
                     let k = (n * 37 + w * 101) % PRE;

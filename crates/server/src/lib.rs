@@ -55,6 +55,10 @@ pub fn app(state: AppState) -> axum::Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            routes::changes::wake_watches,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             idempotency::fingerprint,
         ))
         .layer(axum::middleware::from_fn_with_state(

@@ -849,6 +849,7 @@ async fn stale_purge_spares_reappended(env: Env) {
     let stale = Command::PurgeEntries {
         feed: feed.to_owned(),
         ids: vec!["r1".to_owned()],
+        before: None,
     };
     // ... then a new append of the same id commits ...
     let (e, created, _) = append_on(s, feed, "r1", json!({"v": 2}), None).await;

@@ -3,7 +3,8 @@
 //! compaction, run by the background sweeper.
 //!
 //! A watch polls the store every [`POLL_INTERVAL`] for changes after the last
-//! revision it sent and emits one event per revision (`id:` = revision,
+//! revision it sent, and at once (at most every [`MIN_GAP`]) after a write
+//! through this instance; it emits one event per revision (`id:` = revision,
 //! `event: change`, `data: {revision, changes}`). Revisions become visible in
 //! commit order on both backends, so "after the last sent" never skips one.
 //! A revision with no matching change is skipped; comments keep the
@@ -11,8 +12,9 @@
 
 use crate::extract::{Ns, Query};
 use crate::{ApiError, AppState};
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use lockstep_core::{Change, ChangeKind, Limits};
@@ -21,11 +23,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How often a watch looks for new changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The shortest time between two reads of one watch woken by local writes.
+pub const MIN_GAP: Duration = Duration::from_millis(5);
 
 /// How often an idle watch sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -36,16 +41,19 @@ const WATCH_PAGE: usize = 1000;
 /// The sweeper compacts the change log once every this many sweeps.
 pub const COMPACT_EVERY_SWEEPS: u64 = 10;
 
-/// What the open watches of this instance share: closed at shutdown, so that
+/// What the open watches of this instance share: a counter of writes through
+/// this instance (wakes them early) and a flag closed at shutdown, so that
 /// graceful shutdown does not wait for streams that never end.
 #[derive(Debug)]
 pub struct Watches {
+    written: watch::Sender<u64>,
     closed: watch::Sender<bool>,
 }
 
 impl Default for Watches {
     fn default() -> Self {
         Watches {
+            written: watch::channel(0).0,
             closed: watch::channel(false).0,
         }
     }
@@ -56,6 +64,22 @@ impl Watches {
     pub fn close(&self) {
         self.closed.send_replace(true);
     }
+
+    /// Wakes every open watch: something may have been written.
+    pub fn wake(&self) {
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Middleware: after a write request through this instance has been answered
+/// (so committed, if it wrote), wakes the open watches.
+pub async fn wake_watches(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let resp = next.run(req).await;
+    if writes && resp.status().is_success() {
+        st.watches.wake();
+    }
+    resp
 }
 
 /// `GET /changes` query.
@@ -215,6 +239,8 @@ pub async fn watch(
         more: false,
         pending: VecDeque::new(),
         closed: st.watches.closed.subscribe(),
+        written: st.watches.written.subscribe(),
+        last_read: Instant::now(),
         done: false,
     };
     w.pending
@@ -245,6 +271,10 @@ struct Watcher {
     /// Events read and not sent yet.
     pending: VecDeque<Event>,
     closed: watch::Receiver<bool>,
+    /// Local writes since the last read.
+    written: watch::Receiver<u64>,
+    /// When the last read started.
+    last_read: Instant,
     /// Nothing more to send once `pending` is empty.
     done: bool,
 }
@@ -285,11 +315,25 @@ impl Watcher {
                 return None;
             }
             if !self.more {
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                let woken = tokio::select! {
+                    _ = tokio::time::sleep(POLL_INTERVAL) => false,
+                    r = self.written.changed() => {
+                        if r.is_err() {
+                            // No instance to wake us any more: plain polling.
+                            tokio::time::sleep(POLL_INTERVAL).await;
+                        }
+                        r.is_ok()
+                    }
                     _ = self.closed.changed() => return None,
+                };
+                let since = self.last_read.elapsed();
+                if woken && since < MIN_GAP {
+                    tokio::time::sleep(MIN_GAP - since).await;
                 }
             }
+            // Writes from now on wake the next wait.
+            self.written.borrow_and_update();
+            self.last_read = Instant::now();
             match self
                 .filter
                 .read(&self.store, &self.ns, self.after, WATCH_PAGE)

@@ -110,6 +110,17 @@ pub async fn delete_entry(c: &impl GenericClient, ns: &str, feed: &str, id: &str
     Ok(())
 }
 
+/// Clears the on-disk scrub marks of a feed (`""`: the whole namespace).
+pub async fn reset_scrubbed(c: &impl GenericClient, ns: &str, feed: &str) -> Result<(), Failure> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE feed_entries SET scrubbed = false WHERE ns = $1 AND ($2 = '' OR feed = $2) AND scrubbed",
+        )
+        .await?;
+    c.execute(&stmt, &[&ns, &feed]).await?;
+    Ok(())
+}
+
 /// Sets read marks.
 pub async fn mark_read(
     c: &impl GenericClient,
@@ -346,6 +357,7 @@ pub async fn retention(c: &impl GenericClient, batch: usize) -> Result<Vec<(Stri
                 Command::PurgeEntries {
                     feed: feed.clone(),
                     ids: purge,
+                    before: (b_at > i64::MIN).then(|| (Millis(b_at), b_id.clone())),
                 },
             ));
         }

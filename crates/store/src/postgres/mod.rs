@@ -919,6 +919,7 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
         Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(tx, ns, e).await?,
         Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(tx, ns, feed, config).await?,
         Mutation::MarkRead { feed, selector } => feeds::mark_read(tx, ns, feed, selector).await?,
+        Mutation::ResetScrubbed { feed } => feeds::reset_scrubbed(tx, ns, feed).await?,
         Mutation::Put(Row::Gate(g)) => gates::put_gate(tx, ns, g).await?,
         Mutation::Put(Row::Idem(e)) => idempotency::put(tx, ns, e).await?,
         Mutation::Delete(RowKey::Idem(scope, key)) => idempotency::delete(tx, ns, scope, key).await?,

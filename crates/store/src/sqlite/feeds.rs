@@ -90,6 +90,15 @@ pub fn delete_entry(c: &Connection, ns: &str, feed: &str, id: &str) -> Result<()
     Ok(())
 }
 
+/// Clears the on-disk scrub marks of a feed (`""`: the whole namespace).
+pub fn reset_scrubbed(c: &Connection, ns: &str, feed: &str) -> Result<(), Error> {
+    c.prepare_cached(
+        "UPDATE feed_entries SET scrubbed = 0 WHERE ns = ?1 AND (?2 = '' OR feed = ?2) AND scrubbed = 1",
+    )?
+    .execute(params![ns, feed])?;
+    Ok(())
+}
+
 /// Sets read marks.
 pub fn mark_read(c: &Connection, ns: &str, feed: &str, selector: &ReadSelector) -> Result<(), Error> {
     match selector {
@@ -275,6 +284,7 @@ pub fn retention(c: &Connection, batch: usize, now: Millis) -> Result<Vec<(Strin
                 Command::PurgeEntries {
                     feed: feed.clone(),
                     ids: purge,
+                    before: (b_at > i64::MIN).then(|| (Millis(b_at), b_id.clone())),
                 },
             ));
         }

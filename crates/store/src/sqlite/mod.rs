@@ -503,6 +503,7 @@ fn persist_mutation(c: &Connection, ns: &str, m: &Mutation) -> Result<(), Error>
             Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(c, ns, e)?,
             Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(c, ns, feed, config)?,
             Mutation::MarkRead { feed, selector } => feeds::mark_read(c, ns, feed, selector)?,
+            Mutation::ResetScrubbed { feed } => feeds::reset_scrubbed(c, ns, feed)?,
             Mutation::Put(Row::Gate(g)) => gates::put_gate(c, ns, g)?,
             Mutation::Put(Row::Idem(e)) => idempotency::put(c, ns, e)?,
             Mutation::Delete(RowKey::Idem(scope, key)) => idempotency::delete(c, ns, scope, key)?,
