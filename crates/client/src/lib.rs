@@ -2,8 +2,8 @@
 //! only the wire types; it grows with the API (retries, lease guards, pagers).
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde::Deserialize;
 pub use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Characters left as they are in a path segment; everything else (`/` included)

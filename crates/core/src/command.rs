@@ -366,10 +366,12 @@ impl Command {
             Command::MarkRead { .. } => vec![],
             Command::Configure { feed, .. } => vec![RowKey::FeedConfig(feed.clone())],
             Command::PutGate { id, .. } => vec![RowKey::Gate(id.clone())],
-            Command::IdemBegin { scope, key, .. }
-            | Command::IdemComplete { scope, key, .. }
-            | Command::IdemRelease { scope, key, .. }
-            | Command::ExpireIdem { scope, key } => vec![RowKey::Idem(scope.clone(), key.clone())],
+            Command::IdemBegin { scope, key, app, .. }
+            | Command::IdemComplete { scope, key, app, .. }
+            | Command::IdemRelease { scope, key, app, .. } => {
+                vec![RowKey::Idem(idem_scope(scope, *app), key.clone())]
+            }
+            Command::ExpireIdem { scope, key } => vec![RowKey::Idem(scope.clone(), key.clone())],
             Command::Transition { id, .. } => vec![RowKey::Gate(id.clone()), RowKey::GateTickets(id.clone())],
             Command::Admit { gate, ticket, .. } => {
                 vec![RowKey::Gate(gate.clone()), RowKey::Ticket(ticket.clone())]
@@ -642,6 +644,16 @@ fn ticket_row(snapshot: &Snapshot, id: &str) -> Option<Ticket> {
     }
 }
 
+/// The stored scope of an idempotency key: the application store's scopes live
+/// apart from the `Idempotency-Key` header's (which the server builds).
+pub fn idem_scope(scope: &str, app: bool) -> String {
+    if app {
+        format!("app\u{1f}{scope}")
+    } else {
+        scope.to_owned()
+    }
+}
+
 /// The stored idempotency entry of `(scope, key)`.
 pub fn idem_entry(snapshot: &Snapshot, scope: &str, key: &str) -> Option<IdemEntry> {
     match snapshot.get(&RowKey::Idem(scope.to_owned(), key.to_owned())) {
@@ -868,7 +880,10 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             // The answer is the entry as readers see it (scrubbed when old enough).
             let shown = feed::present(stored.clone(), &config, now);
             if !created {
-                return Ok(Effect::answer(Outcome::Appended { entry: shown, created }));
+                return Ok(Effect::answer(Outcome::Appended {
+                    entry: shown,
+                    created,
+                }));
             }
             let key = format!("{feed}/{}", stored.id);
             Ok(Effect {
@@ -940,7 +955,10 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             Ok(Effect {
                 changes: vec![change(ctx, 0, ChangeKind::Feed, feed, ChangeOp::Configure, false)],
                 mutations: vec![
-                    Mutation::Put(Row::FeedConfig { feed: feed.clone(), config: config.clone() }),
+                    Mutation::Put(Row::FeedConfig {
+                        feed: feed.clone(),
+                        config: config.clone(),
+                    }),
                     // The scrub fields may have changed: the sweeper looks at every entry again.
                     Mutation::ResetScrubbed { feed: feed.clone() },
                 ],
@@ -961,7 +979,9 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                 };
                 let out_of_window = |before: &Option<(Millis, String)>| {
                     feed::aged_out(e.at, &config, now)
-                        || before.as_ref().is_some_and(|(at, bid)| (e.at, e.id.as_str()) < (*at, bid.as_str()))
+                        || before
+                            .as_ref()
+                            .is_some_and(|(at, bid)| (e.at, e.id.as_str()) < (*at, bid.as_str()))
                 };
                 if before.is_some_and(|b| !out_of_window(b)) {
                     continue;
@@ -1125,8 +1145,9 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             Ok(effect)
         }
         Command::IdemBegin { scope, key, req, app } => {
-            let existing = idem_entry(snapshot, scope, key);
-            let began = idempotency::begin(existing.as_ref(), scope, key, req, now)?;
+            let stored_scope = idem_scope(scope, *app);
+            let existing = idem_entry(snapshot, &stored_scope, key);
+            let began = idempotency::begin(existing.as_ref(), &stored_scope, key, req, now)?;
             let mut effect = Effect::answer(Outcome::IdemBegun(began.clone()));
             if let Began::Started(e) = began {
                 effect.mutations.push(Mutation::Put(Row::Idem(e)));
@@ -1151,7 +1172,7 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             response,
             app,
         } => {
-            let existing = idem_entry(snapshot, scope, key);
+            let existing = idem_entry(snapshot, &idem_scope(scope, *app), key);
             let done = idempotency::complete(existing.as_ref(), token, response.clone(), now)?;
             let mut effect = Effect::answer(Outcome::IdemCompleted);
             effect.mutations.push(Mutation::Put(Row::Idem(done)));
@@ -1174,11 +1195,12 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             token,
             app,
         } => {
-            idempotency::release(idem_entry(snapshot, scope, key).as_ref(), token, now)?;
+            let stored_scope = idem_scope(scope, *app);
+            idempotency::release(idem_entry(snapshot, &stored_scope, key).as_ref(), token, now)?;
             let mut effect = Effect::answer(Outcome::IdemReleased);
             effect
                 .mutations
-                .push(Mutation::Delete(RowKey::Idem(scope.clone(), key.clone())));
+                .push(Mutation::Delete(RowKey::Idem(stored_scope, key.clone())));
             if *app {
                 let k = format!("{scope}/{key}");
                 effect.changes.push(change(

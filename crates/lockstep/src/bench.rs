@@ -31,7 +31,8 @@ pub struct Args {
 }
 
 /// One operation of worker `w`, iteration `n`: Ok when it succeeded.
-type Op = Arc<dyn Fn(Client, String, usize, usize) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+type Op =
+    Arc<dyn Fn(Client, String, usize, usize) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 struct Run {
     ops: usize,
@@ -76,7 +77,12 @@ async fn scenario(client: &Client, args: &Args, ns: &str, name: &str, op: Op) ->
             (ok, err, lat)
         }));
     }
-    let mut run = Run { ops: 0, errors: 0, latencies_us: Vec::new(), elapsed: Duration::ZERO };
+    let mut run = Run {
+        ops: 0,
+        errors: 0,
+        latencies_us: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
     for t in tasks {
         if let Ok((ok, err, lat)) = t.await {
             run.ops += ok;
@@ -116,7 +122,9 @@ fn put(key: fn(usize, usize) -> String, keyed: bool) -> Op {
     op(move |c, ns, w, n| async move {
         let path = format!("/v1/ns/{ns}/records/{}", Client::segment(&key(w, n)));
         let idem = keyed.then(|| format!("w{w}-n{n}"));
-        call(&c, Method::PUT, path, json!({"value": {"w": w, "n": n}}), idem).await.is_some()
+        call(&c, Method::PUT, path, json!({"value": {"w": w, "n": n}}), idem)
+            .await
+            .is_some()
     })
 }
 
@@ -132,15 +140,44 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let all = args.scenarios == "all";
     let wants = |s: &str| all || args.scenarios.split(',').any(|x| x == s);
     if wants("records") {
-        let hot = scenario(&client, &args, &ns, "record put, one hot key", put(|_, _| "hot".into(), false)).await;
-        let spread =
-            scenario(&client, &args, &ns, "record put, spread keys", put(|w, n| format!("{w}/{}", n % 1000), false))
-                .await;
-        println!("  spread/hot throughput ratio: {:.2}", spread.per_second() / hot.per_second().max(1e-9));
+        let hot = scenario(
+            &client,
+            &args,
+            &ns,
+            "record put, one hot key",
+            put(|_, _| "hot".into(), false),
+        )
+        .await;
+        let spread = scenario(
+            &client,
+            &args,
+            &ns,
+            "record put, spread keys",
+            put(|w, n| format!("{w}/{}", n % 1000), false),
+        )
+        .await;
+        println!(
+            "  spread/hot throughput ratio: {:.2}",
+            spread.per_second() / hot.per_second().max(1e-9)
+        );
     }
     if wants("idempotency") {
-        let plain = scenario(&client, &args, &ns, "put, no Idempotency-Key", put(|w, n| format!("u/{w}/{n}"), false)).await;
-        let keyed = scenario(&client, &args, &ns, "put, with Idempotency-Key", put(|w, n| format!("k/{w}/{n}"), true)).await;
+        let plain = scenario(
+            &client,
+            &args,
+            &ns,
+            "put, no Idempotency-Key",
+            put(|w, n| format!("u/{w}/{n}"), false),
+        )
+        .await;
+        let keyed = scenario(
+            &client,
+            &args,
+            &ns,
+            "put, with Idempotency-Key",
+            put(|w, n| format!("k/{w}/{n}"), true),
+        )
+        .await;
         println!(
             "  keyed/unkeyed: throughput {:.2}, p50 latency {:.2}",
             keyed.per_second() / plain.per_second().max(1e-9),
@@ -150,26 +187,55 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if wants("leases") {
         let cycle = op(|c, ns, w, _| async move {
             let base = format!("/v1/ns/{ns}/leases/lease-{w}");
-            let Some(l) = call(&c, Method::POST, format!("{base}/acquire"), json!({"ttl_ms": 10_000}), None).await
+            let Some(l) = call(
+                &c,
+                Method::POST,
+                format!("{base}/acquire"),
+                json!({"ttl_ms": 10_000}),
+                None,
+            )
+            .await
             else {
                 return false;
             };
             let token = l["token"].clone();
-            call(&c, Method::POST, format!("{base}/release"), json!({"token": token}), None)
-                .await
-                .is_some_and(|r| r["released"] == json!(true))
+            call(
+                &c,
+                Method::POST,
+                format!("{base}/release"),
+                json!({"token": token}),
+                None,
+            )
+            .await
+            .is_some_and(|r| r["released"] == json!(true))
         });
         scenario(&client, &args, &ns, "lease acquire+release cycle", cycle).await;
     }
     if wants("feeds") {
         let hot = op(|c, ns, w, n| async move {
             let path = format!("/v1/ns/{ns}/feeds/hot/entries");
-            call(&c, Method::POST, path, json!({"id": format!("{w}-{n}"), "data": {"n": n}}), None).await.is_some()
+            call(
+                &c,
+                Method::POST,
+                path,
+                json!({"id": format!("{w}-{n}"), "data": {"n": n}}),
+                None,
+            )
+            .await
+            .is_some()
         });
         scenario(&client, &args, &ns, "feed append, one hot feed", hot).await;
         let spread = op(|c, ns, w, n| async move {
             let path = format!("/v1/ns/{ns}/feeds/f{}/entries", (w * 7919 + n) % 1000);
-            call(&c, Method::POST, path, json!({"id": format!("{w}-{n}"), "data": {"n": n}}), None).await.is_some()
+            call(
+                &c,
+                Method::POST,
+                path,
+                json!({"id": format!("{w}-{n}"), "data": {"n": n}}),
+                None,
+            )
+            .await
+            .is_some()
         });
         scenario(&client, &args, &ns, "feed append, 1000 feeds", spread).await;
     }
@@ -181,8 +247,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let cycle = op(|c, ns, w, n| async move {
             let base = format!("/v1/ns/{ns}/gates/gate-{w}/tickets");
             let t = format!("t-{w}-{n}");
-            let ok = call(&c, Method::POST, base.clone(), json!({"ticket_id": t}), None).await.is_some()
-                && call(&c, Method::POST, format!("{base}/{t}/commit"), json!({}), None).await.is_some();
+            let ok = call(&c, Method::POST, base.clone(), json!({"ticket_id": t}), None)
+                .await
+                .is_some()
+                && call(&c, Method::POST, format!("{base}/{t}/commit"), json!({}), None)
+                    .await
+                    .is_some();
             ok && call(&c, Method::POST, format!("{base}/{t}/finalize"), json!({}), None)
                 .await
                 .is_some_and(|v| v["state"] == json!("finalized"))

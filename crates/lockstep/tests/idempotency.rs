@@ -46,14 +46,14 @@ enum Backend {
 
 /// A database for one scenario; removed on drop.
 enum Db {
-    Sqlite(tempfile::TempDir, String),
+    Sqlite { _dir: tempfile::TempDir, url: String },
     Postgres(PgDb),
 }
 
 impl Db {
     fn url(&self) -> String {
         match self {
-            Db::Sqlite(_, url) => url.clone(),
+            Db::Sqlite { url, .. } => url.clone(),
             Db::Postgres(pg) => pg.url.clone(),
         }
     }
@@ -66,7 +66,7 @@ async fn database(backend: Backend) -> Option<Db> {
         Backend::Sqlite => {
             let dir = tempdir();
             let url = sqlite_db(&dir);
-            Some(Db::Sqlite(dir, url))
+            Some(Db::Sqlite { _dir: dir, url })
         }
         Backend::Postgres => fresh_pg().await.map(Db::Postgres),
     }
@@ -102,7 +102,10 @@ fn rec(key: &str) -> String {
 fn keyed_req(h: &Http, method: &str, p: &str, key: &str, body: &Value) -> reqwest::RequestBuilder {
     h.req(method, p)
         .header("content-type", "application/json")
-        .header("idempotency-key", HeaderValue::from_bytes(key.as_bytes()).unwrap())
+        .header(
+            "idempotency-key",
+            HeaderValue::from_bytes(key.as_bytes()).unwrap(),
+        )
         .body(body.to_string())
 }
 
@@ -151,8 +154,13 @@ fn assert_problem(r: &Resp, status: u16, code: &str, what: &str) {
     assert_eq!(
         (r.status, r.code()),
         (status, Some(code)),
-        "{what}: expected {status} {code}, got {}",
-        r.text
+        "{what}: expected {status} {code}, got {}{}",
+        r.text,
+        if is_replay(r) {
+            " (Idempotent-Replayed: true)"
+        } else {
+            ""
+        }
     );
     assert!(!is_replay(r), "{what}: a refusal of the key is not a replay");
 }
@@ -233,7 +241,11 @@ async fn concurrent_identical(urls: &[String], n: usize, key: &str) {
         assert_replay_of(r, stored, "a concurrent replay");
     }
     let h = Http::new(&urls[0]);
-    assert_eq!(int_value(&h, "c").await, Some(1), "the counter rose by exactly one");
+    assert_eq!(
+        int_value(&h, "c").await,
+        Some(1),
+        "the counter rose by exactly one"
+    );
     // Afterwards every retry, on every server, replays the stored response.
     for (i, url) in urls.iter().enumerate().cycle().take(n) {
         let r = keyed(&Http::new(url), "POST", &path("/txn"), key, &body).await;
@@ -354,7 +366,10 @@ async fn sqlite_kill_9_mid_burst_then_replay_every_key() {
                 "in flight: begun, not applied (key locked)"
             }
             (First::NeverSent, 200, false) => "never sent: executed",
-            _ => panic!("{key} ({first:?}): unexpected replay answer {} {}", r.status, r.text),
+            _ => panic!(
+                "{key} ({first:?}): unexpected replay answer {} {}",
+                r.status, r.text
+            ),
         };
         if r.status == 200 {
             assert_eq!(count, Some(1), "{key}: answered 200, so applied exactly once");
@@ -416,9 +431,14 @@ async fn replay_semantics_per_endpoint(url: String) {
     // would now succeed.
     let vm = json!({"value": "v2", "expected_version": 0});
     let first = keyed(&h, "PUT", &rec("r1"), "vm-1", &vm).await;
-    assert_problem(&first, 409, "version_mismatch", "expected_version 0 on an existing record");
+    assert_problem(
+        &first,
+        409,
+        "version_mismatch",
+        "expected_version 0 on an existing record",
+    );
     assert_eq!(first.body["current"]["version"], json!(version));
-    assert_eq!(h.json("DELETE", &rec("r1"), &json!(null)).await.status, 200);
+    assert_eq!(h.send(h.req("DELETE", &rec("r1"))).await.status, 200);
     let again = keyed(&h, "PUT", &rec("r1"), "vm-1", &vm).await;
     assert_replay_of(&again, &first, "version_mismatch replay");
     assert_eq!(again.code(), Some("version_mismatch"));
@@ -427,10 +447,17 @@ async fn replay_semantics_per_endpoint(url: String) {
     // A 404 is stored too.
     let first = keyed_empty(&h, "DELETE", &rec("nope"), "del-404").await;
     assert_problem(&first, 404, "not_found", "keyed DELETE of an absent record");
-    assert_eq!(h.json("PUT", &rec("nope"), &json!({"value": 1})).await.status, 201);
+    assert_eq!(
+        h.json("PUT", &rec("nope"), &json!({"value": 1})).await.status,
+        201
+    );
     let again = keyed_empty(&h, "DELETE", &rec("nope"), "del-404").await;
     assert_replay_of(&again, &first, "404 replay");
-    assert_eq!(h.get(&rec("nope")).await.status, 200, "the replay deleted nothing");
+    assert_eq!(
+        h.get(&rec("nope")).await.status,
+        200,
+        "the replay deleted nothing"
+    );
 
     // A PATCH replays, applying once.
     assert_eq!(h.json("PUT", &rec("p"), &json!({"value": [1]})).await.status, 201);
@@ -445,7 +472,11 @@ async fn replay_semantics_per_endpoint(url: String) {
     assert_fresh(&first, 200, "keyed PATCH");
     let again = h.send(patch_req("patch-1")).await;
     assert_replay_of(&again, &first, "PATCH replay");
-    assert_eq!(h.get(&rec("p")).await.body["value"], json!([1, 2]), "applied once");
+    assert_eq!(
+        h.get(&rec("p")).await.body["value"],
+        json!([1, 2]),
+        "applied once"
+    );
 
     // The structured-field string and the bare form name the same key.
     let first = keyed(&h, "PUT", &rec("r3"), "\"sf-1\"", &body).await;
@@ -471,7 +502,11 @@ async fn replay_semantics_per_endpoint(url: String) {
         let r = keyed(&h, "PUT", &rec("bad"), bad, &json!({"value": 1})).await;
         assert_problem(&r, 400, "invalid_request", &format!("Idempotency-Key {bad:?}"));
     }
-    assert_eq!(h.get(&rec("bad")).await.status, 404, "malformed keys apply nothing");
+    assert_eq!(
+        h.get(&rec("bad")).await.status,
+        404,
+        "malformed keys apply nothing"
+    );
     // 255 characters are accepted, bare and as a string.
     let max = "y".repeat(255);
     let first = keyed(&h, "PUT", &rec("r4"), &max, &body).await;
@@ -500,6 +535,44 @@ async fn replay_semantics_per_endpoint(url: String) {
     let state = h.get(&path("/leases/job")).await;
     assert_eq!(state.body["fence"], first.body["fence"], "{}", state.text);
 
+    // A waiting keyed acquire keeps its key in use while it waits; the grant
+    // is stored; a wait that runs out stores its 409 lease_held.
+    let holder = h
+        .json("POST", &path("/leases/w/acquire"), &json!({"ttl_ms": 60_000}))
+        .await;
+    assert_eq!(holder.status, 200, "{}", holder.text);
+    let wait = json!({"ttl_ms": 60_000, "wait_ms": 10_000});
+    let waiter = {
+        let h = h.clone();
+        let wait = wait.clone();
+        tokio::spawn(async move { keyed(&h, "POST", &path("/leases/w/acquire"), "wait-1", &wait).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = keyed(&h, "POST", &path("/leases/w/acquire"), "wait-1", &wait).await;
+    assert_problem(
+        &r,
+        409,
+        "idempotency_key_in_use",
+        "the same key while its acquire waits",
+    );
+    let released = h
+        .json(
+            "POST",
+            &path("/leases/w/release"),
+            &json!({"token": holder.body["token"]}),
+        )
+        .await;
+    assert_eq!(released.body["released"], json!(true), "{}", released.text);
+    let granted = waiter.await.unwrap();
+    assert_fresh(&granted, 200, "the waiting keyed acquire");
+    let again = keyed(&h, "POST", &path("/leases/w/acquire"), "wait-1", &wait).await;
+    assert_replay_of(&again, &granted, "the waited grant, replayed");
+    let short = json!({"ttl_ms": 60_000, "wait_ms": 200});
+    let first = keyed(&h, "POST", &path("/leases/w/acquire"), "wait-2", &short).await;
+    assert_problem(&first, 409, "lease_held", "a keyed wait that runs out");
+    let again = keyed(&h, "POST", &path("/leases/w/acquire"), "wait-2", &short).await;
+    assert_replay_of(&again, &first, "the timed-out wait, replayed");
+
     // Feed append: the replay is the 201 of the first append (an unkeyed
     // repeat is the idempotent 200 created: false).
     let entries = path("/feeds/inbox/entries");
@@ -516,7 +589,12 @@ async fn replay_semantics_per_endpoint(url: String) {
         plain.text
     );
     let list = h.get(&entries).await;
-    assert_eq!(list.body["entries"].as_array().map(Vec::len), Some(1), "{}", list.text);
+    assert_eq!(
+        list.body["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        list.text
+    );
 
     // Gate ticket finalize with an append: replayed, finalized and appended once.
     assert_eq!(h.json("PUT", &path("/gates/g"), &json!({})).await.status, 201);
@@ -525,7 +603,7 @@ async fn replay_semantics_per_endpoint(url: String) {
     assert_fresh(&first, 201, "keyed admit");
     let again = keyed(&h, "POST", &admit, "adm-1", &json!({"ticket_id": "t1"})).await;
     assert_replay_of(&again, &first, "admit replay");
-    let commit = h.json("POST", &path("/gates/g/tickets/t1/commit"), &json!({})).await;
+    let commit = h.send(h.req("POST", &path("/gates/g/tickets/t1/commit"))).await;
     assert_eq!(commit.status, 200, "{}", commit.text);
     let fin = json!({"append": {"feed": "done", "data": {"ok": true}}});
     let finalize = path("/gates/g/tickets/t1/finalize");
@@ -537,21 +615,79 @@ async fn replay_semantics_per_endpoint(url: String) {
     let r = keyed(&h, "POST", &finalize, "fin-1", &json!({})).await;
     assert_problem(&r, 422, "idempotency_key_reused", "another finalize body");
     let list = h.get(&path("/feeds/done/entries")).await;
-    assert_eq!(list.body["entries"].as_array().map(Vec::len), Some(1), "{}", list.text);
+    assert_eq!(
+        list.body["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        list.text
+    );
 
     // 423 gate_paused is not stored: after resume the same key executes.
     assert_eq!(h.json("PUT", &path("/gates/g2"), &json!({})).await.status, 201);
-    let paused = h.json("POST", &path("/gates/g2/pause"), &json!({})).await;
+    let paused = h.send(h.req("POST", &path("/gates/g2/pause"))).await;
     assert_eq!(paused.status, 200, "{}", paused.text);
     let admit2 = path("/gates/g2/tickets");
     let r = keyed(&h, "POST", &admit2, "adm-2", &json!({"ticket_id": "t2"})).await;
     assert_problem(&r, 423, "gate_paused", "admit while paused");
-    let resumed = h.json("POST", &path("/gates/g2/resume"), &json!({})).await;
+    let resumed = h.send(h.req("POST", &path("/gates/g2/resume"))).await;
     assert_eq!(resumed.status, 200, "{}", resumed.text);
     let first = keyed(&h, "POST", &admit2, "adm-2", &json!({"ticket_id": "t2"})).await;
     assert_fresh(&first, 201, "the same key after resume executes");
     let again = keyed(&h, "POST", &admit2, "adm-2", &json!({"ticket_id": "t2"})).await;
     assert_replay_of(&again, &first, "admit replay after resume");
+
+    // Deleting the namespace forgets its keys with everything else.
+    let r = h.send(h.req("DELETE", &path(""))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = keyed(&h, "PUT", &rec("r1"), "put-1", &body).await;
+    assert_fresh(&r, 201, "a key of a deleted namespace executes afresh");
+}
+
+/// A request that differs only in its query (`?expected_version=`) or in a
+/// precondition header (`If-Match`) is a different request: with the same key
+/// it is 422 `idempotency_key_reused` (SPEC §9: "a different request with the
+/// same key"), never the replay of the other request's answer (which would tell
+/// the client about a precondition it did not send).
+async fn fingerprint_covers_query_and_preconditions(url: String) {
+    let server = Server::start(&url);
+    let h = Http::new(&server.url);
+    let put = h.json("PUT", &rec("x"), &json!({"value": 1})).await;
+    assert_eq!(put.status, 201, "{}", put.text);
+    let v = put.u64("version");
+
+    let first = keyed_empty(
+        &h,
+        "DELETE",
+        &format!("{}?expected_version={}", rec("x"), v + 1_000),
+        "q-1",
+    )
+    .await;
+    assert_problem(&first, 409, "version_mismatch", "DELETE at a wrong version");
+    let other = keyed_empty(&h, "DELETE", &format!("{}?expected_version={v}", rec("x")), "q-1").await;
+    assert_problem(
+        &other,
+        422,
+        "idempotency_key_reused",
+        "the same key on a DELETE with another ?expected_version= (got the first request's answer)",
+    );
+
+    let body = json!({"value": 2});
+    let put_if = |etag: String| {
+        h.req("PUT", &rec("x"))
+            .header("content-type", "application/json")
+            .header("if-match", etag)
+            .header("idempotency-key", "h-1")
+            .body(body.to_string())
+    };
+    let first = h.send(put_if(format!("\"{}\"", v + 1_000))).await;
+    assert_problem(&first, 412, "precondition_failed", "PUT with a wrong If-Match");
+    let other = h.send(put_if(format!("\"{v}\""))).await;
+    assert_problem(
+        &other,
+        422,
+        "idempotency_key_reused",
+        "the same key on a PUT with another If-Match (got the first request's answer)",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -699,13 +835,29 @@ async fn application_store(url: String) {
         ("missing lock_ms", "POST", json!({"fingerprint": "f"})),
         ("lock_ms 0", "POST", json!({"fingerprint": "f", "lock_ms": 0})),
         ("lock_ms 99", "POST", json!({"fingerprint": "f", "lock_ms": 99})),
-        ("lock_ms over a day", "POST", json!({"fingerprint": "f", "lock_ms": 86_400_001u64})),
-        ("empty fingerprint", "POST", json!({"fingerprint": "", "lock_ms": 1000})),
-        ("unknown field", "POST", json!({"fingerprint": "f", "lock_ms": 1000, "ttl_ms": 5})),
+        (
+            "lock_ms over a day",
+            "POST",
+            json!({"fingerprint": "f", "lock_ms": 86_400_001u64}),
+        ),
+        (
+            "empty fingerprint",
+            "POST",
+            json!({"fingerprint": "", "lock_ms": 1000}),
+        ),
+        (
+            "unknown field",
+            "POST",
+            json!({"fingerprint": "f", "lock_ms": 1000, "ttl_ms": 5}),
+        ),
         ("not an object", "POST", json!(["f", 1000])),
         ("empty token", "PUT", json!({"token": "", "response": 1})),
         ("missing response", "PUT", json!({"token": "abc"})),
-        ("unknown field", "PUT", json!({"token": "abc", "response": 1, "status": 200})),
+        (
+            "unknown field",
+            "PUT",
+            json!({"token": "abc", "response": 1, "status": 200}),
+        ),
         ("empty token", "DELETE", json!({"token": ""})),
         ("unknown field", "DELETE", json!({"token": "abc", "why": "x"})),
         ("missing token", "DELETE", json!({})),
@@ -723,13 +875,59 @@ async fn application_store(url: String) {
     assert_problem(&r, 400, "invalid_request", "malformed JSON");
     // The smallest lock is accepted; the bad requests started nothing.
     started_token(
-        &h.json("POST", &kb, &json!({"fingerprint": "f", "lock_ms": 100})).await,
+        &h.json("POST", &kb, &json!({"fingerprint": "f", "lock_ms": 100}))
+            .await,
         "lock_ms 100 after the bad requests",
     );
 }
 
 // ---------------------------------------------------------------------------
 // 6: overhead (measured, not asserted).
+
+/// (median, p90) of the unkeyed and of the keyed writes.
+type Latencies = ((Duration, Duration), (Duration, Duration));
+
+/// Latencies of `n` unkeyed and `n` keyed PUTs, interleaved so drift (caches,
+/// WAL growth) weighs on both alike; `Err` on an unexpected answer.
+async fn measure(h: &Http, n: usize, warmup: usize) -> Result<Latencies, String> {
+    let check = |r: &Resp, keyed: bool| {
+        if r.status == 201 && !is_replay(r) {
+            Ok(())
+        } else {
+            Err(format!(
+                "a {} PUT answered {}: {}",
+                if keyed { "keyed" } else { "unkeyed" },
+                r.status,
+                r.text
+            ))
+        }
+    };
+    for i in 0..warmup {
+        let r = keyed(
+            h,
+            "PUT",
+            &rec(&format!("w{i}")),
+            &format!("w-{i}"),
+            &json!({"value": i}),
+        )
+        .await;
+        check(&r, true)?;
+    }
+    let mut plain = Vec::with_capacity(n);
+    let mut keyed_t = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({"value": {"i": i}});
+        let t = Instant::now();
+        let r = h.json("PUT", &rec(&format!("u{i}")), &body).await;
+        plain.push(t.elapsed());
+        check(&r, false)?;
+        let t = Instant::now();
+        let r = keyed(h, "PUT", &rec(&format!("k{i}")), &format!("ovh-{i}"), &body).await;
+        keyed_t.push(t.elapsed());
+        check(&r, true)?;
+    }
+    Ok((median_and_p90(plain), median_and_p90(keyed_t)))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overhead_of_keyed_writes() {
@@ -741,35 +939,19 @@ async fn overhead_of_keyed_writes() {
         };
         let server = Server::start(&db.url());
         let h = Http::new(&server.url);
-        for i in 0..WARMUP {
-            let r = keyed(&h, "PUT", &rec(&format!("w{i}")), &format!("w-{i}"), &json!({"value": i})).await;
-            assert_eq!(r.status, 201, "{}", r.text);
+        match measure(&h, N, WARMUP).await {
+            Ok(((pm, p90), (km, k90))) => println!(
+                "idempotency overhead on {backend:?}: {N} sequential PUT /records/k<i>: unkeyed median \
+                 {:.3} ms (p90 {:.3} ms), keyed median {:.3} ms (p90 {:.3} ms), keyed/unkeyed median ratio {:.2}",
+                pm.as_secs_f64() * 1e3,
+                p90.as_secs_f64() * 1e3,
+                km.as_secs_f64() * 1e3,
+                k90.as_secs_f64() * 1e3,
+                km.as_secs_f64() / pm.as_secs_f64()
+            ),
+            // Not asserted here: the other cases assert what went wrong.
+            Err(why) => println!("idempotency overhead on {backend:?}: not measurable: {why}"),
         }
-        let mut plain = Vec::with_capacity(N);
-        let mut keyed_t = Vec::with_capacity(N);
-        // Interleaved, so drift (caches, WAL growth) weighs on both alike.
-        for i in 0..N {
-            let body = json!({"value": {"i": i}});
-            let t = Instant::now();
-            let r = h.json("PUT", &rec(&format!("u{i}")), &body).await;
-            plain.push(t.elapsed());
-            assert_eq!(r.status, 201, "{}", r.text);
-            let t = Instant::now();
-            let r = keyed(&h, "PUT", &rec(&format!("k{i}")), &format!("ovh-{i}"), &body).await;
-            keyed_t.push(t.elapsed());
-            assert_fresh(&r, 201, "keyed PUT");
-        }
-        let (pm, p90) = median_and_p90(plain);
-        let (km, k90) = median_and_p90(keyed_t);
-        println!(
-            "idempotency overhead on {backend:?}: {N} sequential PUT /records/k<i>: unkeyed median {:.3} ms \
-             (p90 {:.3} ms), keyed median {:.3} ms (p90 {:.3} ms), keyed/unkeyed median ratio {:.2}",
-            pm.as_secs_f64() * 1e3,
-            p90.as_secs_f64() * 1e3,
-            km.as_secs_f64() * 1e3,
-            k90.as_secs_f64() * 1e3,
-            km.as_secs_f64() / pm.as_secs_f64()
-        );
         drop(server);
         drop(db);
     }
@@ -801,5 +983,6 @@ macro_rules! both {
 both!(
     concurrent_identical_requests,
     replay_semantics_per_endpoint,
+    fingerprint_covers_query_and_preconditions,
     application_store,
 );

@@ -160,7 +160,7 @@ pub async fn fingerprint(State(st): State<AppState>, req: Request, next: Next) -
 
 /// The scope of a keyed request: namespace (the store's), token and endpoint.
 pub fn scope(caller: &str, req: &IdemRequest) -> String {
-    format!("http\0{caller}\0{}", req.endpoint)
+    format!("http\u{1f}{caller}\u{1f}{}", req.endpoint)
 }
 
 /// Begins a keyed request: `Ok(token)` when this request owns the key now,

@@ -85,10 +85,11 @@ async fn sweep_forever(store: Store, limits: Arc<Limits>) {
             Ok(n) => tracing::debug!(purged = n, "purged expired records"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired records failed"),
         }
-        if sweeps % routes::changes::COMPACT_EVERY_SWEEPS == 0 {
+        if sweeps == 0 {
             routes::changes::compact(&store, &limits).await;
+            sweeps = routes::changes::COMPACT_EVERY_SWEEPS;
         }
-        sweeps = sweeps.wrapping_add(1);
+        sweeps -= 1;
     }
 }
 

@@ -43,7 +43,9 @@ use lockstep_core::{Command, Error as CoreError, Limits, Outcome};
 use lockstep_store::{Committed, Error, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Barrier;
 
 // ---------------------------------------------------------------------------
@@ -111,7 +113,11 @@ fn ticket_cmd(gate: &str, ticket: &str, op: TicketOp, append: Option<(&str, Valu
 
 /// Creates a gate; it must be created open at epoch 1.
 async fn create_gate(store: &Store, id: &str, pending: Pending) -> Gate {
-    let c = exec(store, put_gate_cmd(id, Some(pending), Some(json!({"owner": "o"})))).await;
+    let c = exec(
+        store,
+        put_gate_cmd(id, Some(pending), Some(json!({"owner": "o"}))),
+    )
+    .await;
     match c.outcome {
         Outcome::GatePut { gate, created } => {
             assert!(created, "gate {id} is new");
@@ -180,7 +186,11 @@ async fn tickets_of(store: &Store, gate: &str) -> BTreeMap<String, Ticket> {
             if let Some(a) = &after {
                 assert!(&t.id > a, "tickets list in id order");
             }
-            assert!(out.insert(t.id.clone(), t.clone()).is_none(), "{} listed twice", t.id);
+            assert!(
+                out.insert(t.id.clone(), t.clone()).is_none(),
+                "{} listed twice",
+                t.id
+            );
         }
         match page.last() {
             Some(last) if page.len() == 7 => after = Some(last.id.clone()),
@@ -358,7 +368,11 @@ async fn decision_table(env: Env) {
     let mut setups = Vec::new();
     for policy in [Pending::Reject, Pending::Recover] {
         for setup in SETUPS {
-            setups.push((policy, setup, tokio::spawn(set_up_table_gate(s.clone(), policy, setup))));
+            setups.push((
+                policy,
+                setup,
+                tokio::spawn(set_up_table_gate(s.clone(), policy, setup)),
+            ));
         }
     }
     let mut gates = Vec::new();
@@ -420,7 +434,10 @@ async fn decision_table(env: Env) {
                             _ => (TicketState::Finalized, true),
                         };
                         if c.revision <= last_rev {
-                            failures.push(format!("{what}: a change at revision {} ≤ {last_rev}", c.revision));
+                            failures.push(format!(
+                                "{what}: a change at revision {} ≤ {last_rev}",
+                                c.revision
+                            ));
                         }
                         last_rev = last_rev.max(c.revision);
                         match &c.outcome {
@@ -434,7 +451,8 @@ async fn decision_table(env: Env) {
                                     ..t.clone()
                                 };
                                 if *ticket != want_ticket {
-                                    failures.push(format!("{what}: answered {ticket:?}, want {want_ticket:?}"));
+                                    failures
+                                        .push(format!("{what}: answered {ticket:?}, want {want_ticket:?}"));
                                 }
                                 if to == TicketState::Finalized {
                                     appended.insert(id.clone(), c.revision);
@@ -500,7 +518,11 @@ async fn decision_table(env: Env) {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(unreachable, unreachable_pairs(), "the unreachable (view, state) pairs");
+    assert_eq!(
+        unreachable,
+        unreachable_pairs(),
+        "the unreachable (view, state) pairs"
+    );
     // Every reachable cell of both tables was exercised.
     for policy in ["reject", "recover"] {
         for view in ALL_GATE_VIEWS {
@@ -619,7 +641,10 @@ async fn transition_case(store: Store, from: GateState, t: Transition) -> Result
             if g != after {
                 return Err(format!("{what}: answered {g:?}, stored {after:?}"));
             }
-            if after.policy != before.policy || after.meta != before.meta || after.created_at != before.created_at {
+            if after.policy != before.policy
+                || after.meta != before.meta
+                || after.created_at != before.created_at
+            {
                 return Err(format!("{what}: a transition changes state and epoch only"));
             }
             // Terminal from open/paused closes epoch 1, which holds 2 open and 1
@@ -641,7 +666,10 @@ async fn transition_case(store: Store, from: GateState, t: Transition) -> Result
                     t_before.state
                 };
                 if t_after.state != want_state {
-                    return Err(format!("{what}: ticket {tid_} is {:?}, want {want_state:?}", t_after.state));
+                    return Err(format!(
+                        "{what}: ticket {tid_} is {:?}, want {want_state:?}",
+                        t_after.state
+                    ));
                 }
                 if !voids && t_after != t_before {
                     return Err(format!("{what}: ticket {tid_} changed: {t_after:?}"));
@@ -735,7 +763,11 @@ async fn transition_table(env: Env) {
     // Both pending tickets are still recoverable, each once.
     for t in ["c1-committed", "c3-committed"] {
         let done = ticket_ok(s, "cycle", t, TicketOp::Finalize).await;
-        assert_eq!((done.state, done.recovered), (TicketState::Finalized, true), "{t}");
+        assert_eq!(
+            (done.state, done.recovered),
+            (TicketState::Finalized, true),
+            "{t}"
+        );
         let again = ticket_ok(s, "cycle", t, TicketOp::Finalize).await;
         assert_eq!(again, done, "a repeated finalize answers the same ticket");
     }
@@ -793,7 +825,10 @@ async fn admission(env: Env) {
     admit(s, "b", "b1").await;
     transition(s, "b", Transition::Pause).await;
     let c = exec(s, admit_cmd("b", "b1")).await;
-    assert!(matches!(c.outcome, Outcome::Admitted { created: false, .. }), "{c:?}");
+    assert!(
+        matches!(c.outcome, Outcome::Admitted { created: false, .. }),
+        "{c:?}"
+    );
     transition(s, "b", Transition::Resume).await;
     transition(s, "a", Transition::Resume).await;
     admit(s, "a", "t2").await;
@@ -830,7 +865,11 @@ async fn put_gate_rules(env: Env) {
     let g = create_gate(s, "p", Pending::Reject).await;
     transition(s, "p", Transition::Pause).await;
     // PUT of an existing gate updates policy and meta only.
-    let c = exec(s, put_gate_cmd("p", Some(Pending::Recover), Some(json!({"v": 2})))).await;
+    let c = exec(
+        s,
+        put_gate_cmd("p", Some(Pending::Recover), Some(json!({"v": 2}))),
+    )
+    .await;
     let Outcome::GatePut { gate, created } = c.outcome else {
         panic!("{c:?}")
     };
@@ -871,13 +910,23 @@ async fn put_gate_rules(env: Env) {
 const RACERS: usize = 20;
 
 /// `RACERS` finalizes with `append` of `ticket` at once, spread over `stores`.
-async fn finalize_race(stores: &[Store], gate: &str, ticket: &str, feed: &str) -> Vec<Result<Committed, Error>> {
+async fn finalize_race(
+    stores: &[Store],
+    gate: &str,
+    ticket: &str,
+    feed: &str,
+) -> Vec<Result<Committed, Error>> {
     let barrier = Arc::new(Barrier::new(RACERS));
     let mut tasks = Vec::new();
     for i in 0..RACERS {
         let store = stores[i % stores.len()].clone();
         let barrier = barrier.clone();
-        let cmd = ticket_cmd(gate, ticket, TicketOp::Finalize, Some((feed, json!({"racer": i}))));
+        let cmd = ticket_cmd(
+            gate,
+            ticket,
+            TicketOp::Finalize,
+            Some((feed, json!({"racer": i}))),
+        );
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             store.execute(NS, cmd, ACTOR).await
@@ -1012,20 +1061,28 @@ async fn terminal_race(env: Env) {
             admit(s, &gate, &format!("{gate}-{i:02}")).await;
         }
         let barrier = Arc::new(Barrier::new(RACE_TICKETS + 1));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let revoked = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for i in 0..RACE_TICKETS {
             let store = stores[i % stores.len()].clone();
-            let barrier = barrier.clone();
+            let (barrier, commits, revoked) = (barrier.clone(), commits.clone(), revoked.clone());
             let (gate, feed) = (gate.clone(), feed.clone());
             let id = format!("{gate}-{i:02}");
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
+                // Staggered by progress: ticket i starts after i/2 commits (or
+                // the revoke), so the revoke lands among tickets in every stage.
+                while commits.load(Ordering::SeqCst) < i / 2 && !revoked.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 let commit = store
                     .execute(NS, ticket_cmd(&gate, &id, TicketOp::Commit, None), ACTOR)
                     .await;
                 if commit.is_err() {
                     return (id, commit, None);
                 }
+                commits.fetch_add(1, Ordering::SeqCst);
                 let fin = store
                     .execute(
                         NS,
@@ -1038,11 +1095,19 @@ async fn terminal_race(env: Env) {
         }
         let revoker = {
             let (store, gate, barrier) = (stores[1].clone(), gate.clone(), barrier.clone());
+            let (commits, revoked) = (commits.clone(), revoked.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                // Let some tickets get going first (pacing, not correctness).
-                tokio::task::yield_now().await;
-                store.execute(NS, transition_cmd(&gate, Transition::Revoke), ACTOR).await
+                // Revoke in the middle of the run: once a quarter of the tickets
+                // committed (the checks below hold wherever it lands).
+                while commits.load(Ordering::SeqCst) < RACE_TICKETS / 4 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let r = store
+                    .execute(NS, transition_cmd(&gate, Transition::Revoke), ACTOR)
+                    .await;
+                revoked.store(true, Ordering::SeqCst);
+                r
             })
         };
         let mut refused_commits = 0;
@@ -1072,9 +1137,13 @@ async fn terminal_race(env: Env) {
         }
         let revoke = revoker.await.unwrap();
         let Ok(Committed {
-            outcome: Outcome::Transitioned {
-                voided, pending, gate: g, ..
-            },
+            outcome:
+                Outcome::Transitioned {
+                    voided,
+                    pending,
+                    gate: g,
+                    ..
+                },
             revision: revoke_rev,
         }) = revoke
         else {
@@ -1093,10 +1162,18 @@ async fn terminal_race(env: Env) {
             refused_commits + fin_voided + fin_recovered + fin_live,
             RACE_TICKETS
         );
+        println!(
+            "[{gate}] revoke at {revoke_rev}: {refused_commits} commits refused (voided {voided}), \
+             {fin_live} finalized before, pending {pending}: {fin_voided} voided, {fin_recovered} recovered"
+        );
         let stored = tickets_of(s, &gate).await;
         let mut entries: BTreeMap<String, u64> = BTreeMap::new();
         for e in feed_entries(s, &feed).await {
-            assert!(entries.insert(e.id.clone(), e.revision).is_none(), "{} twice", e.id);
+            assert!(
+                entries.insert(e.id.clone(), e.revision).is_none(),
+                "{} twice",
+                e.id
+            );
         }
         for (id, t) in &stored {
             let (commit, fin) = &answers[id];
@@ -1114,9 +1191,17 @@ async fn terminal_race(env: Env) {
                 ),
                 TicketState::Finalized => {
                     let r = t.finalized_revision.unwrap();
-                    assert_eq!(t.recovered, r > revoke_rev, "{id}: recovered ⇔ finalized after the revoke");
+                    assert_eq!(
+                        t.recovered,
+                        r > revoke_rev,
+                        "{id}: recovered ⇔ finalized after the revoke"
+                    );
                     if r > revoke_rev {
-                        assert_eq!(policy, Pending::Recover, "{id}: finalized after the revoke under reject");
+                        assert_eq!(
+                            policy,
+                            Pending::Recover,
+                            "{id}: finalized after the revoke under reject"
+                        );
                     }
                     assert_eq!(entries.get(id), Some(&r), "{id}: its entry, at its revision");
                 }
@@ -1127,7 +1212,11 @@ async fn terminal_race(env: Env) {
             .values()
             .filter(|t| t.state == TicketState::Finalized)
             .count();
-        assert_eq!(entries.len(), finalized, "[{gate}] no entry without a finalization");
+        assert_eq!(
+            entries.len(),
+            finalized,
+            "[{gate}] no entry without a finalization"
+        );
     }
 }
 

@@ -249,9 +249,9 @@ async fn begin_complete_replay(env: Env) {
 /// stale owner can neither complete nor release it any more.
 async fn takeover_after_lock_expiry(env: Env) {
     let s = &env.store;
-    let stale = owned(begin_with(s, "k", "fp", 150, LONG_MS).await);
+    let stale = owned(begin_with(s, "k", "fp", 600, LONG_MS).await);
     in_use(begin(s, "k", "fp").await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     // A different request is still refused: the fingerprint binds the key.
     reused(begin(s, "k", "fp-other").await);
     let fresh = owned(begin(s, "k", "fp").await);
@@ -337,10 +337,10 @@ async fn app_entries_write_changes(env: Env) {
 /// another request, even before the sweeper removed the row.
 async fn expired_entries_are_forgotten(env: Env) {
     let s = &env.store;
-    let t = owned(begin_with(s, "k", "fp", LONG_MS, 100).await);
+    let t = owned(begin_with(s, "k", "fp", LONG_MS, 1_000).await);
     exec(s, complete_cmd("k", &t, response(200, json!("old")), false)).await;
     assert_eq!(replayed(begin(s, "k", "fp").await).body, "\"old\"");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     let t2 = owned(begin(s, "k", "fp-new").await);
     assert_ne!(t, t2);
     // A started entry past its TTL is forgotten too, whatever its lock.
@@ -475,6 +475,9 @@ async fn completing_commits_effect_and_response(env: Env) {
     assert_eq!(replayed(begin(s, "k", "fp").await), stored, "nothing changed");
 }
 
+/// Recognizes the expected refusal.
+type IsRefusal = fn(&CoreError) -> bool;
+
 /// A refused command (version mismatch, not found, invalid patch) stores the
 /// refusal with the key and applies nothing; the refusal is answered.
 async fn completing_refusal_stores_it_and_applies_nothing(env: Env) {
@@ -482,7 +485,7 @@ async fn completing_refusal_stores_it_and_applies_nothing(env: Env) {
     let (existing, _) = put_outcome(&exec(s, put("rec", json!("v1"))).await);
     exec(s, put("text", json!("not a number"))).await;
     let before = revision_now(s).await;
-    let cases: Vec<(&str, Command, fn(&CoreError) -> bool)> = vec![
+    let cases: Vec<(&str, Command, IsRefusal)> = vec![
         (
             "vm",
             put_if(
@@ -831,14 +834,14 @@ impl Raw {
 /// keeps the others.
 async fn sweep_case(store: Store, raw: Raw) {
     let s = &store;
-    let t = owned(begin_with(s, "done", "fp", LONG_MS, 100).await);
+    let t = owned(begin_with(s, "done", "fp", LONG_MS, 1_000).await);
     exec(s, complete_cmd("done", &t, response(200, json!(1)), false)).await;
-    owned(begin_with(s, "started", "fp", LONG_MS, 100).await);
+    owned(begin_with(s, "started", "fp", LONG_MS, 1_000).await);
     let t = owned(begin(s, "kept", "fp").await);
     exec(s, complete_cmd("kept", &t, response(200, json!("kept")), false)).await;
     owned(begin(s, "kept-started", "fp").await);
     assert_eq!(raw.rows().await, 4);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(raw.rows().await, 4, "expired rows stay until swept");
     store.sweep_expired(500).await.unwrap();
     assert_eq!(

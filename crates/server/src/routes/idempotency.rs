@@ -42,8 +42,7 @@ pub struct GiveUpBody {
 fn target(st: &AppState, scope: &str, key: &str) -> Result<(String, String), ApiError> {
     names::validate_key(scope, &st.limits)?;
     names::validate_key(key, &st.limits)?;
-    // App scopes live apart from the HTTP header's scopes.
-    Ok((format!("app\0{scope}"), key.to_owned()))
+    Ok((scope.to_owned(), key.to_owned()))
 }
 
 fn check_token(token: &str) -> Result<(), ApiError> {

@@ -2,11 +2,13 @@
 //! prefix and kind filters, its bounds, and compaction (retention by age and
 //! count).
 //!
-//! Revisions are allocated in commit order (the write path holds a lock from
-//! `nextval` to its commit), so once revision R is visible every revision below
-//! it that will ever commit is visible too: `revision > after` never misses a
-//! change that commits later. A page reads its rows, the latest revision and
-//! the compaction horizon in one statement, hence in one snapshot.
+//! Sequence values commit out of order, so a page only reads up to the
+//! *visible* revision: the sequence's value taken while holding the visibility
+//! gate exclusively (every writer holds it shared until its commit, see
+//! `super::VISIBILITY_GATE`), below which every revision has committed or never
+//! will. `revision > after` therefore never misses a change that commits later.
+//! A page reads its rows, the latest revision and the compaction horizon in one
+//! statement, hence in one snapshot.
 
 use super::{pg_error, PgStore, NOW_MS, QUERY_TIMEOUT};
 use crate::sqlite::changes::{
@@ -49,6 +51,7 @@ fn row_change(r: &tokio_postgres::Row, at: usize) -> Result<Change, Error> {
 async fn list(
     c: &impl GenericClient,
     ns: &str,
+    visible: u64,
     after: u64,
     prefix: &str,
     kind: Option<&str>,
@@ -59,10 +62,10 @@ async fn list(
         .prepare_cached(&format!(
             "SELECT h.revision, m.latest, c.revision, c.idx, c.kind, c.key, c.op, c.actor, c.forced, c.at
              FROM change_horizon h
-             CROSS JOIN (SELECT coalesce(max(revision), 0)::int8 AS latest FROM changes) m
+             CROSS JOIN (SELECT least(coalesce(max(revision), 0)::int8, $7) AS latest FROM changes) m
              LEFT JOIN LATERAL (
                SELECT revision, idx, kind, key, op, actor, forced, at FROM changes
-               WHERE {FILTER} AND revision > $5 ORDER BY revision, idx LIMIT $6
+               WHERE {FILTER} AND revision > $5 AND revision <= $7 ORDER BY revision, idx LIMIT $6
              ) c ON true
              WHERE h.id = 1
              ORDER BY c.revision, c.idx"
@@ -71,7 +74,18 @@ async fn list(
         .map_err(pg_error)?;
     let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
     let rows = c
-        .query(&stmt, &[&ns, &kind, &prefix, &upper, &rev_i64(after)?, &fetch])
+        .query(
+            &stmt,
+            &[
+                &ns,
+                &kind,
+                &prefix,
+                &upper,
+                &rev_i64(after)?,
+                &fetch,
+                &rev_i64(visible)?,
+            ],
+        )
         .await
         .map_err(pg_error)?;
     let mut fetched = Fetched {
@@ -206,9 +220,19 @@ impl PgStore {
         kind: Option<&str>,
         limit: usize,
     ) -> Result<ChangePage, Error> {
+        let visible = self.visible_revision().await?;
         let client = self.client().await?;
         bounded!(client, {
-            list(&client, ns, after, prefix.unwrap_or_default(), kind, limit).await
+            list(
+                &client,
+                ns,
+                visible,
+                after,
+                prefix.unwrap_or_default(),
+                kind,
+                limit,
+            )
+            .await
         })
     }
 

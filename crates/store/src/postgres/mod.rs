@@ -106,9 +106,16 @@ macro_rules! bounded {
 // Declared after `bounded!`, which it uses.
 mod changes;
 
-/// The transaction-scoped advisory lock that orders revision allocation with
-/// commits (see `attempt`).
-const COMMIT_ORDER_LOCK: i64 = 0x6c73_7265_7669_7369; // "lsrevisi"
+/// The visibility gate. Every write transaction holds it in shared mode from its
+/// first statement to its commit (so writers never wait for each other on it,
+/// and their commits still group); a change-log reader takes it exclusively for
+/// an instant (`visible_revision`): once it holds it, every revision allocated
+/// so far has committed or rolled back, so the sequence's value is a horizon
+/// below which no change can still appear. Sequence values are allocated before
+/// commit and commit out of order; this is what keeps watch from ever missing
+/// one. Writers take it before any row lock, so a waiting reader cannot close a
+/// deadlock cycle with them.
+pub(crate) const VISIBILITY_GATE: i64 = 0x6c73_7265_7669_7369; // "lsrevisi"
 
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
 const ATTEMPTS_MAX: u32 = 20;
@@ -157,12 +164,16 @@ impl From<lockstep_core::Error> for Failure {
 /// Maps a driver error: connection trouble is `Unavailable`, the rest `Internal`.
 fn pg_error(e: tokio_postgres::Error) -> Error {
     let code = e.code().map(|c| c.code().to_owned());
+    let text = match e.as_db_error() {
+        Some(db) => format!("postgres {}: {}", db.code().code(), db.message()),
+        None => format!("postgres: {e}"),
+    };
     match code.as_deref() {
-        None => Error::Unavailable(format!("postgres: {e}")),
+        None => Error::Unavailable(text),
         Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
-            Error::Unavailable(format!("postgres: {e}"))
+            Error::Unavailable(text)
         }
-        Some(_) => Error::Internal(format!("postgres: {e}")),
+        Some(_) => Error::Internal(text),
     }
 }
 
@@ -353,10 +364,15 @@ impl PgStore {
                 .collect();
             locks.sort_unstable();
             locks.dedup();
+            // The shared visibility gate first, then the rows' locks in order
+            // (see `VISIBILITY_GATE`).
             let lock = tx
-                .prepare_cached("SELECT pg_advisory_xact_lock(x) FROM unnest($1::int8[]) AS x")
+                .prepare_cached(
+                    "SELECT pg_advisory_xact_lock(x)
+                     FROM (SELECT pg_advisory_xact_lock_shared($1)) AS gate, unnest($2::int8[]) AS x",
+                )
                 .await?;
-            tx.execute(&lock, &[&locks]).await?;
+            tx.query(&lock, &[&VISIBILITY_GATE, &locks]).await?;
             let (snapshot, now) = load_snapshot(&tx, ns, &rows).await?;
             if let Some(cp) = completion {
                 cp.check_owner(&snapshot, now)?;
@@ -383,15 +399,8 @@ impl PgStore {
                 }
             };
             let (effect, revision) = if probed.writes() {
-                // Revisions are allocated in commit order: the lock is held from
-                // nextval to commit, so a reader that sees revision R has every
-                // committed revision below R too (watch never goes backwards).
-                let next = tx
-                    .prepare_cached(
-                        "SELECT nextval('lockstep_revision') FROM (SELECT pg_advisory_xact_lock($1)) AS commit_order",
-                    )
-                    .await?;
-                let rev: i64 = tx.query_one(&next, &[&COMMIT_ORDER_LOCK]).await?.try_get(0)?;
+                let next = tx.prepare_cached("SELECT nextval('lockstep_revision')").await?;
+                let rev: i64 = tx.query_one(&next, &[]).await?.try_get(0)?;
                 let revision = u64::try_from(rev).map_err(|_| Error::Internal("negative revision".into()))?;
                 let ctx = Ctx { revision, ..probe };
                 (execute(cmd, &snapshot, &ctx)?, revision)
@@ -419,6 +428,29 @@ impl PgStore {
             tx.commit().await?;
             self.metrics.commit_batch_size.observe(1);
             answer.map_err(Failure::Final)
+        })
+    }
+
+    /// The highest revision below which every change is visible (committed or
+    /// never to be): waits for the writers in flight (see [`VISIBILITY_GATE`]).
+    pub async fn visible_revision(&self) -> Result<u64, Error> {
+        let mut client = self.client().await?;
+        bounded!(client, {
+            let tx = client.transaction().await.map_err(pg_error)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&VISIBILITY_GATE])
+                .await
+                .map_err(pg_error)?;
+            let rev: i64 = tx
+                .query_one(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?
+                .try_get(0)
+                .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(u64::try_from(rev).unwrap_or(0))
         })
     }
 
