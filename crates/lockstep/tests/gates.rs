@@ -1070,6 +1070,28 @@ async fn pause_resume(cl: &Cluster) {
         }
     }
 
+    // A client retrying a 423 with the same Idempotency-Key (§14): the 423 is
+    // not stored, so the retry after resume runs (§15 "Idempotency").
+    let keyed = |h: &Http| {
+        h.req("POST", &ticket_path(g, "before", "commit"))
+            .header("idempotency-key", "\"commit-before-1\"")
+    };
+    let r = hs[0].send(keyed(&hs[0])).await;
+    expect(
+        &r,
+        423,
+        Some("gate_paused"),
+        &format!("[{label}] keyed commit while paused"),
+    );
+    let r = hs[1].send(keyed(&hs[1])).await;
+    expect(
+        &r,
+        423,
+        Some("gate_paused"),
+        &format!("[{label}] keyed commit retried while paused"),
+    );
+    assert_eq!(r.header("idempotent-replayed"), None, "a 423 is not replayed");
+
     let r = transition(&hs[0], g, "resume").await;
     expect(&r, 200, None, "resume");
     assert_eq!(
@@ -1082,9 +1104,14 @@ async fn pause_resume(cl: &Cluster) {
         "open",
         "check after resume",
     );
-    let c = ticket_op(&hs[2], g, "before", "commit").await;
-    expect_ticket(&c, "committed", "commit after resume");
+    let c = hs[2].send(keyed(&hs[2])).await;
+    expect_ticket(&c, "committed", &format!("[{label}] keyed commit after resume"));
+    assert_eq!(c.header("idempotent-replayed"), None, "{}: the retry ran", c.text);
     assert_eq!(c.body["epoch"], json!(1));
+    let replay = hs[0].send(keyed(&hs[0])).await;
+    expect_ticket(&replay, "committed", "keyed commit replayed");
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, c.body);
     let f = finalize_append(&hs[0], g, "before").await;
     expect_ticket(&f, "finalized", "finalize after resume");
     assert_eq!(f.body["recovered"], json!(false));
@@ -1411,6 +1438,24 @@ async fn bad_input(cl: &Cluster) {
     let r = h.get(&format!("{}?state=finalized", tickets_path("a"))).await;
     expect(&r, 200, None, "filtered listing");
     assert_eq!(r.body["tickets"].as_array().unwrap().len(), 1, "{}", r.text);
+    // A cursor is bound to its listing: another state filter or gate is 400.
+    let r = h.get(&format!("{}?limit=1", tickets_path("a"))).await;
+    let cursor = r.body["next_cursor"].as_str().unwrap().to_owned();
+    let r = h
+        .get(&format!("{}?limit=1&cursor={}", tickets_path("a"), enc(&cursor)))
+        .await;
+    expect(&r, 200, None, &what("the cursor on its own listing"));
+    for path in [
+        format!("{}?state=open&cursor={}", tickets_path("a"), enc(&cursor)),
+        format!("{}?cursor={}", tickets_path("b"), enc(&cursor)),
+    ] {
+        expect(
+            &h.get(&path).await,
+            400,
+            Some("invalid_request"),
+            &what(&format!("foreign cursor {path}")),
+        );
+    }
     // The deleted gate: PUT 410, transitions 410 but delete.
     expect(&transition(&h, "b", "delete").await, 200, None, "delete b");
     expect(

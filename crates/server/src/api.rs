@@ -17,6 +17,7 @@ pub struct Endpoint {
     query: &'static [(&'static str, &'static str, &'static str)],
     body: Option<(&'static [&'static str], Value)>,
     responses: &'static [(u16, &'static str)],
+    produces: &'static str,
     route: MethodRouter<AppState>,
 }
 
@@ -40,6 +41,7 @@ where
         query: &[],
         body: None,
         responses: &[],
+        produces: "application/json",
         route,
     }
 }
@@ -51,6 +53,10 @@ impl Endpoint {
     }
     fn body(mut self, types: &'static [&'static str], schema: Value) -> Self {
         self.body = Some((types, schema));
+        self
+    }
+    fn produces(mut self, content_type: &'static str) -> Self {
+        self.produces = content_type;
         self
     }
     fn responses(mut self, r: &'static [(u16, &'static str)]) -> Self {
@@ -195,6 +201,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             .query(&[("after", "string", "a revision (or next_cursor): only changes after it; default: the oldest kept"), ("prefix", "string", "only keys starting with this (record key, lease name, gate id, feed/entry id)"), ("kind", "string", "record, lease, feed, gate or idempotency"), ("limit", "integer", "page size 1..=1000, default 100")])
             .responses(&[(200, "`{changes: [{revision, index, kind, key, op, actor, forced, at}], next_cursor}`"), (400, "invalid_request"), (410, "compacted: `after` is older than what is kept")]),
         ep("get", "/v1/ns/{ns}/watch", "watchChanges", "Stream changes as Server-Sent Events: one `change` event per revision, id = revision; `Last-Event-ID` resumes.", changes::watch)
+            .produces("text/event-stream")
             .query(&[("after", "string", "a revision: stream changes after it; default: from now"), ("prefix", "string", "only keys starting with this"), ("kind", "string", "record, lease, feed, gate or idempotency")])
             .responses(&[(200, "text/event-stream; each event's data is `{revision, changes}`"), (400, "invalid_request"), (410, "compacted: the start is older than what is kept")]),
         ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]),
@@ -232,7 +239,7 @@ pub fn openapi() -> Value {
             let content = if *status >= 400 {
                 json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}})
             } else {
-                json!({"application/json": {}})
+                json!({e.produces: {}})
             };
             responses.insert(
                 status.to_string(),

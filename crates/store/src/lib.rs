@@ -176,7 +176,8 @@ pub struct ChangeBounds {
     /// The highest revision compacted away (0 = none): reading after an older
     /// revision is refused with `Compacted`.
     pub horizon: u64,
-    /// The latest committed revision (where a watch "from now" starts).
+    /// The latest revision up to which every revision has committed or never
+    /// will (where a watch "from now" starts).
     pub latest: u64,
 }
 

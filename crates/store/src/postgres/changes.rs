@@ -236,10 +236,17 @@ impl PgStore {
         })
     }
 
-    /// The compaction horizon and the latest committed revision.
+    /// The compaction horizon and the visible revision.
     pub async fn change_bounds(&self) -> Result<ChangeBounds, Error> {
+        // "Now" for a watch is the visible revision: the highest committed one
+        // may still have revisions in flight below it.
+        let visible = self.visible_revision().await?;
         let client = self.client().await?;
-        bounded!(client, { bounds(&client).await })
+        let b = bounded!(client, { bounds(&client).await })?;
+        Ok(ChangeBounds {
+            latest: visible.max(b.horizon),
+            ..b
+        })
     }
 
     /// Compacts the change log (see [`crate::Store::compact_changes`]).
