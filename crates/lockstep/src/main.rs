@@ -45,6 +45,19 @@ enum Cmd {
         #[arg(long, env = "LOCKSTEP_DATABASE", default_value = DEFAULT_DATABASE)]
         database: String,
     },
+    /// Copy every namespace and primitive from one database to another, then
+    /// verify both hold the same state (stop the writers of the source first).
+    Copy {
+        /// Source: `sqlite:PATH` or `postgres://…`.
+        #[arg(long)]
+        from: String,
+        /// Target: `sqlite:PATH` or `postgres://…`.
+        #[arg(long)]
+        to: String,
+        /// Replace the content of a non-empty target (also: restart an interrupted copy).
+        #[arg(long)]
+        force: bool,
+    },
     /// Measure write throughput and latency against a running server.
     Bench(bench::Args),
 }
@@ -161,6 +174,13 @@ async fn main() -> anyhow::Result<()> {
                     println!("SQLite schema is up to date");
                 }
             }
+            Ok(())
+        }
+        Cmd::Copy { from, to, force } => {
+            init_logging();
+            let report =
+                lockstep_store::copy::copy(&Location::parse(&from)?, &Location::parse(&to)?, force).await?;
+            print!("{report}");
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args).await,

@@ -4,6 +4,7 @@
 //! atomically. SQLite serves embedded mode, PostgreSQL shared mode.
 
 pub mod clock;
+pub mod copy;
 pub mod error;
 pub mod metrics;
 pub mod postgres;

@@ -162,7 +162,7 @@ impl From<lockstep_core::Error> for Failure {
 }
 
 /// Maps a driver error: connection trouble is `Unavailable`, the rest `Internal`.
-fn pg_error(e: tokio_postgres::Error) -> Error {
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> Error {
     let code = e.code().map(|c| c.code().to_owned());
     let text = match e.as_db_error() {
         Some(db) => format!("postgres {}: {}", db.code().code(), db.message()),
@@ -192,7 +192,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> Error {
     }
 }
 
-fn parse_config(url: &str) -> Result<tokio_postgres::Config, Error> {
+pub(crate) fn parse_config(url: &str) -> Result<tokio_postgres::Config, Error> {
     let mut cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| Error::Config(format!("bad PostgreSQL URL: {e}")))?;

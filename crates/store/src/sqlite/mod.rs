@@ -108,7 +108,7 @@ struct Inner {
     metrics: Arc<StoreMetrics>,
 }
 
-fn open_connection(path: &Path) -> Result<Connection, Error> {
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
