@@ -828,6 +828,38 @@ async fn application_store(url: String) {
         "giving up twice",
     );
 
+    // The application store's writes are changes of kind idempotency, keyed
+    // by the caller's scope and key.
+    let changes = h
+        .get(&path("/changes?kind=idempotency&prefix=checkout/order-"))
+        .await;
+    assert_eq!(changes.status, 200, "{}", changes.text);
+    let seen: Vec<(String, String)> = changes.body["changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", changes.text))
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_owned(),
+                c["op"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("order-1", "start"),
+        ("order-1", "complete"),
+        ("order-2", "start"),
+        ("order-2", "start"),
+        ("order-2", "complete"),
+        ("order-3", "start"),
+        ("order-3", "release"),
+        ("order-3", "start"),
+    ]
+    .iter()
+    .map(|(k, op)| (format!("checkout/{k}"), (*op).to_owned()))
+    .collect();
+    assert_eq!(seen, expected, "{}", changes.text);
+
     // Bad input: 400, and nothing started.
     let kb = app("checkout", "bad");
     for (what, method, body) in [

@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub struct IdemRequest {
     /// The parsed key.
     pub key: String,
-    /// SHA-256 of method, path and body.
+    /// SHA-256 of method, path, query, precondition headers, media type and body.
     pub fingerprint: String,
     /// Method and concrete path (the scope's endpoint).
     pub endpoint: String,
@@ -139,8 +139,22 @@ pub async fn fingerprint(State(st): State<AppState>, req: Request, next: Next) -
             )))
         })?;
     let endpoint = format!("{} {}", parts.method, parts.uri.path());
+    // Everything that changes what the request asks for: the query (e.g.
+    // `expected_version`), the precondition headers, the media type, the body.
     let mut h = Sha256::new();
     h.update(endpoint.as_bytes());
+    h.update([0u8]);
+    h.update(parts.uri.query().unwrap_or_default().as_bytes());
+    for name in [header::IF_MATCH, header::IF_NONE_MATCH, header::CONTENT_TYPE] {
+        h.update([0u8]);
+        h.update(
+            parts
+                .headers
+                .get(&name)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default(),
+        );
+    }
     h.update([0u8]);
     h.update(&bytes);
     let fingerprint = h

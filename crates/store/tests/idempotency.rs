@@ -27,8 +27,7 @@ use std::time::Duration;
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/// The scope most cases use. (The shells build theirs with NUL separators:
-/// see [`server_shaped_scopes`].)
+/// The scope most cases use (see [`server_shaped_scopes`] for the server's).
 const SCOPE: &str = "http|tester|POST /v1/ns/conf/txn";
 
 /// Long enough never to run out during a case.
@@ -725,74 +724,67 @@ async fn keyed_increments_apply_once_under_contention(env: Env) {
     }
 }
 
-/// Scopes exactly as the server builds them: `http\0{caller}\0{method} {path}`
-/// for the `Idempotency-Key` header (crates/server/src/idempotency.rs `scope`)
-/// and `app\0{scope}` for the application store (routes/idempotency.rs
-/// `target`). Every backend must store them.
+/// Scopes as the server builds them: `http\u{1f}{caller}\u{1f}{method} {path}`
+/// for the `Idempotency-Key` header (`app: false`, completed with the command)
+/// and the caller's own scope for the application store (`app: true`, kept apart
+/// by the core). Every backend stores them, and an application entry never
+/// collides with a header entry of the same scope text and key.
 async fn server_shaped_scopes(env: Env) {
     let s = &env.store;
-    for scope in ["http\0tester\0POST /v1/ns/conf/txn", "app\0checkout"] {
+    let scope = "http\u{1f}tester\u{1f}POST /v1/ns/conf/txn";
+    let begin_in = |app: bool, fingerprint: &str| {
         let token = new_token();
         let cmd = Command::IdemBegin {
             scope: scope.to_owned(),
             key: "k".to_owned(),
             req: Begin {
-                fingerprint: "fp".to_owned(),
+                fingerprint: fingerprint.to_owned(),
                 token: token.clone(),
                 lock_ms: LONG_MS,
                 ttl_ms: LONG_MS,
             },
-            app: scope.starts_with("app"),
+            app,
         };
-        let began = s.execute(NS, cmd, ACTOR).await;
-        let why = match (&began, env.backend()) {
-            (Err(_), Backend::Postgres) => format!(
-                " (PostgreSQL refuses the NUL byte in a text parameter: {})",
-                pg_refuses_nul().await
-            ),
-            _ => String::new(),
-        };
-        assert!(
-            matches!(
-                &began,
+        async move {
+            match s.execute(NS, cmd, ACTOR).await {
                 Ok(Committed {
-                    outcome: Outcome::IdemBegun(Began::Started(_)),
+                    outcome: Outcome::IdemBegun(b),
                     ..
-                })
-            ),
-            "IdemBegin with the server's scope {scope:?} must start the key, got {began:?}{why}"
-        );
-        let cp = Completion {
-            scope: scope.to_owned(),
-            key: "k".to_owned(),
-            token,
-            render: renderer(Arc::default()),
-        };
-        ok(
-            s.execute_completing(NS, incr(&format!("c/{}", &scope[..3])), ACTOR, Some(cp))
-                .await,
-        );
-    }
-}
-
-/// What PostgreSQL answers to a text parameter holding a NUL byte.
-async fn pg_refuses_nul() -> String {
-    let Ok(url) = std::env::var(PG_URL_VAR) else {
-        return "no URL".into();
+                }) => Ok((b, token)),
+                Ok(other) => panic!("unexpected outcome {other:?}"),
+                Err(Error::Core(e)) => Err(e),
+                Err(e) => panic!("IdemBegin with the scope {scope:?} (app: {app}): storage error {e:?}"),
+            }
+        }
     };
-    let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
-        return "cannot connect".into();
+    // The header's entry, completed with its command.
+    let token = owned(begin_in(false, "fp-http").await);
+    let cp = Completion {
+        scope: scope.to_owned(),
+        key: "k".to_owned(),
+        token,
+        render: renderer(Arc::default()),
     };
-    let driver = tokio::spawn(conn);
-    let r = client.query_one("SELECT $1::text", &[&"a\0b"]).await;
-    drop(client);
-    let _ = driver.await;
-    match r {
-        Ok(_) => "accepted".into(),
-        Err(e) => e
-            .as_db_error()
-            .map_or(e.to_string(), |d| format!("{} {}", d.code().code(), d.message())),
-    }
+    ok(s.execute_completing(NS, incr("c/http"), ACTOR, Some(cp)).await);
+    let http_answer = replayed(begin_in(false, "fp-http").await);
+    assert_eq!(counter(s, "c/http").await, 1);
+    // The application store's entry of the same scope text and key is another
+    // entry: another fingerprint starts it instead of being refused as reused.
+    let app_token = owned(begin_in(true, "fp-app").await);
+    in_use(begin_in(true, "fp-app").await);
+    let app_answer = response(200, json!({"app": true}));
+    let cmd = Command::IdemComplete {
+        scope: scope.to_owned(),
+        key: "k".to_owned(),
+        token: app_token,
+        response: app_answer.clone(),
+        app: true,
+    };
+    exec(s, cmd).await;
+    assert_eq!(replayed(begin_in(true, "fp-app").await), app_answer);
+    assert_eq!(replayed(begin_in(false, "fp-http").await), http_answer);
+    reused(begin_in(false, "fp-app").await);
+    reused(begin_in(true, "fp-http").await);
 }
 
 // ---------------------------------------------------------------------------
