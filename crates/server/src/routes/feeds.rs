@@ -4,6 +4,7 @@
 use crate::error::unexpected;
 use crate::extract::{Caller, Json, Name, Ns, Path, Query};
 use crate::idempotency::{render, run, Idem, IdemRequest, Reply};
+use crate::routes::paging::Page;
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -116,7 +117,6 @@ pub async fn entries(
     Name(feed): Name,
     Query(q): Query<EntriesQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = st.limits.page_size(q.limit)?;
     let desc = match q.order.as_deref() {
         None | Some("desc") => true,
         Some("asc") => false,
@@ -126,28 +126,16 @@ pub async fn entries(
             )))
         }
     };
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_position(&ns, &feed, c))
-        .transpose()?;
-    let mut page = st.store.list_entries(&ns, &feed, desc, after, limit + 1).await?;
-    let more = page.entries.len() > limit;
-    page.entries.truncate(limit);
-    let next_cursor = match (more, page.entries.last()) {
-        (true, Some(e)) => Some(cursor::encode(
-            &feed::cursor_scope(&ns, &feed),
-            &feed::position(e.at, &e.id),
-        )),
-        _ => None,
-    };
-    let entries: Vec<Value> = page.entries.iter().map(|e| entry_json(&ns, e)).collect();
-    Ok(
-        axum::Json(
-            json!({"entries": entries, "next_cursor": next_cursor, "unread_count": page.unread_count}),
-        )
-        .into_response(),
-    )
+    let page = Page::new(&st, feed::cursor_scope(&ns, &feed), q.limit, q.cursor.as_deref())?;
+    let after = page.after.as_deref().map(feed::parse_position).transpose()?;
+    let fetched = st
+        .store
+        .list_entries(&ns, &feed, desc, after, page.fetch())
+        .await?;
+    let (entries, next_cursor) = page.cut(fetched.entries, |e| feed::position(e.at, &e.id));
+    let entries: Vec<Value> = entries.iter().map(|e| entry_json(&ns, e)).collect();
+    let body = json!({"entries": entries, "next_cursor": next_cursor, "unread_count": fetched.unread_count});
+    Ok(axum::Json(body).into_response())
 }
 
 async fn configure(
@@ -309,23 +297,17 @@ pub async fn list(
     Ns(ns): Ns,
     Query(q): Query<FeedsQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = st.limits.page_size(q.limit)?;
-    let scope = format!("{ns}\0feeds\0{}", q.prefix);
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| cursor::decode(c, &scope))
-        .transpose()?;
-    let mut feeds = st
+    let page = Page::new(
+        &st,
+        format!("{ns}\0feeds\0{}", q.prefix),
+        q.limit,
+        q.cursor.as_deref(),
+    )?;
+    let feeds = st
         .store
-        .list_feeds(&ns, &q.prefix, after.as_deref(), limit + 1)
+        .list_feeds(&ns, &q.prefix, page.after.as_deref(), page.fetch())
         .await?;
-    let next_cursor = if feeds.len() > limit {
-        feeds.truncate(limit);
-        feeds.last().map(|f| cursor::encode(&scope, &f.feed))
-    } else {
-        None
-    };
+    let (feeds, next_cursor) = page.cut(feeds, |f| f.feed.clone());
     let feeds: Vec<Value> = feeds
         .iter()
         .map(|f| json!({"feed": f.feed, "entries": f.entries, "unread_count": f.unread_count}))

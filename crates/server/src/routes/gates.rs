@@ -6,13 +6,14 @@ use crate::error::unexpected;
 use crate::extract::{content_type_is, parse_json, read_body, Caller, Json, Name, Ns, Path, Query};
 use crate::idempotency::{render, run, Idem, Reply};
 use crate::routes::leases::random_id;
+use crate::routes::paging::Page;
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lockstep_core::feed::NewEntry;
 use lockstep_core::gate::{Gate, Policy, Ticket, TicketOp, TicketState, Transition};
-use lockstep_core::{cursor, names, Command, Outcome};
+use lockstep_core::{names, Command, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -284,7 +285,6 @@ pub async fn tickets(
     Name(gate): Name,
     Query(q): Query<TicketsQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = st.limits.page_size(q.limit)?;
     let state = q
         .state
         .as_deref()
@@ -293,21 +293,12 @@ pub async fn tickets(
         })
         .transpose()?;
     let scope = format!("{ns}\0tickets\0{gate}\0{}", q.state.as_deref().unwrap_or(""));
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| cursor::decode(c, &scope))
-        .transpose()?;
-    let mut tickets = st
+    let page = Page::new(&st, scope, q.limit, q.cursor.as_deref())?;
+    let tickets = st
         .store
-        .list_tickets(&ns, &gate, state, after.as_deref(), limit + 1)
+        .list_tickets(&ns, &gate, state, page.after.as_deref(), page.fetch())
         .await?;
-    let next_cursor = if tickets.len() > limit {
-        tickets.truncate(limit);
-        tickets.last().map(|t| cursor::encode(&scope, &t.id))
-    } else {
-        None
-    };
+    let (tickets, next_cursor) = page.cut(tickets, |t| t.id.clone());
     let tickets: Vec<Value> = tickets.iter().map(ticket_json).collect();
     Ok(axum::Json(json!({"tickets": tickets, "next_cursor": next_cursor})).into_response())
 }

@@ -3,12 +3,13 @@
 use crate::error::unexpected;
 use crate::extract::{content_type_is, read_body, Caller, Json, Key, Ns, Query};
 use crate::idempotency::{render, run, Idem, Reply};
+use crate::routes::paging::Page;
 use crate::{wire, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
-use lockstep_core::{cursor, Command, Outcome, Precondition};
+use lockstep_core::{Command, Outcome, Precondition};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -231,20 +232,17 @@ pub async fn list(
     Ns(ns): Ns,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = st.limits.page_size(q.limit)?;
-    let scope = format!("{ns}\0records\0{}", q.prefix);
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| cursor::decode(c, &scope))
-        .transpose()?;
-    let mut records = st.store.list(&ns, &q.prefix, after.as_deref(), limit + 1).await?;
-    let next_cursor = if records.len() > limit {
-        records.truncate(limit);
-        records.last().map(|r| cursor::encode(&scope, &r.key))
-    } else {
-        None
-    };
+    let page = Page::new(
+        &st,
+        format!("{ns}\0records\0{}", q.prefix),
+        q.limit,
+        q.cursor.as_deref(),
+    )?;
+    let records = st
+        .store
+        .list(&ns, &q.prefix, page.after.as_deref(), page.fetch())
+        .await?;
+    let (records, next_cursor) = page.cut(records, |r| r.key.clone());
     let records: Vec<Value> = records.iter().map(wire::record).collect();
     Ok(axum::Json(json!({"records": records, "next_cursor": next_cursor})).into_response())
 }
