@@ -1,15 +1,17 @@
 //! The `Idempotency-Key` header on every mutating endpoint (SPEC §9), and the
 //! one executor every mutating handler calls.
 //!
-//! A keyed request first *begins* its key (a short transaction: new key →
-//! started and owned by this request; completed with the same fingerprint →
-//! replay; still running → 409 `idempotency_key_in_use`; another request → 422
-//! `idempotency_key_reused`). Its command then runs with a [`Completion`]: the
-//! rendered answer is written into the key **in the same storage transaction as
-//! the command's effect**. That is why a crash between effect and response
-//! cannot happen: either both commit or neither does; a key left `started` by a
-//! crash is taken over by a retry once its lock (90 s) runs out, and the retry
-//! finds the effect not applied.
+//! A keyed request runs in **one storage transaction** (a [`Completion`] with
+//! `begin`): it locks the key, begins it (new → started and owned by this
+//! request; completed with the same fingerprint → replay, the command does not
+//! run; started by another → 409 `idempotency_key_in_use`; another request →
+//! 422 `idempotency_key_reused`), runs its command and writes the rendered
+//! answer into the key **in the same transaction as the command's effect**.
+//! That is why a crash between effect and response cannot happen: both commit
+//! or neither does, and after a crash the retry finds neither. Only a waiting
+//! lease acquire, which spans several transactions, begins its key on its own
+//! first; a key it leaves started (its process died) is taken over by a retry
+//! once the lock (90 s) runs out.
 
 use crate::{ApiError, AppState};
 use axum::extract::{FromRequestParts, Request, State};
@@ -217,6 +219,7 @@ pub fn completion(
         scope: scope(caller, req),
         key: req.key.clone(),
         token,
+        begin: None,
         render: Arc::new(move |answer| match answer {
             Ok(c) if keep(&c.outcome) => Finish::Keep,
             Ok(c) => match render(c) {
@@ -262,19 +265,20 @@ pub async fn run(
         let c = st.store.execute(ns, cmd, caller).await?;
         return Ok(render(&c)?.into_response());
     };
-    let token = match begin(st, ns, caller, &req).await? {
-        Ok(token) => token,
-        Err(answer) => return Ok(answer),
-    };
-    let cp = completion(caller, &req, token.clone(), render.clone(), |_| false);
-    match st.store.execute_completing(ns, cmd, caller, Some(cp)).await {
-        Ok(c) => Ok(render(&c)?.into_response()),
-        Err(e) => {
-            let e = ApiError::from(e);
-            if !storable(&e) && e.catalogue().1 != "idempotency_key_in_use" {
-                release(st, ns, caller, &req, token).await;
-            }
-            Err(e)
-        }
+    // One transaction: begin the key, run the command, store the answer.
+    let token = crate::routes::leases::random_id()?;
+    let mut cp = completion(caller, &req, token.clone(), render.clone(), |_| false);
+    cp.begin = Some(Begin {
+        fingerprint: req.fingerprint.clone(),
+        token,
+        lock_ms: st.limits.idempotency_lock_ms,
+        ttl_ms: st.limits.idempotency_ttl_ms,
+    });
+    // A failure (5xx) rolls the whole transaction back, key included: a retry
+    // simply runs again.
+    let c = st.store.execute_completing(ns, cmd, caller, Some(cp)).await?;
+    match c.outcome {
+        Outcome::IdemBegun(Began::Replay(r)) => Ok(replay(r)),
+        _ => Ok(render(&c)?.into_response()),
     }
 }

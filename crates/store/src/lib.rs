@@ -75,8 +75,12 @@ pub struct Completion {
     pub scope: String,
     /// Entry key.
     pub key: String,
-    /// The owner token from `IdemBegin`.
+    /// The owner token (from `IdemBegin`, or of `begin`).
     pub token: String,
+    /// Begin the key in the same transaction (one transaction per keyed
+    /// request): a new key is started and owned, a completed one replayed
+    /// (the command does not run), a running one refused as in use.
+    pub begin: Option<lockstep_core::idempotency::Begin>,
     /// The answer renderer.
     pub render: Render,
 }
@@ -96,14 +100,29 @@ impl Completion {
         lockstep_core::RowKey::Idem(self.scope.clone(), self.key.clone())
     }
 
-    /// Refuses (409, retryable) unless this request still owns the entry.
-    pub(crate) fn check_owner(&self, snapshot: &lockstep_core::Snapshot, now: Millis) -> Result<(), Error> {
+    /// Admits the request to run its command: with `begin`, starts the key in
+    /// `snapshot` (or answers the replay to give instead of running); without,
+    /// refuses (409, retryable) unless this request still owns the key.
+    pub(crate) fn admit(
+        &self,
+        snapshot: &mut lockstep_core::Snapshot,
+        now: Millis,
+    ) -> Result<Option<lockstep_core::idempotency::StoredResponse>, Error> {
+        use lockstep_core::idempotency::{self, Began};
         let e = lockstep_core::command::idem_entry(snapshot, &self.scope, &self.key);
-        Ok(lockstep_core::idempotency::check_owner(
-            e.as_ref(),
-            &self.token,
-            now,
-        )?)
+        match &self.begin {
+            None => {
+                idempotency::check_owner(e.as_ref(), &self.token, now)?;
+                Ok(None)
+            }
+            Some(b) => match idempotency::begin(e.as_ref(), &self.scope, &self.key, b, now)? {
+                Began::Started(started) => {
+                    snapshot.insert(self.row(), Some(lockstep_core::Row::Idem(started)));
+                    Ok(None)
+                }
+                Began::Replay(r) => Ok(Some(r)),
+            },
+        }
     }
 
     /// The entry write that records `answer`, if any.
@@ -123,7 +142,11 @@ impl Completion {
                 now,
             )?))),
             Finish::Release => Some(Mutation::Delete(self.row())),
-            Finish::Keep => None,
+            // A key begun in this transaction must be written to stay started.
+            Finish::Keep => match (&self.begin, e) {
+                (Some(_), Some(started)) => Some(Mutation::Put(Row::Idem(started))),
+                _ => None,
+            },
         })
     }
 }

@@ -182,6 +182,7 @@ fn completion(key: &str, token: &str, render: lockstep_store::Render) -> Complet
         scope: SCOPE.to_owned(),
         key: key.to_owned(),
         token: token.to_owned(),
+        begin: None,
         render,
     }
 }
@@ -763,6 +764,7 @@ async fn server_shaped_scopes(env: Env) {
         scope: scope.to_owned(),
         key: "k".to_owned(),
         token,
+        begin: None,
         render: renderer(Arc::default()),
     };
     ok(s.execute_completing(NS, incr("c/http"), ACTOR, Some(cp)).await);

@@ -373,9 +373,16 @@ impl PgStore {
                 )
                 .await?;
             tx.query(&lock, &[&VISIBILITY_GATE, &locks]).await?;
-            let (snapshot, now) = load_snapshot(&tx, ns, &rows).await?;
-            if let Some(cp) = completion {
-                cp.check_owner(&snapshot, now)?;
+            let (mut snapshot, now) = load_snapshot(&tx, ns, &rows).await?;
+            if let Some(replay) = completion
+                .map(|cp| cp.admit(&mut snapshot, now))
+                .transpose()?
+                .flatten()
+            {
+                tx.commit().await?;
+                let outcome =
+                    lockstep_core::Outcome::IdemBegun(lockstep_core::idempotency::Began::Replay(replay));
+                return Ok(Committed { outcome, revision: 0 });
             }
             // Probe first: a command that makes no visible write (a refusal, a
             // read-only transaction, a waiter's bookkeeping) consumes no revision.

@@ -10,7 +10,9 @@ use crate::{
     StoreMetrics,
 };
 use lockstep_core::lease::{Lease, Waiter};
-use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
+use lockstep_core::{
+    execute, Command, Ctx, Effect, Limits, Millis, Mutation, Outcome, Record, Row, RowKey, Snapshot,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -718,8 +720,19 @@ fn run_command(
         let row = load_row(c, ns, &key)?;
         snapshot.insert(key, row);
     }
-    if let Some(cp) = completion {
-        cp.check_owner(&snapshot, ctx.now)?;
+    if let Some(replay) = completion
+        .map(|cp| cp.admit(&mut snapshot, ctx.now))
+        .transpose()?
+        .flatten()
+    {
+        let outcome = Outcome::IdemBegun(lockstep_core::idempotency::Began::Replay(replay));
+        return Ok((
+            Ok(Committed {
+                outcome,
+                revision: current,
+            }),
+            false,
+        ));
     }
     let (answer, wrote) = match execute(cmd, &snapshot, ctx) {
         Ok(effect) => {
