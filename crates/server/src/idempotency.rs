@@ -57,6 +57,20 @@ impl Reply {
         }
     }
 
+    /// 201 when `created`, else 200, with `body`.
+    pub fn created(created: bool, body: Value) -> Reply {
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Reply {
+            status,
+            body,
+            etag: None,
+        }
+    }
+
     fn stored(&self) -> StoredResponse {
         StoredResponse {
             status: self.status.as_u16(),

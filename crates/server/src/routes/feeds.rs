@@ -7,7 +7,6 @@ use crate::idempotency::{render, run, Idem, IdemRequest, Reply};
 use crate::routes::paging::Page;
 use crate::{ApiError, AppState};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lockstep_core::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
 use lockstep_core::{cursor, names, Command, Millis, Outcome};
@@ -86,16 +85,7 @@ pub async fn append(
         Outcome::Appended { entry, created } => {
             let mut body = entry_json(&scope_ns, entry);
             body["created"] = json!(created);
-            let status = if *created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(Reply {
-                status,
-                body,
-                etag: None,
-            })
+            Ok(Reply::created(*created, body))
         }
         other => Err(unexpected(other)),
     });

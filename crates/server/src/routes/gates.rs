@@ -9,7 +9,6 @@ use crate::routes::leases::random_id;
 use crate::routes::paging::Page;
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lockstep_core::feed::NewEntry;
 use lockstep_core::gate::{Gate, Policy, Ticket, TicketOp, TicketState, Transition};
@@ -88,16 +87,7 @@ pub async fn put(
         Outcome::GatePut { gate, created } => {
             let mut body = gate_json(gate);
             body["revision"] = json!(c.revision);
-            let status = if *created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(Reply {
-                status,
-                body,
-                etag: None,
-            })
+            Ok(Reply::created(*created, body))
         }
         other => Err(unexpected(other)),
     });
@@ -180,16 +170,7 @@ pub async fn admit(
         Outcome::Admitted { ticket, created } => {
             let mut body = ticket_json(ticket);
             body["created"] = json!(created);
-            let status = if *created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(Reply {
-                status,
-                body,
-                etag: None,
-            })
+            Ok(Reply::created(*created, body))
         }
         other => Err(unexpected(other)),
     });

@@ -138,13 +138,11 @@ pub async fn put(
     };
     let answer = render(|c| match &c.outcome {
         Outcome::Put { record, created } => Ok(Reply {
-            status: if *created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
-            body: json!({"key": record.key, "version": record.version, "revision": c.revision}),
             etag: Some(record.version),
+            ..Reply::created(
+                *created,
+                json!({"key": record.key, "version": record.version, "revision": c.revision}),
+            )
         }),
         other => Err(unexpected(other)),
     });
