@@ -32,10 +32,9 @@
 
 mod common;
 
-use common::{fresh_pg, sqlite_db, tempdir, Http, PgDb, Resp, Server};
+use common::{pg_cluster, sqlite_cluster, Cluster, Disk, Http, Resp};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,55 +48,6 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // Servers and the database underneath.
-
-/// Where the rows are, for reading the change log.
-#[derive(Clone)]
-enum Disk {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-/// Running servers over one database. Fields drop in order: servers first.
-struct Cluster {
-    urls: Vec<String>,
-    disk: Disk,
-    label: &'static str,
-    _servers: Vec<Server>,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgDb>,
-}
-
-fn sqlite_cluster() -> Cluster {
-    let dir = tempdir();
-    let server = Server::start(&sqlite_db(&dir));
-    Cluster {
-        urls: vec![server.url.clone()],
-        disk: Disk::Sqlite(dir.path().join("lockstep.db")),
-        label: "sqlite",
-        _servers: vec![server],
-        _dir: Some(dir),
-        _pg: None,
-    }
-}
-
-async fn pg_cluster(n: usize) -> Option<Cluster> {
-    let pg = fresh_pg().await?;
-    let servers: Vec<Server> = (0..n).map(|_| Server::start(&pg.url)).collect();
-    Some(Cluster {
-        urls: servers.iter().map(|s| s.url.clone()).collect(),
-        disk: Disk::Postgres(pg.url.clone()),
-        label: if n == 1 { "postgres" } else { "postgres×3" },
-        _servers: servers,
-        _dir: None,
-        _pg: Some(pg),
-    })
-}
-
-impl Cluster {
-    fn http(&self, i: usize) -> Http {
-        Http::new(&self.urls[i % self.urls.len()])
-    }
-}
 
 /// A change of the log: `(revision, idx, op)`.
 type ChangeRow = (u64, u64, String);

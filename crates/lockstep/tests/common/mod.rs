@@ -431,3 +431,65 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Where a cluster's rows are, for tests that read the database directly.
+#[derive(Clone)]
+pub enum Disk {
+    /// The SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// The PostgreSQL URL (with the test schema's `search_path`).
+    Postgres(String),
+}
+
+/// Running servers over one database. Fields drop in order: servers first.
+pub struct Cluster {
+    /// The servers' base URLs.
+    pub urls: Vec<String>,
+    /// The database underneath.
+    pub disk: Disk,
+    /// `sqlite`, `postgres` or `postgres×3`, for messages.
+    pub label: &'static str,
+    _servers: Vec<Server>,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDb>,
+}
+
+/// One server over a fresh SQLite database.
+pub fn sqlite_cluster() -> Cluster {
+    let dir = tempdir();
+    let server = Server::start(&sqlite_db(&dir));
+    Cluster {
+        urls: vec![server.url.clone()],
+        disk: Disk::Sqlite(dir.path().join("lockstep.db")),
+        label: "sqlite",
+        _servers: vec![server],
+        _dir: Some(dir),
+        _pg: None,
+    }
+}
+
+/// `n` servers over one fresh PostgreSQL schema (None when PostgreSQL is skipped).
+pub async fn pg_cluster(n: usize) -> Option<Cluster> {
+    let pg = fresh_pg().await?;
+    let servers: Vec<Server> = (0..n).map(|_| Server::start(&pg.url)).collect();
+    Some(Cluster {
+        urls: servers.iter().map(|s| s.url.clone()).collect(),
+        disk: Disk::Postgres(pg.url.clone()),
+        label: if n == 1 { "postgres" } else { "postgres×3" },
+        _servers: servers,
+        _dir: None,
+        _pg: Some(pg),
+    })
+}
+
+impl Cluster {
+    /// A client of server `i` (round-robin).
+    pub fn http(&self, i: usize) -> Http {
+        Http::new(&self.urls[i % self.urls.len()])
+    }
+
+    /// A client of every server.
+    pub fn clients(&self) -> Vec<Http> {
+        self.urls.iter().map(|u| Http::new(u)).collect()
+    }
+}
