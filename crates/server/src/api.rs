@@ -3,10 +3,15 @@
 //! published API cannot drift from what is served.
 
 use crate::routes::{changes, feeds, gates, idempotency, leases, records, system, txn};
+use crate::ApiError;
 use crate::AppState;
+use axum::extract::{Request, State};
 use axum::handler::Handler;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// One endpoint: a method on a path, its handler and its documentation.
 pub struct Endpoint {
@@ -174,7 +179,9 @@ pub fn endpoints() -> Vec<Endpoint> {
                 "policy": {"type": "object", "properties": {"pending": {"enum": ["reject", "recover"]}}}, "meta": {}}}))
             .responses(&[(201, "created: the gate"), (200, "updated: the gate"), (410, "gate_closed (deleted)"), (400, "invalid_request")]),
         ep("get", "/v1/ns/{ns}/gates/{name}", "getGate", "Read a gate: state, epoch, policy, meta.", gates::get)
-            .responses(&[(200, "`{id, state, epoch, policy, meta, created_at, updated_at}`"), (404, "not_found")]),
+            .responses(&[(200, "`{id, state, epoch, policy, meta, revision, created_at, updated_at}`"), (404, "not_found")]),
+        ep("delete", "/v1/ns/{ns}/gates/{name}", "deleteGate", "The delete transition: terminal, voids the open tickets of the old epoch.", gates::delete)
+            .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (400, "invalid_request")]),
         ep("post", "/v1/ns/{ns}/gates/{name}/{transition}", "transitionGate", "pause, resume, revoke, delete or reopen; terminal ones void the old epoch's open tickets.", gates::transition)
             .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (409, "invalid_transition"), (410, "gate_closed"), (400, "invalid_request (unknown transition)")]),
         ep("post", "/v1/ns/{ns}/gates/{name}/tickets", "admitTicket", "Admit a ticket under the current epoch.", gates::admit)
@@ -198,7 +205,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             .body(&["application/json"], json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}}))
             .responses(&[(200, "`{released: true}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")]),
         ep("get", "/v1/ns/{ns}/changes", "listChanges", "Page the change log in (revision, index) order; pages hold whole revisions.", changes::list)
-            .query(&[("after", "string", "a revision (or next_cursor): only changes after it; default: the oldest kept"), ("prefix", "string", "only keys starting with this (record key, lease name, gate id, feed/entry id)"), ("kind", "string", "record, lease, feed, gate or idempotency"), ("limit", "integer", "page size 1..=1000, default 100")])
+            .query(&[("after", "string", "a revision: only changes after it; default: the oldest kept"), ("cursor", "string", "the next_cursor of the previous page (instead of after)"), ("prefix", "string", "only keys starting with this (record key, lease name, gate id, feed/entry id)"), ("kind", "string", "record, lease, feed, gate or idempotency"), ("limit", "integer", "page size 1..=1000, default 100")])
             .responses(&[(200, "`{changes: [{revision, index, kind, key, op, actor, forced, at}], next_cursor}`"), (400, "invalid_request"), (410, "compacted: `after` is older than what is kept")]),
         ep("get", "/v1/ns/{ns}/watch", "watchChanges", "Stream changes as Server-Sent Events: one `change` event per revision, id = revision; `Last-Event-ID` resumes.", changes::watch)
             .produces("text/event-stream")
@@ -214,11 +221,40 @@ pub fn endpoints() -> Vec<Endpoint> {
     .collect()
 }
 
-/// The router of every endpoint.
+/// The router of every endpoint. Each endpoint refuses query parameters it
+/// does not document (SPEC §15), here for all of them at once, before the
+/// handler runs, so a refused request changes nothing.
 pub fn router() -> axum::Router<AppState> {
-    endpoints()
-        .into_iter()
-        .fold(axum::Router::new(), |r, e| r.route(e.path, e.route))
+    endpoints().into_iter().fold(axum::Router::new(), |r, e| {
+        let allowed: Vec<&'static str> = e.query.iter().map(|(name, _, _)| *name).collect();
+        let route = e.route.layer(axum::middleware::from_fn_with_state(
+            Arc::new(allowed),
+            known_query,
+        ));
+        r.route(e.path, route)
+    })
+}
+
+/// Middleware: 400 when the query names a parameter outside `allowed`.
+async fn known_query(
+    State(allowed): State<Arc<Vec<&'static str>>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let query = req.uri().query().unwrap_or_default();
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| ApiError::invalid(format!("invalid query: {e}")))?;
+    if let Some((name, _)) = pairs.iter().find(|(name, _)| !allowed.contains(&name.as_str())) {
+        let known = if allowed.is_empty() {
+            "this endpoint takes no query parameters".to_owned()
+        } else {
+            format!("known: {}", allowed.join(", "))
+        };
+        return Err(ApiError::invalid(format!(
+            "unknown query parameter {name:?} ({known})"
+        )));
+    }
+    Ok(next.run(req).await)
 }
 
 /// The OpenAPI 3.1 document of every endpoint.

@@ -109,6 +109,7 @@ const TABLES: &[Table] = &[
             ("meta", Text),
             ("created_at", Int),
             ("updated_at", Int),
+            ("revision", Int),
         ],
     },
     Table {
@@ -124,6 +125,7 @@ const TABLES: &[Table] = &[
             ("finalized_revision", Int),
             ("created_at", Int),
             ("updated_at", Int),
+            ("revision", Int),
         ],
     },
     Table {

@@ -325,7 +325,9 @@ impl Store {
         };
         let mut purged = 0;
         for (ns, cmd) in expired {
-            let c = self.execute(&ns, cmd, "system").await?;
+            let c = self
+                .execute(&ns, cmd, lockstep_core::change::SYSTEM_ACTOR)
+                .await?;
             if matches!(
                 c.outcome,
                 Outcome::Expire { expired: true } | Outcome::LeaseExpired { expired: true }

@@ -447,6 +447,7 @@ async fn decision_table(env: Env) {
                                     state: to,
                                     recovered,
                                     finalized_revision,
+                                    revision: c.revision,
                                     updated_at: ticket.updated_at,
                                     ..t.clone()
                                 };
@@ -475,6 +476,7 @@ async fn decision_table(env: Env) {
                         last_rev = last_rev.max(c.revision);
                         Ticket {
                             state: TicketState::Voided,
+                            revision: c.revision,
                             ..t.clone()
                         }
                     }

@@ -287,6 +287,7 @@ pub async fn list(
     Ns(ns): Ns,
     Query(q): Query<FeedsQuery>,
 ) -> Result<Response, ApiError> {
+    names::validate_text("prefix", &q.prefix)?;
     let page = Page::new(
         &st,
         format!("{ns}\0feeds\0{}", q.prefix),

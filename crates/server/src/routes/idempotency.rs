@@ -61,6 +61,7 @@ pub async fn begin(
     if body.fingerprint.is_empty() || body.fingerprint.len() > 1024 {
         return Err(ApiError::invalid("fingerprint must be 1..=1024 bytes"));
     }
+    names::validate_text("fingerprint", &body.fingerprint)?;
     lockstep_core::lease::check_ttl(body.lock_ms, &st.limits)
         .map_err(|_| ApiError::invalid("lock_ms must be within 100..=86400000"))?;
     let req = Begin {

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
-use lockstep_core::{Command, Outcome, Precondition};
+use lockstep_core::{names, Command, Outcome, Precondition};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -83,7 +83,10 @@ fn precondition(headers: &HeaderMap, expected: Option<u64>) -> Result<Preconditi
             "give a precondition either in headers or as expected_version, not both",
         )),
         (Some(p), None) => Ok(p),
-        (None, Some(v)) => Ok(Precondition::ExpectedVersion(v)),
+        (None, Some(v)) => Ok(Precondition::ExpectedVersion(names::validate_revision(
+            "expected_version",
+            v,
+        )?)),
         (None, None) => Ok(Precondition::None),
     }
 }
@@ -230,6 +233,7 @@ pub async fn list(
     Ns(ns): Ns,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    names::validate_text("prefix", &q.prefix)?;
     let page = Page::new(
         &st,
         format!("{ns}\0records\0{}", q.prefix),

@@ -77,6 +77,10 @@ const MIGRATIONS: &[&str] = &[
     // 6: the change-log compaction horizon (the highest revision deleted).
     r#"CREATE TABLE change_horizon (id int PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL);
        INSERT INTO change_horizon (id, revision) VALUES (1, 0);"#,
+    // 7: the revision of each gate's and ticket's last write.
+    r#"ALTER TABLE gates ADD COLUMN revision bigint NOT NULL DEFAULT 0;
+       ALTER TABLE tickets ADD COLUMN revision bigint NOT NULL DEFAULT 0;
+       UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each

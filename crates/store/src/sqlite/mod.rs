@@ -79,6 +79,10 @@ const MIGRATIONS: &[&str] = &[
     // 6: the change-log compaction horizon (the highest revision deleted).
     "CREATE TABLE change_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL);
      INSERT INTO change_horizon (id, revision) VALUES (1, 0);",
+    // 7: the revision of each gate's and ticket's last write.
+    "ALTER TABLE gates ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE tickets ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+     UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;",
 ];
 
 const READERS_MAX: usize = 8;
