@@ -42,9 +42,15 @@ pub enum Error {
         /// The record as it is now.
         current: Option<Current>,
     },
-    /// An `If-Match` / `If-None-Match` header failed.
-    #[error("{0}")]
-    PreconditionFailed(String),
+    /// An `If-Match` / `If-None-Match` header failed; `current` as in
+    /// [`Error::VersionMismatch`], so the caller can merge without a read.
+    #[error("{detail}")]
+    PreconditionFailed {
+        /// Which header failed.
+        detail: String,
+        /// The record as it is now.
+        current: Option<Current>,
+    },
     /// A body, value or transaction is over its limit.
     #[error("{0}")]
     PayloadTooLarge(String),

@@ -1218,6 +1218,30 @@ async fn duplicate_finalize(cl: &Cluster) {
         "{}",
         repeat.text
     );
+    // DELETE /gates/{id} is the delete transition; repeating it changes nothing.
+    let open = admit(&h, "dup-reject", "t-open").await;
+    expect(&open, 201, None, "admit before delete");
+    let deleted = h
+        .send(h.req("DELETE", &format!("/v1/ns/{NS}/gates/dup-reject")))
+        .await;
+    expect(&deleted, 200, None, "DELETE a gate");
+    assert_eq!(
+        (
+            &deleted.body["state"],
+            &deleted.body["changed"],
+            &deleted.body["voided"]
+        ),
+        (&json!("deleted"), &json!(true), &json!(1)),
+        "{}",
+        deleted.text
+    );
+    let again = h
+        .send(h.req("DELETE", &format!("/v1/ns/{NS}/gates/dup-reject")))
+        .await;
+    assert_eq!(again.body["changed"], json!(false), "{}", again.text);
+    assert_eq!(again.body["revision"], deleted.body["revision"], "{}", again.text);
+    let r = ticket_op(&h, "dup-reject", "t-open", "check").await;
+    expect(&r, 410, Some("gate_closed"), "a ticket of a deleted gate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

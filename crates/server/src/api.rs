@@ -105,6 +105,9 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         ep("get", "/v1/info", "info", "Version, backend and durability.", system::info)
             .responses(&[(200, "`{version, backend, durability}`")]),
+        ep("get", "/v1/namespaces", "listNamespaces", "The namespaces that hold anything, by name (admin).", records::namespaces)
+            .query(&[("limit", "integer", "page size 1..=1000, default 100"), ("cursor", "string", "opaque cursor from next_cursor")])
+            .responses(&[(200, "`{namespaces, next_cursor}`"), (400, "invalid_request"), (403, "forbidden")]),
         ep("delete", NS, "deleteNamespace", "Remove a namespace and everything in it (admin).", records::delete_namespace)
             .responses(&[(200, "`{namespace, deleted, records}`"), (400, "invalid_request"), (403, "forbidden")]),
         ep("get", "/v1/ns/{ns}/records", "listRecords", "List live records in key order.", records::list)
@@ -158,6 +161,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{entries, next_cursor, unread_count}`"), (400, "invalid_request")]),
         ep("delete", "/v1/ns/{ns}/feeds/{name}/entries/{id}", "deleteEntry", "Delete one entry.", feeds::delete_entry)
             .responses(&[(200, "`{id, deleted, revision}`"), (404, "not_found"), (400, "invalid_request")]),
+        ep("get", "/v1/ns/{ns}/feeds/{name}", "getFeed", "A feed's configuration in force and its counts.", feeds::get)
+            .responses(&[(200, "`{feed, config, own_config, entries, unread_count}`"), (400, "invalid_request")]),
         ep("put", "/v1/ns/{ns}/feeds/{name}", "configureFeed", "Set a feed's cap, maximum age and scrubbed fields.", feeds::put_config)
             .body(&["application/json"], feed_config_schema())
             .responses(&[(200, "`{feed, config, revision}`"), (400, "invalid_request")]),
@@ -168,7 +173,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
                 "ids": {"type": "array", "items": {"type": "string"}}, "up_to": {"type": "string"}, "all": {"const": true}}}))
             .responses(&[(200, "`{revision}`"), (400, "invalid_request")]),
-        ep("post", "/v1/ns/{ns}/feeds/{name}/import", "importFeed", "Import a legacy JSON array of entries, each id once.", feeds::import)
+        ep("post", "/v1/ns/{ns}/feeds/{name}/import", "importFeed", "Import a legacy JSON array of entries, each id once; a bad element refuses the whole batch.", feeds::import)
+            .query(&[("id_field", "string", "the member holding each element's id (default id)"), ("at_field", "string", "the member holding its time, RFC 3339 or epoch milliseconds (default at)"), ("data_field", "string", "the member holding its payload object (default data); without it, every other member is the payload")])
             .body(&["application/json"], json!({"type": "array", "maxItems": 1000, "items": {"type": "object", "required": ["id"]}}))
             .responses(&[(200, "`{imported, skipped, revision}`"), (400, "invalid_request"), (413, "payload_too_large")]),
         ep("get", "/v1/ns/{ns}/feeds", "listFeeds", "Feeds by name with entry and unread counts.", feeds::list)
@@ -198,6 +204,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             .body(&["application/json"], json!({"type": "object", "required": ["fingerprint", "lock_ms"], "additionalProperties": false, "properties": {
                 "fingerprint": {"type": "string"}, "lock_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
             .responses(&[(201, "`{state: \"started\", token}`: the caller owns the key"), (200, "`{state: \"completed\", response}`: replay"), (409, "idempotency_key_in_use"), (422, "idempotency_key_reused"), (400, "invalid_request")]),
+        ep("get", "/v1/ns/{ns}/idempotency/{scope}/{key}", "getIdempotency", "A key's state: started (with locked_until, stale) or completed (with response); never the owner's token.", idempotency::get)
+            .responses(&[(200, "`{scope, key, state, locked_until?, stale?, response?, expires_at}`"), (404, "not_found"), (400, "invalid_request")]),
         ep("put", "/v1/ns/{ns}/idempotency/{scope}/{key}", "completeIdempotency", "Store the response of an owned key.", idempotency::complete)
             .body(&["application/json"], json!({"type": "object", "required": ["token", "response"], "additionalProperties": false, "properties": {"token": {"type": "string"}, "response": {}}}))
             .responses(&[(200, "`{state: \"completed\"}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")]),

@@ -59,7 +59,7 @@ impl ApiError {
                 C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
                 C::VersionMismatch { .. } => (StatusCode::CONFLICT, "version_mismatch", "Version mismatch"),
                 C::PatchTestFailed { .. } => (StatusCode::CONFLICT, "patch_test_failed", "Patch test failed"),
-                C::PreconditionFailed(_) => (
+                C::PreconditionFailed { .. } => (
                     StatusCode::PRECONDITION_FAILED,
                     "precondition_failed",
                     "Precondition failed",
@@ -112,7 +112,11 @@ impl ApiError {
             None => Value::Null,
         };
         match self {
-            ApiError::Core(C::VersionMismatch { current: c, .. } | C::PatchTestFailed { current: c, .. }) => {
+            ApiError::Core(
+                C::VersionMismatch { current: c, .. }
+                | C::PatchTestFailed { current: c, .. }
+                | C::PreconditionFailed { current: c, .. },
+            ) => {
                 body.insert("current".into(), current(c));
             }
             ApiError::Core(C::LeaseHeld {
@@ -182,7 +186,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Refusals that invite a retry say when.
+        if matches!(
+            self.catalogue().1,
+            "unavailable" | "idempotency_key_in_use" | "gate_paused"
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
         }
         resp

@@ -112,7 +112,6 @@ struct Filter {
 impl Filter {
     fn new(prefix: Option<String>, kind: Option<String>, limits: &Limits) -> Result<Filter, ApiError> {
         if let Some(p) = &prefix {
-            lockstep_core::names::validate_text("prefix", p)?;
             if p.len() > limits.key_bytes_max {
                 return Err(ApiError::invalid(format!(
                     "prefix is longer than {} bytes",

@@ -233,7 +233,6 @@ pub async fn list(
     Ns(ns): Ns,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    names::validate_text("prefix", &q.prefix)?;
     let page = Page::new(
         &st,
         format!("{ns}\0records\0{}", q.prefix),
@@ -262,4 +261,27 @@ pub async fn delete_namespace(
     }
     let removed = st.store.delete_namespace(&ns).await?;
     Ok(axum::Json(json!({"namespace": ns, "deleted": true, "records": removed})).into_response())
+}
+
+/// `GET /v1/namespaces?limit=&cursor=` query.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespacesQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/namespaces` (admin): the namespaces that hold anything, by name.
+pub async fn namespaces(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<NamespacesQuery>,
+) -> Result<Response, ApiError> {
+    if !caller.admin {
+        return Err(lockstep_core::Error::Forbidden("listing namespaces needs the admin role".into()).into());
+    }
+    let page = Page::new(&st, "\0namespaces".into(), q.limit, q.cursor.as_deref())?;
+    let names = st.store.namespaces(page.after.as_deref(), page.fetch()).await?;
+    let (names, next_cursor) = page.cut(names, Clone::clone);
+    Ok(axum::Json(json!({"namespaces": names, "next_cursor": next_cursor})).into_response())
 }

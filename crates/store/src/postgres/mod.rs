@@ -470,18 +470,28 @@ impl PgStore {
     }
 
     /// Reads a lease's stored row and the storage clock.
-    pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
+    pub async fn read_rows(&self, ns: &str, keys: Vec<RowKey>) -> Result<(Snapshot, Millis), Error> {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
-            let key = RowKey::Lease(name.to_owned());
-            let loaded = load_snapshot(&tx, ns, std::slice::from_ref(&key)).await;
-            let (snapshot, now) = loaded.map_err(final_error)?;
-            let lease = match snapshot.get(&key) {
-                Some(Some(Row::Lease(l))) => Some(l.clone()),
-                _ => None,
-            };
-            Ok((lease, now))
+            load_snapshot(&tx, ns, &keys).await.map_err(final_error)
+        })
+    }
+
+    /// Namespaces that hold anything, in byte order, after `after`.
+    pub async fn namespaces(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Error> {
+        let sql = format!(
+            r#"SELECT ns FROM ({}) t WHERE $1::text IS NULL OR ns > $1::text COLLATE "C"
+               ORDER BY ns COLLATE "C" LIMIT $2"#,
+            crate::namespaces_union()
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        bounded!(client, {
+            let rows = client.query(&sql, &[&after, &limit]).await.map_err(pg_error)?;
+            rows.iter()
+                .map(|r| r.try_get::<_, String>(0).map_err(pg_error))
+                .collect()
         })
     }
 

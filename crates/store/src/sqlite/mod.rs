@@ -314,15 +314,33 @@ impl SqliteStore {
         .await
     }
 
-    /// Reads a lease's stored row and the storage clock.
-    pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
-        let (ns, name) = (ns.to_owned(), name.to_owned());
+    /// Reads stored rows as the write path loads them (without locking), and
+    /// the storage clock.
+    pub async fn read_rows(&self, ns: &str, keys: Vec<RowKey>) -> Result<(Snapshot, Millis), Error> {
+        let ns = ns.to_owned();
         self.read(move |c| {
-            let lease = match load_row(c, &ns, &RowKey::Lease(name))? {
-                Some(Row::Lease(l)) => Some(l),
-                _ => None,
-            };
-            Ok((lease, clock::system_now()))
+            let mut snapshot = Snapshot::new();
+            for k in keys {
+                let row = load_row(c, &ns, &k)?;
+                snapshot.insert(k, row);
+            }
+            Ok((snapshot, clock::system_now()))
+        })
+        .await
+    }
+
+    /// Namespaces that hold anything, in byte order, after `after`.
+    pub async fn namespaces(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Error> {
+        let sql = format!(
+            "SELECT ns FROM ({}) WHERE ?1 IS NULL OR ns > ?1 ORDER BY ns LIMIT ?2",
+            crate::namespaces_union()
+        );
+        let after = after.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![after, limit], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
