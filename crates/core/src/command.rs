@@ -3,6 +3,7 @@
 //! the answer, the rows to persist and the change entries, or a typed refusal.
 //! Backends call [`execute`] inside their storage transaction.
 
+use crate::capability::CapabilityCheck;
 use crate::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
 use crate::gate::{self, Gate, Policy, Ticket, TicketOp, TicketState, Transition};
 use crate::idempotency::{self, Began, Begin, IdemEntry, StoredResponse};
@@ -285,6 +286,8 @@ pub enum Command {
         ticket: String,
         /// Caller's metadata.
         meta: Option<serde_json::Value>,
+        /// Made with a capability: what must still hold in this transaction.
+        capability: Option<CapabilityCheck>,
     },
     /// Starts an idempotency key (or replays / refuses).
     IdemBegin {
@@ -338,6 +341,8 @@ pub enum Command {
         op: TicketOp,
         /// Finalize only: the feed entry (id = ticket id) appended in the same step.
         append: Option<(String, NewEntry)>,
+        /// Made with a capability: what must still hold in this transaction.
+        capability: Option<CapabilityCheck>,
     },
 }
 
@@ -1097,8 +1102,12 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             gate: gate_id,
             ticket,
             meta,
+            capability,
         } => {
             let g = gate_row(snapshot, gate_id)?;
+            if let Some(c) = capability {
+                c.check(gate_id, g.epoch, now)?;
+            }
             let existing = ticket_row(snapshot, ticket);
             let (t, created) = gate::admit(&g, existing.as_ref(), ticket, meta.clone(), rev, now)?;
             if !created {
@@ -1115,8 +1124,12 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             ticket,
             op,
             append,
+            capability,
         } => {
             let g = gate_row(snapshot, gate_id)?;
+            if let Some(c) = capability {
+                c.check(gate_id, g.epoch, now)?;
+            }
             let t = ticket_row(snapshot, ticket)
                 .filter(|t| &t.gate == gate_id)
                 .ok_or_else(|| {

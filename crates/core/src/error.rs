@@ -20,6 +20,10 @@ pub enum Error {
     /// Malformed input: bad JSON, unknown or missing field, bad key, bad cursor.
     #[error("{0}")]
     InvalidRequest(String),
+    /// No credential, or one that is not (or no longer) valid: an expired or
+    /// forged capability.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The caller's role does not allow the operation.
     #[error("{0}")]
     Forbidden(String),

@@ -2,6 +2,7 @@
 //! The router and `/openapi.json` are both built from this table, so the
 //! published API cannot drift from what is served.
 
+use crate::capabilities;
 use crate::routes::{changes, feeds, gates, idempotency, leases, records, system, txn};
 use crate::ApiError;
 use crate::AppState;
@@ -193,6 +194,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("post", "/v1/ns/{ns}/gates/{name}/tickets", "admitTicket", "Admit a ticket under the current epoch.", gates::admit)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {"ticket_id": {"type": "string"}, "meta": {}}}))
             .responses(&[(201, "the ticket"), (200, "the same open ticket, `created: false`"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (404, "not_found")]),
+        ep("post", "/v1/ns/{ns}/gates/{name}/capabilities", "mintCapability", "Sign a capability for this gate at its current epoch: ticket operations only, until it expires or the epoch moves on.", capabilities::mint)
+            .body(&["application/json"], json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
+                "ttl_ms": {"type": "integer", "minimum": 1000, "maximum": 2_592_000_000_u64},
+                "ops": {"type": "array", "items": {"enum": ["admit", "check", "commit", "abort", "finalize"]}, "minItems": 1}}}))
+            .responses(&[(201, "`{capability, expires_at, epoch, gate, ops}`"), (404, "not_found"), (410, "gate_closed"), (400, "invalid_request"), (403, "forbidden")]),
         ep("get", "/v1/ns/{ns}/gates/{name}/tickets", "listTickets", "List a gate's tickets by id.", gates::tickets)
             .query(&[("state", "string", "open, committed, finalized, voided or aborted"), ("limit", "integer", "page size"), ("cursor", "string", "opaque cursor")])
             .responses(&[(200, "`{tickets, next_cursor}`"), (400, "invalid_request")]),

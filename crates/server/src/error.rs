@@ -55,6 +55,7 @@ impl ApiError {
         match self {
             ApiError::Core(c) => match c {
                 C::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
+                C::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
                 C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
                 C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
                 C::VersionMismatch { .. } => (StatusCode::CONFLICT, "version_mismatch", "Version mismatch"),
@@ -186,6 +187,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         // Refusals that invite a retry say when.
         if matches!(
             self.catalogue().1,

@@ -184,6 +184,18 @@ pub struct Caller {
     pub name: String,
     /// Whether the caller may use admin-only features (`force`, namespace delete).
     pub admin: bool,
+    /// The claims of the capability the caller presented, if it is one: its
+    /// ticket operations carry the capability's epoch and expiry.
+    pub capability: Option<lockstep_core::capability::Claims>,
+}
+
+impl Caller {
+    /// What a ticket command must still check for the caller's capability.
+    pub fn capability_check(&self) -> Option<lockstep_core::capability::CapabilityCheck> {
+        self.capability
+            .as_ref()
+            .map(lockstep_core::capability::Claims::check)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -193,6 +205,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             name: "anonymous".into(),
             admin: true,
+            capability: None,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! refusals to JSON and problem+json (SPEC §3).
 
 pub mod api;
+pub mod capabilities;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub lease_freed: Arc<tokio::sync::Notify>,
     /// The open change watches (ended at shutdown).
     pub watches: Arc<routes::changes::Watches>,
+    /// The keys capabilities are signed and verified with.
+    pub capability_keys: Arc<capabilities::CapabilityKeys>,
 }
 
 impl AppState {
@@ -44,6 +47,7 @@ impl AppState {
             http: Arc::default(),
             lease_freed: Arc::default(),
             watches: Arc::default(),
+            capability_keys: Arc::default(),
         }
     }
 }

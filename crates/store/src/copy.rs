@@ -142,6 +142,10 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "settings",
+        cols: &[("name", Text), ("value", Text)],
+    },
+    Table {
         name: "change_horizon",
         cols: &[("id", Int4), ("revision", Int)],
     },

@@ -318,6 +318,15 @@ impl Store {
         }
     }
 
+    /// The server-wide setting `name`, stored as `candidate` if it has none
+    /// yet (the first instance to store one wins; all read the same).
+    pub async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, Error> {
+        match self {
+            Store::Sqlite(s) => s.setting_or_insert(name, candidate).await,
+            Store::Postgres(s) => s.setting_or_insert(name, candidate).await,
+        }
+    }
+
     /// Checks the storage is reachable.
     pub async fn ping(&self) -> Result<(), Error> {
         match self {

@@ -202,6 +202,7 @@ pub async fn admit(
             gate,
             ticket,
             meta: body.meta,
+            capability: caller.capability_check(),
         },
         answer,
     )
@@ -272,6 +273,7 @@ pub async fn ticket_op(
             ticket,
             op,
             append,
+            capability: caller.capability_check(),
         },
         answer,
     )

@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
     r#"ALTER TABLE gates ADD COLUMN revision bigint NOT NULL DEFAULT 0;
        ALTER TABLE tickets ADD COLUMN revision bigint NOT NULL DEFAULT 0;
        UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;"#,
+    // 8: server-wide settings (the generated capability signing key).
+    r#"CREATE TABLE settings (name text COLLATE "C" PRIMARY KEY, value text NOT NULL);"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each
@@ -657,6 +659,26 @@ impl PgStore {
             }
             tx.commit().await.map_err(pg_error)?;
             Ok(n)
+        })
+    }
+
+    /// The setting `name`, stored as `candidate` if it has none yet: every
+    /// instance over the database reads the first one stored.
+    pub async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, Error> {
+        let client = self.client().await?;
+        bounded!(client, {
+            client
+                .execute(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &candidate],
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one("SELECT value FROM settings WHERE name = $1", &[&name])
+                .await
+                .map_err(pg_error)?;
+            row.try_get::<_, String>(0).map_err(pg_error)
         })
     }
 

@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE gates ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE tickets ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
      UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;",
+    // 8: server-wide settings (the generated capability signing key).
+    "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 const READERS_MAX: usize = 8;
@@ -397,6 +399,23 @@ impl SqliteStore {
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
+    /// The setting `name`, stored as `candidate` if it has none yet.
+    pub async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, Error> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.read(move |c| {
+            c.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, candidate],
+            )?;
+            Ok(
+                c.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
     }
 }
 
