@@ -13,6 +13,9 @@ pub enum ApiError {
     /// A semantic refusal from the core.
     #[error(transparent)]
     Core(#[from] lockstep_core::Error),
+    /// No bearer token, or one that is not known (401, `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
     /// Storage unreachable or overloaded.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -88,6 +91,7 @@ impl ApiError {
                     "Idempotency key reused",
                 ),
             },
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             ApiError::UnsupportedMediaType(_) => (
@@ -182,6 +186,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"lockstep\""),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
         }

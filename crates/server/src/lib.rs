@@ -3,11 +3,13 @@
 //! refusals to JSON and problem+json (SPEC §3).
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod routes;
+pub mod tls;
 pub mod wire;
 
 pub use error::ApiError;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub lease_freed: Arc<tokio::sync::Notify>,
     /// The open change watches (ended at shutdown).
     pub watches: Arc<routes::changes::Watches>,
+    /// The tokens in force (replaced on SIGHUP).
+    pub auth: Arc<auth::Auth>,
 }
 
 impl AppState {
@@ -44,7 +48,14 @@ impl AppState {
             http: Arc::default(),
             lease_freed: Arc::default(),
             watches: Arc::default(),
+            auth: Arc::new(auth::Auth::open()),
         }
+    }
+
+    /// The same state with `auth` deciding who may call (default: open mode).
+    pub fn with_auth(mut self, auth: Arc<auth::Auth>) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -61,6 +72,8 @@ pub fn app(state: AppState) -> axum::Router {
             state.clone(),
             idempotency::fingerprint,
         ))
+        // Outside the idempotency layer: a refused caller never touches a key.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -100,6 +113,29 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run(listener, state, shutdown).await
+}
+
+/// Like [`serve`], over TLS: HTTPS with HTTP/1.1 or HTTP/2 chosen by ALPN,
+/// with the certificate `tls` holds now (it may be reloaded while serving).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<tls::Tls>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run(tls::TlsListener::new(listener, tls)?, state, shutdown).await
+}
+
+async fn run<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let sweeper = tokio::spawn(sweep_forever(state.store.clone(), state.limits.clone()));
     // Open watches never end by themselves: end them when shutdown starts.
     let watches = state.watches.clone();

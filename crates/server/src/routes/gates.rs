@@ -119,6 +119,9 @@ pub async fn transition(
 ) -> Result<Response, ApiError> {
     names::validate_key(&id, &st.limits)?;
     let transition = Transition::parse(&name)?;
+    if matches!(transition, Transition::Delete) && !caller.admin {
+        return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
+    }
     let answer = render(|c| match &c.outcome {
         Outcome::Transitioned {
             gate,
