@@ -268,8 +268,10 @@ pub fn endpoints() -> Vec<Endpoint> {
 }
 
 /// The access rule of the endpoint `method` on the path template `path`;
-/// `None` when the table has no such endpoint. An endpoint without a rule is
-/// treated as admin-only, so a route added without one is never open.
+/// `None` when the path is not in the table. An endpoint without a rule is
+/// treated as admin-only, so a route added without one is never open. `HEAD`
+/// (which axum answers with the `GET` handler) has the rule of `GET`; another
+/// method the path does not have needs a token before it gets its 405.
 pub fn access_of(method: &axum::http::Method, path: &str) -> Option<Access> {
     static RULES: std::sync::OnceLock<Vec<(&'static str, &'static str, Access)>> = std::sync::OnceLock::new();
     let rules = RULES.get_or_init(|| {
@@ -278,10 +280,18 @@ pub fn access_of(method: &axum::http::Method, path: &str) -> Option<Access> {
             .map(|e| (e.method, e.path, e.access.unwrap_or(Access::Admin)))
             .collect()
     });
-    rules
-        .iter()
-        .find(|(m, p, _)| *p == path && m.eq_ignore_ascii_case(method.as_str()))
-        .map(|(_, _, a)| *a)
+    let method = if method == axum::http::Method::HEAD {
+        "get"
+    } else {
+        method.as_str()
+    };
+    let mut of_path = rules.iter().filter(|(_, p, _)| *p == path).peekable();
+    of_path.peek()?;
+    Some(
+        of_path
+            .find(|(m, _, _)| m.eq_ignore_ascii_case(method))
+            .map_or(Access::Token, |(_, _, a)| *a),
+    )
 }
 
 /// The router of every endpoint.

@@ -244,6 +244,33 @@ async fn refusals_are_problems_with_a_bearer_challenge() {
 }
 
 #[tokio::test]
+async fn head_and_unknown_methods_need_a_token_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(&dir, Some(tokens())).await;
+    let a = call(&st, "put", "/v1/ns/app/records/k", Who::Writer, Some(json!({"value": 1}))).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    // HEAD runs the GET handler: it has GET's rule.
+    for (who, status) in [
+        (Who::NoToken, 401),
+        (Who::OtherWriter, 403),
+        (Who::Reader, 200),
+    ] {
+        let a = call(&st, "head", "/v1/ns/app/records/k", who, None).await;
+        assert_eq!(a.status.as_u16(), status, "HEAD as {who:?}");
+    }
+    let a = call(&st, "head", "/healthz", Who::NoToken, None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    // A method the route does not have: a token first, then 405.
+    let a = call(&st, "post", "/v1/ns/app/records/k", Who::NoToken, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = call(&st, "post", "/v1/ns/app/records/k", Who::Reader, None).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    // An unknown path is a 404 for anyone.
+    let a = call(&st, "get", "/v1/nothing", Who::NoToken, None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn admin_only_features_inside_write_routes() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(&dir, Some(tokens())).await;
