@@ -358,6 +358,25 @@ async fn token_new_then_serve_on_a_network_address() {
         .await
         .unwrap();
     assert_eq!(changes["changes"][0]["actor"], "shop-api");
+    // `lockstep bench --token` writes with it (LOCKSTEP_TOKEN works too).
+    let bench = lockstep()
+        .args([
+            "bench",
+            "--url",
+            &p.url,
+            "--ns",
+            "shop-bench",
+            "--seconds",
+            "1",
+            "--clients",
+            "2",
+        ])
+        .args(["--scenarios", "records"])
+        .env("LOCKSTEP_TOKEN", secret)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bench.stdout);
+    assert!(bench.status.success() && text.contains("errors 0"), "{text}");
     // The secret never reaches the log (at debug level).
     let log = p.output();
     assert!(!log.contains(secret), "the secret is in the log:\n{log}");

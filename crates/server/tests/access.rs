@@ -247,14 +247,17 @@ async fn refusals_are_problems_with_a_bearer_challenge() {
 async fn head_and_unknown_methods_need_a_token_too() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(&dir, Some(tokens())).await;
-    let a = call(&st, "put", "/v1/ns/app/records/k", Who::Writer, Some(json!({"value": 1}))).await;
+    let a = call(
+        &st,
+        "put",
+        "/v1/ns/app/records/k",
+        Who::Writer,
+        Some(json!({"value": 1})),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::CREATED);
     // HEAD runs the GET handler: it has GET's rule.
-    for (who, status) in [
-        (Who::NoToken, 401),
-        (Who::OtherWriter, 403),
-        (Who::Reader, 200),
-    ] {
+    for (who, status) in [(Who::NoToken, 401), (Who::OtherWriter, 403), (Who::Reader, 200)] {
         let a = call(&st, "head", "/v1/ns/app/records/k", who, None).await;
         assert_eq!(a.status.as_u16(), status, "HEAD as {who:?}");
     }
