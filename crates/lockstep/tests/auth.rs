@@ -572,6 +572,25 @@ async fn https_with_alpn_and_a_certificate_renewed_on_sighup() {
         .await
         .is_ok());
     assert!(!p.output().contains(secret));
+
+    // SIGTERM stops a TLS server cleanly too.
+    let mut p = p;
+    let status = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Wait without blocking the runtime: the client connections above must
+    // be able to see the server's GOAWAY and close.
+    let mut exit = None;
+    for _ in 0..500 {
+        if let Ok(Some(s)) = p.child.try_wait() {
+            exit = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}\n{}", p.output());
 }
 
 #[tokio::test]

@@ -382,7 +382,7 @@ fn sha256(secret: &str) -> [u8; 32] {
 
 fn parse_digest(hex: &str) -> Result<[u8; 32], String> {
     let bad = || "secret_sha256 must be 64 hex digits (the SHA-256 of the secret)".to_owned();
-    if hex.len() != 64 || !hex.is_ascii() {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let mut out = [0u8; 32];
@@ -486,6 +486,8 @@ mod tests {
         assert_eq!(parse_digest(&hex).ok(), Some(sha256(&s)));
         assert!(parse_digest("00").is_err());
         assert!(parse_digest(&"zz".repeat(32)).is_err());
+        assert!(parse_digest(&"+f".repeat(32)).is_err());
+        assert!(parse_digest(&hex.to_uppercase()).is_ok());
     }
 
     #[test]
