@@ -261,6 +261,38 @@ mod tests {
     }
 
     #[test]
+    fn every_key_of_the_example_is_documented() {
+        fn keys(t: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in t {
+                out.push(k.clone());
+                match v {
+                    toml::Value::Table(t) => keys(t, out),
+                    toml::Value::Array(a) => a
+                        .iter()
+                        .filter_map(toml::Value::as_table)
+                        .for_each(|t| keys(t, out)),
+                    _ => {}
+                }
+            }
+        }
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+        )
+        .unwrap();
+        let table: toml::Table = toml::from_str(&example()).unwrap();
+        let mut all = Vec::new();
+        keys(&table, &mut all);
+        for k in &all {
+            let documented = doc.contains(&format!("`{k}`")) || doc.contains(&format!("[{k}]"));
+            assert!(documented, "docs/configuration.md does not document `{k}`");
+        }
+        // The example sets every limit, so a new limit shows up here.
+        let limits = table["limits"].as_table().unwrap();
+        let d = format!("{:?}", Limits::default());
+        assert_eq!(limits.len(), d.matches(": ").count(), "{d}");
+    }
+
+    #[test]
     fn an_empty_file_is_the_defaults() {
         let f = File::parse("").unwrap();
         assert!(f.listen.is_none() && f.tokens.is_empty());
