@@ -279,12 +279,12 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         );
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let auth = Arc::new(Auth::new(s.tokens, loopback));
+    reload_on_hangup(s.config.clone(), auth.clone(), tls.clone());
     tracing::info!(
         "lockstep listening on {scheme}://{addr} backend={} data={data}",
         store.backend()
     );
-    let auth = Arc::new(Auth::new(s.tokens, loopback));
-    reload_on_hangup(s.config.clone(), auth.clone(), tls.clone());
     let state = lockstep_server::AppState::new(store, opts.limits).with_auth(auth);
     match tls {
         Some(tls) => lockstep_server::serve_tls(listener, tls, state, shutdown_signal()).await?,
@@ -297,20 +297,19 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
 /// On SIGHUP: reads the tokens from the config file again and the TLS
 /// certificate from its files. Whatever does not load keeps the old one in force.
 fn reload_on_hangup(config: Option<PathBuf>, auth: Arc<Auth>, tls: Option<Arc<Tls>>) {
+    // The handler is installed here, before the server says it listens: a
+    // SIGHUP that came before it would end the process (the default action).
     #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP: reloading is off");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            reload(config.as_deref(), &auth, tls.as_deref());
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    reload(config.as_deref(), &auth, tls.as_deref());
+                }
+            });
         }
-    });
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP: reloading is off"),
+    }
     #[cfg(not(unix))]
     let _ = (config, auth, tls);
 }

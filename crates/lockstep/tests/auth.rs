@@ -453,7 +453,7 @@ fn make_cert(dir: &Path) -> Cert {
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
     write(&dir.join("cert.pem"), &ck.cert.pem());
-    write(&dir.join("key.pem"), &ck.signing_key.serialize_pem());
+    write(&dir.join("key.pem"), &ck.key_pair.serialize_pem());
     Cert {
         der: ck.cert.der().clone(),
     }
