@@ -95,10 +95,26 @@ fn transport(e: reqwest::Error) -> Error {
 }
 
 impl Client {
-    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:7707`).
+    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:7707`),
+    /// without a token (open mode, on loopback).
     pub fn new(base_url: &str) -> Result<Client, Error> {
+        Client::build(base_url, reqwest::header::HeaderMap::new())
+    }
+
+    /// A client that sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(base_url: &str, token: &str) -> Result<Client, Error> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::Transport("the token is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Client::build(base_url, headers)
+    }
+
+    fn build(base_url: &str, headers: reqwest::header::HeaderMap) -> Result<Client, Error> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
+            .default_headers(headers)
             .build()
             .map_err(transport)?;
         Ok(Client {

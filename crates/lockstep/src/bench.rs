@@ -28,6 +28,9 @@ pub struct Args {
     /// Scenarios: records, leases, feeds, gates, idempotency, or all.
     #[arg(long, default_value = "all")]
     scenarios: String,
+    /// Bearer token (a writer of the bench namespace); none in open mode.
+    #[arg(long, env = "LOCKSTEP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// One operation of worker `w`, iteration `n`: Ok when it succeeded.
@@ -130,7 +133,10 @@ fn put(key: fn(usize, usize) -> String, keyed: bool) -> Op {
 
 /// Runs the chosen scenarios and prints one line each.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = Client::new(&args.url)?;
+    let client = match &args.token {
+        Some(t) => Client::with_token(&args.url, t)?,
+        None => Client::new(&args.url)?,
+    };
     let info = client.info().await.context("reaching the server")?;
     let ns = format!("{}-{}", args.ns, std::process::id());
     println!(

@@ -2,6 +2,7 @@
 //! The router and `/openapi.json` are both built from this table, so the
 //! published API cannot drift from what is served.
 
+use crate::auth::Access;
 use crate::capabilities;
 use crate::routes::{changes, feeds, gates, idempotency, leases, records, system, txn};
 use crate::ApiError;
@@ -24,6 +25,7 @@ pub struct Endpoint {
     body: Option<(&'static [&'static str], Value)>,
     responses: &'static [(u16, &'static str)],
     produces: &'static str,
+    access: Option<Access>,
     route: MethodRouter<AppState>,
 }
 
@@ -48,6 +50,7 @@ where
         body: None,
         responses: &[],
         produces: "application/json",
+        access: None,
         route,
     }
 }
@@ -68,6 +71,24 @@ impl Endpoint {
     fn responses(mut self, r: &'static [(u16, &'static str)]) -> Self {
         self.responses = r;
         self
+    }
+    /// Who may call the endpoint (SPEC §11); checked by [`crate::auth::check`].
+    fn access(mut self, a: Access) -> Self {
+        self.access = Some(a);
+        self
+    }
+
+    /// The method, lower case.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+    /// The path template.
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+    /// The access rule; `None` (a route added without one) is treated as admin.
+    pub fn access_rule(&self) -> Option<Access> {
+        self.access
     }
 }
 
@@ -105,134 +126,198 @@ fn feed_config_schema() -> Value {
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
         ep("get", "/v1/info", "info", "Version, backend and durability.", system::info)
-            .responses(&[(200, "`{version, backend, durability}`")]),
+            .responses(&[(200, "`{version, backend, durability}`")])
+            .access(Access::Token),
         ep("get", "/v1/namespaces", "listNamespaces", "The namespaces that hold anything, by name (admin).", records::namespaces)
             .query(&[("limit", "integer", "page size 1..=1000, default 100"), ("cursor", "string", "opaque cursor from next_cursor")])
-            .responses(&[(200, "`{namespaces, next_cursor}`"), (400, "invalid_request"), (403, "forbidden")]),
+            .responses(&[(200, "`{namespaces, next_cursor}`"), (400, "invalid_request"), (403, "forbidden")])
+            .access(Access::Admin),
         ep("delete", NS, "deleteNamespace", "Remove a namespace and everything in it (admin).", records::delete_namespace)
-            .responses(&[(200, "`{namespace, deleted, records}`"), (400, "invalid_request"), (403, "forbidden")]),
+            .responses(&[(200, "`{namespace, deleted, records}`"), (400, "invalid_request"), (403, "forbidden")])
+            .access(Access::Admin),
         ep("get", "/v1/ns/{ns}/records", "listRecords", "List live records in key order.", records::list)
             .query(&[("prefix", "string", "only keys starting with this"), ("limit", "integer", "page size 1..=1000, default 100"), ("cursor", "string", "opaque cursor from next_cursor")])
-            .responses(&[(200, "`{records, next_cursor}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{records, next_cursor}`"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("get", "/v1/ns/{ns}/records/{*key}", "getRecord", "Read a record; ETag is its version.", records::get)
-            .responses(&[(200, "`{key, value, version, created_at, updated_at, expires_at}`"), (304, "If-None-Match matched"), (404, "not_found")]),
+            .responses(&[(200, "`{key, value, version, created_at, updated_at, expires_at}`"), (304, "If-None-Match matched"), (404, "not_found")])
+            .access(Access::Read),
         ep("put", "/v1/ns/{ns}/records/{*key}", "putRecord", "Create or replace a record, optionally only at an expected version.", records::put)
             .body(&["application/json"], json!({"type": "object", "required": ["value"], "additionalProperties": false, "properties": {
                 "value": record_value_schema(),
                 "expected_version": {"type": "integer", "minimum": 0, "description": "0 = must not exist; else 409 version_mismatch"},
                 "ttl_ms": {"type": "integer", "minimum": 1},
                 "force": {"type": "boolean", "description": "skip the precondition (admin)"}}}))
-            .responses(&[(200, "replaced: `{key, version, revision}`"), (201, "created: `{key, version, revision}`"), (409, "version_mismatch, with `current`"), (412, "precondition_failed"), (400, "invalid_request"), (413, "payload_too_large"), (415, "unsupported_media_type"), (503, "unavailable")]),
+            .responses(&[(200, "replaced: `{key, version, revision}`"), (201, "created: `{key, version, revision}`"), (409, "version_mismatch, with `current`"), (412, "precondition_failed"), (400, "invalid_request"), (413, "payload_too_large"), (415, "unsupported_media_type"), (503, "unavailable")])
+            .access(Access::Write),
         ep("patch", "/v1/ns/{ns}/records/{*key}", "patchRecord", "Patch a record on the server (RFC 7396 or RFC 6902).", records::patch)
             .query(&[("expected_version", "integer", "409 unless the current version is this")])
             .body(&["application/merge-patch+json", "application/json-patch+json"], json!({"description": "a merge patch document, or a JSON Patch array"}))
-            .responses(&[(200, "`{key, version, value, revision}`"), (404, "not_found"), (409, "version_mismatch or patch_test_failed, with `current`"), (412, "precondition_failed"), (422, "invalid_patch"), (400, "invalid_request"), (415, "unsupported_media_type")]),
+            .responses(&[(200, "`{key, version, value, revision}`"), (404, "not_found"), (409, "version_mismatch or patch_test_failed, with `current`"), (412, "precondition_failed"), (422, "invalid_patch"), (400, "invalid_request"), (415, "unsupported_media_type")])
+            .access(Access::Write),
         ep("delete", "/v1/ns/{ns}/records/{*key}", "deleteRecord", "Delete a record, optionally only at an expected version.", records::delete)
             .query(&[("expected_version", "integer", "409 unless the current version is this")])
-            .responses(&[(200, "`{key, deleted, revision}`"), (404, "not_found"), (409, "version_mismatch"), (412, "precondition_failed")]),
+            .responses(&[(200, "`{key, deleted, revision}`"), (404, "not_found"), (409, "version_mismatch"), (412, "precondition_failed")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/txn", "txn", "Compare, then apply one branch atomically.", txn::txn)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
                 "compare": {"type": "array", "items": {"type": "object", "description": "{key, version} | {key, exists} | {key, value} | {lease, token} | {fence: {resource, token}}"}},
                 "success": {"type": "array", "items": {"type": "object", "description": "{get|put|delete|patch|incr: {...}}"}},
                 "failure": {"type": "array", "items": {"type": "object"}}}}))
-            .responses(&[(200, "`{succeeded, failed, results, revision}`"), (404, "not_found (patch of an absent record)"), (422, "invalid_patch"), (400, "invalid_request"), (413, "payload_too_large")]),
+            .responses(&[(200, "`{succeeded, failed, results, revision}`"), (404, "not_found (patch of an absent record)"), (422, "invalid_patch"), (400, "invalid_request"), (413, "payload_too_large")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/acquire", "acquireLease", "Acquire a lease: a fresh owner token and a larger fence; optionally wait in line.", leases::acquire)
             .body(&["application/json"], json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
                 "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000},
                 "holder": {"type": "string", "maxLength": 256},
                 "wait_ms": {"type": "integer", "minimum": 0, "maximum": 60_000, "description": "wait in line (first come, first served)"}}}))
-            .responses(&[(200, "`{name, token, fence, holder, acquired_at, expires_at}`"), (409, "lease_held, with `holder`, `expires_at`, `waiters`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{name, token, fence, holder, acquired_at, expires_at}`"), (409, "lease_held, with `holder`, `expires_at`, `waiters`"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/renew", "renewLease", "Extend a held lease.", leases::renew)
             .body(&["application/json"], json!({"type": "object", "required": ["token", "ttl_ms"], "additionalProperties": false, "properties": {
                 "token": {"type": "string"}, "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
-            .responses(&[(200, "the lease with its new `expires_at`"), (409, "lease_lost: the token does not hold it; stop"), (400, "invalid_request")]),
+            .responses(&[(200, "the lease with its new `expires_at`"), (409, "lease_lost: the token does not hold it; stop"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/release", "releaseLease", "Compare-and-clear: release only if the token holds the lease.", leases::release)
             .body(&["application/json"], json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}}))
-            .responses(&[(200, "`{released, revision}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{released, revision}`"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/break", "breakLease", "Clear a live lease whatever its token (admin).", leases::break_lease)
-            .responses(&[(200, "`{broken, revision}`"), (403, "forbidden")]),
+            .responses(&[(200, "`{broken, revision}`"), (403, "forbidden")])
+            .access(Access::Admin),
         ep("get", "/v1/ns/{ns}/leases/{name}", "getLease", "Who holds a lease, until when, and its last fence.", leases::get)
-            .responses(&[(200, "`{name, held, holder, acquired_at, expires_at, fence}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{name, held, holder, acquired_at, expires_at, fence}`"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("post", "/v1/ns/{ns}/feeds/{name}/entries", "appendEntry", "Append an entry; idempotent by id.", feeds::append)
             .body(&["application/json"], json!({"type": "object", "required": ["id", "data"], "additionalProperties": false, "properties": {
                 "id": {"type": "string"}, "data": {"type": "object"}, "at": {"type": "string", "format": "date-time"}}}))
-            .responses(&[(201, "`{id, at, data, read, revision, cursor, created: true}`"), (200, "the original entry with `created: false`"), (400, "invalid_request")]),
+            .responses(&[(201, "`{id, at, data, read, revision, cursor, created: true}`"), (200, "the original entry with `created: false`"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("get", "/v1/ns/{ns}/feeds/{name}/entries", "listEntries", "Page a feed's visible entries by (at, id).", feeds::entries)
             .query(&[("limit", "integer", "page size 1..=1000, default 100"), ("cursor", "string", "opaque cursor"), ("order", "string", "desc (default) or asc")])
-            .responses(&[(200, "`{entries, next_cursor, unread_count}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{entries, next_cursor, unread_count}`"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("delete", "/v1/ns/{ns}/feeds/{name}/entries/{id}", "deleteEntry", "Delete one entry.", feeds::delete_entry)
-            .responses(&[(200, "`{id, deleted, revision}`"), (404, "not_found"), (400, "invalid_request")]),
+            .responses(&[(200, "`{id, deleted, revision}`"), (404, "not_found"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("get", "/v1/ns/{ns}/feeds/{name}", "getFeed", "A feed's configuration in force and its counts.", feeds::get)
-            .responses(&[(200, "`{feed, config, own_config, entries, unread_count}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{feed, config, own_config, entries, unread_count}`"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("put", "/v1/ns/{ns}/feeds/{name}", "configureFeed", "Set a feed's cap, maximum age and scrubbed fields.", feeds::put_config)
             .body(&["application/json"], feed_config_schema())
-            .responses(&[(200, "`{feed, config, revision}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{feed, config, revision}`"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("put", "/v1/ns/{ns}/feed-defaults", "configureFeedDefaults", "The configuration of every feed of the namespace without its own.", feeds::put_defaults)
             .body(&["application/json"], feed_config_schema())
-            .responses(&[(200, "`{feed: \"\", config, revision}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{feed: \"\", config, revision}`"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/feeds/{name}/read", "markRead", "Mark entries read: by ids, up to a cursor, or all.", feeds::read)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
                 "ids": {"type": "array", "items": {"type": "string"}}, "up_to": {"type": "string"}, "all": {"const": true}}}))
-            .responses(&[(200, "`{revision}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{revision}`"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/feeds/{name}/import", "importFeed", "Import a legacy JSON array of entries, each id once; a bad element refuses the whole batch.", feeds::import)
             .query(&[("id_field", "string", "the member holding each element's id (default id)"), ("at_field", "string", "the member holding its time, RFC 3339 or epoch milliseconds (default at)"), ("data_field", "string", "the member holding its payload object (default data); without it, every other member is the payload")])
             .body(&["application/json"], json!({"type": "array", "maxItems": 1000, "items": {"type": "object", "required": ["id"]}}))
-            .responses(&[(200, "`{imported, skipped, revision}`"), (400, "invalid_request"), (413, "payload_too_large")]),
+            .responses(&[(200, "`{imported, skipped, revision}`"), (400, "invalid_request"), (413, "payload_too_large")])
+            .access(Access::Write),
         ep("get", "/v1/ns/{ns}/feeds", "listFeeds", "Feeds by name with entry and unread counts.", feeds::list)
             .query(&[("prefix", "string", "only feeds starting with this"), ("limit", "integer", "page size"), ("cursor", "string", "opaque cursor")])
-            .responses(&[(200, "`{feeds, next_cursor}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{feeds, next_cursor}`"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("put", "/v1/ns/{ns}/gates/{name}", "putGate", "Create a gate (open, epoch 1), or update its policy and meta.", gates::put)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
                 "policy": {"type": "object", "properties": {"pending": {"enum": ["reject", "recover"]}}}, "meta": {}}}))
-            .responses(&[(201, "created: the gate"), (200, "updated: the gate"), (410, "gate_closed (deleted)"), (400, "invalid_request")]),
+            .responses(&[(201, "created: the gate"), (200, "updated: the gate"), (410, "gate_closed (deleted)"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("get", "/v1/ns/{ns}/gates/{name}", "getGate", "Read a gate: state, epoch, policy, meta.", gates::get)
-            .responses(&[(200, "`{id, state, epoch, policy, meta, revision, created_at, updated_at}`"), (404, "not_found")]),
+            .responses(&[(200, "`{id, state, epoch, policy, meta, revision, created_at, updated_at}`"), (404, "not_found")])
+            .access(Access::Read),
         ep("delete", "/v1/ns/{ns}/gates/{name}", "deleteGate", "The delete transition: terminal, voids the open tickets of the old epoch.", gates::delete)
-            .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (400, "invalid_request")]),
+            .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (400, "invalid_request")])
+            .access(Access::Admin),
         ep("post", "/v1/ns/{ns}/gates/{name}/{transition}", "transitionGate", "pause, resume, revoke, delete or reopen; terminal ones void the old epoch's open tickets.", gates::transition)
-            .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (409, "invalid_transition"), (410, "gate_closed"), (400, "invalid_request (unknown transition)")]),
+            .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (409, "invalid_transition"), (410, "gate_closed"), (400, "invalid_request (unknown transition)")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/gates/{name}/tickets", "admitTicket", "Admit a ticket under the current epoch.", gates::admit)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {"ticket_id": {"type": "string"}, "meta": {}}}))
-            .responses(&[(201, "the ticket"), (200, "the same open ticket, `created: false`"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (404, "not_found")]),
+            .responses(&[(201, "the ticket"), (200, "the same open ticket, `created: false`"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (404, "not_found")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/gates/{name}/capabilities", "mintCapability", "Sign a capability for this gate at its current epoch: ticket operations only, until it expires or the epoch moves on.", capabilities::mint)
             .body(&["application/json"], json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
                 "ttl_ms": {"type": "integer", "minimum": 1000, "maximum": 2_592_000_000_u64},
                 "ops": {"type": "array", "items": {"enum": ["admit", "check", "commit", "abort", "finalize"]}, "minItems": 1}}}))
-            .responses(&[(201, "`{capability, expires_at, epoch, gate, ops}`"), (404, "not_found"), (410, "gate_closed"), (400, "invalid_request"), (403, "forbidden")]),
+            .responses(&[(201, "`{capability, expires_at, epoch, gate, ops}`"), (404, "not_found"), (410, "gate_closed"), (400, "invalid_request"), (403, "forbidden")])
+            .access(Access::Write),
         ep("get", "/v1/ns/{ns}/gates/{name}/tickets", "listTickets", "List a gate's tickets by id.", gates::tickets)
             .query(&[("state", "string", "open, committed, finalized, voided or aborted"), ("limit", "integer", "page size"), ("cursor", "string", "opaque cursor")])
-            .responses(&[(200, "`{tickets, next_cursor}`"), (400, "invalid_request")]),
+            .responses(&[(200, "`{tickets, next_cursor}`"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("post", "/v1/ns/{ns}/gates/{name}/tickets/{ticket}/{op}", "ticketOp", "check, commit, finalize (optionally appending a feed entry atomically) or abort a ticket; see docs/gates.md.", gates::ticket_op)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
                 "append": {"type": "object", "required": ["feed", "data"], "properties": {"feed": {"type": "string"}, "data": {"type": "object"}}}}}))
-            .responses(&[(200, "the ticket"), (404, "not_found"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (400, "invalid_request")]),
+            .responses(&[(200, "the ticket"), (404, "not_found"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("post", "/v1/ns/{ns}/idempotency/{scope}/{key}", "beginIdempotency", "Own a key for the app's own endpoint, or replay its stored response.", idempotency::begin)
             .body(&["application/json"], json!({"type": "object", "required": ["fingerprint", "lock_ms"], "additionalProperties": false, "properties": {
                 "fingerprint": {"type": "string"}, "lock_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
-            .responses(&[(201, "`{state: \"started\", token}`: the caller owns the key"), (200, "`{state: \"completed\", response}`: replay"), (409, "idempotency_key_in_use"), (422, "idempotency_key_reused"), (400, "invalid_request")]),
+            .responses(&[(201, "`{state: \"started\", token}`: the caller owns the key"), (200, "`{state: \"completed\", response}`: replay"), (409, "idempotency_key_in_use"), (422, "idempotency_key_reused"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("get", "/v1/ns/{ns}/idempotency/{scope}/{key}", "getIdempotency", "A key's state: started (with locked_until, stale) or completed (with response); never the owner's token.", idempotency::get)
-            .responses(&[(200, "`{scope, key, state, locked_until?, stale?, response?, expires_at}`"), (404, "not_found"), (400, "invalid_request")]),
+            .responses(&[(200, "`{scope, key, state, locked_until?, stale?, response?, expires_at}`"), (404, "not_found"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("put", "/v1/ns/{ns}/idempotency/{scope}/{key}", "completeIdempotency", "Store the response of an owned key.", idempotency::complete)
             .body(&["application/json"], json!({"type": "object", "required": ["token", "response"], "additionalProperties": false, "properties": {"token": {"type": "string"}, "response": {}}}))
-            .responses(&[(200, "`{state: \"completed\"}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")]),
+            .responses(&[(200, "`{state: \"completed\"}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("delete", "/v1/ns/{ns}/idempotency/{scope}/{key}", "giveUpIdempotency", "Give an owned key up so a retry may run.", idempotency::give_up)
             .body(&["application/json"], json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}}))
-            .responses(&[(200, "`{released: true}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")]),
+            .responses(&[(200, "`{released: true}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")])
+            .access(Access::Write),
         ep("get", "/v1/ns/{ns}/changes", "listChanges", "Page the change log in (revision, index) order; pages hold whole revisions.", changes::list)
             .query(&[("after", "string", "a revision: only changes after it; default: the oldest kept"), ("cursor", "string", "the next_cursor of the previous page (instead of after)"), ("prefix", "string", "only keys starting with this (record key, lease name, gate id, feed/entry id)"), ("kind", "string", "record, lease, feed, gate or idempotency"), ("limit", "integer", "page size 1..=1000, default 100")])
-            .responses(&[(200, "`{changes: [{revision, index, kind, key, op, actor, forced, at}], next_cursor}`"), (400, "invalid_request"), (410, "compacted: `after` is older than what is kept")]),
+            .responses(&[(200, "`{changes: [{revision, index, kind, key, op, actor, forced, at}], next_cursor}`"), (400, "invalid_request"), (410, "compacted: `after` is older than what is kept")])
+            .access(Access::Read),
         ep("get", "/v1/ns/{ns}/watch", "watchChanges", "Stream changes as Server-Sent Events: one `change` event per revision, id = revision; `Last-Event-ID` resumes.", changes::watch)
             .produces("text/event-stream")
             .query(&[("after", "string", "a revision: stream changes after it; default: from now"), ("prefix", "string", "only keys starting with this"), ("kind", "string", "record, lease, feed, gate or idempotency")])
-            .responses(&[(200, "text/event-stream; each event's data is `{revision, changes}`"), (400, "invalid_request"), (410, "compacted: the start is older than what is kept")]),
-        ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]),
-        ep("get", "/readyz", "readyz", "Storage is reachable.", system::readyz).responses(&[(200, "ready"), (503, "unavailable")]),
-        ep("get", "/metrics", "metrics", "Prometheus metrics.", system::metrics).responses(&[(200, "text exposition")]),
-        ep("get", "/openapi.json", "openapi", "This document.", system::openapi).responses(&[(200, "OpenAPI 3.1")]),
+            .responses(&[(200, "text/event-stream; each event's data is `{revision, changes}`"), (400, "invalid_request"), (410, "compacted: the start is older than what is kept")])
+            .access(Access::Read),
+        ep("get", "/healthz", "healthz", "The process is up.", system::healthz).responses(&[(200, "ok")]).access(Access::Open),
+        ep("get", "/readyz", "readyz", "Storage is reachable.", system::readyz).responses(&[(200, "ready"), (503, "unavailable")]).access(Access::Open),
+        ep("get", "/metrics", "metrics", "Prometheus metrics.", system::metrics).responses(&[(200, "text exposition")]).access(Access::Token),
+        ep("get", "/openapi.json", "openapi", "This document.", system::openapi).responses(&[(200, "OpenAPI 3.1")]).access(Access::Open),
     ]
     .into_iter()
     .map(|e| if e.responses.is_empty() { e.responses(WRITE_ERRORS) } else { e })
     .collect()
+}
+
+/// The access rule of the endpoint `method` on the path template `path`;
+/// `None` when the path is not in the table. An endpoint without a rule is
+/// treated as admin-only, so a route added without one is never open. `HEAD`
+/// (which axum answers with the `GET` handler) has the rule of `GET`; another
+/// method the path does not have needs a token before it gets its 405.
+pub fn access_of(method: &axum::http::Method, path: &str) -> Option<Access> {
+    static RULES: std::sync::OnceLock<Vec<(&'static str, &'static str, Access)>> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        endpoints()
+            .iter()
+            .map(|e| (e.method, e.path, e.access.unwrap_or(Access::Admin)))
+            .collect()
+    });
+    let method = if method == axum::http::Method::HEAD {
+        "get"
+    } else {
+        method.as_str()
+    };
+    let mut of_path = rules.iter().filter(|(_, p, _)| *p == path).peekable();
+    of_path.peek()?;
+    Some(
+        of_path
+            .find(|(m, _, _)| m.eq_ignore_ascii_case(method))
+            .map_or(Access::Token, |(_, _, a)| *a),
+    )
 }
 
 /// The router of every endpoint. Each endpoint refuses query parameters it
@@ -298,6 +383,19 @@ pub fn openapi() -> Value {
         }
         let mut op =
             json!({"operationId": e.id, "summary": e.summary, "parameters": params, "responses": responses});
+        let access = e.access.unwrap_or(Access::Admin);
+        op["x-lockstep-access"] = json!(access.as_str());
+        if access == Access::Open {
+            op["security"] = json!([]);
+        } else {
+            let problem =
+                json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+            op["responses"]["401"] =
+                json!({"description": "unauthorized: no or unknown token", "content": problem});
+            if access.role().is_some() {
+                op["responses"]["403"] = json!({"description": "forbidden: the token's role or namespaces do not allow it", "content": problem});
+            }
+        }
         if let Some((types, schema)) = &e.body {
             let content: Map<String, Value> = types
                 .iter()
@@ -313,7 +411,10 @@ pub fn openapi() -> Value {
         "info": {"title": "lockstep", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Coordination primitives over HTTP/JSON: versioned records, transactions."},
         "paths": paths,
-        "components": {"schemas": {"Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+            "description": "a token of the config file; `x-lockstep-access` names the role each operation needs"}},
+            "schemas": {"Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
             "detail": {"type": "string"}, "code": {"type": "string"},
             "current": {"description": "the current {version, value}, or null (version_mismatch, patch_test_failed)"}}}}}

@@ -177,8 +177,10 @@ impl FromRequestParts<AppState> for Name {
     }
 }
 
-/// Who is calling. Tokens (SPEC §11) are not configured yet: the server runs in
-/// open mode, loopback only, where every caller is an admin named `anonymous`.
+/// Who is calling: the token the auth middleware ([`crate::auth::check`])
+/// accepted, or in open mode (no tokens, loopback only) an admin named
+/// `anonymous` (SPEC §15).
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// The token name recorded in the change log.
     pub name: String,
@@ -201,11 +203,13 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        Ok(Caller {
-            name: "anonymous".into(),
-            admin: true,
-            capability: None,
-        })
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        // Every route that names a caller has an access rule, so the middleware
+        // has put one here; without it the request is refused, never let in.
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("this request needs a bearer token".into()))
     }
 }

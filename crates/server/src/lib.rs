@@ -3,12 +3,15 @@
 //! refusals to JSON and problem+json (SPEC §3).
 
 pub mod api;
+pub mod auth;
 pub mod capabilities;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod routes;
+pub mod tls;
 pub mod wire;
 
 pub use error::ApiError;
@@ -36,6 +39,10 @@ pub struct AppState {
     pub watches: Arc<routes::changes::Watches>,
     /// The keys capabilities are signed and verified with.
     pub capability_keys: Arc<capabilities::CapabilityKeys>,
+    /// The CORS layer of the configured origins, if any.
+    pub cors: Option<tower_http::cors::CorsLayer>,
+    /// The tokens in force (replaced on SIGHUP).
+    pub auth: Arc<auth::Auth>,
 }
 
 impl AppState {
@@ -48,13 +55,34 @@ impl AppState {
             lease_freed: Arc::default(),
             watches: Arc::default(),
             capability_keys: Arc::default(),
+            cors: None,
+            auth: Arc::new(auth::Auth::open()),
         }
+    }
+
+    /// The same state with `auth` deciding who may call (default: open mode).
+    pub fn with_auth(mut self, auth: Arc<auth::Auth>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The same state with CORS for `origins` (none: no CORS headers at all).
+    pub fn with_cors(mut self, origins: &[String]) -> Result<Self, String> {
+        self.cors = cors::layer(origins)?;
+        Ok(self)
+    }
+
+    /// The same state with the capability keys of the config.
+    pub fn with_capability_keys(mut self, keys: capabilities::CapabilityKeys) -> Self {
+        self.capability_keys = Arc::new(keys);
+        self
     }
 }
 
 /// The complete application: routes, problem+json fallbacks, metrics.
 pub fn app(state: AppState) -> axum::Router {
-    api::router()
+    let cors = state.cors.clone();
+    let app = api::router()
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
@@ -65,13 +93,20 @@ pub fn app(state: AppState) -> axum::Router {
             state.clone(),
             idempotency::fingerprint,
         ))
+        // Outside the idempotency layer: a refused caller never touches a key.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         // Bodies are read by our extractors, which answer 413 as problem+json.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    // Outermost: a preflight is answered before any other layer sees it.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// How often the background sweeper purges expired records.
@@ -104,6 +139,29 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run(listener, state, shutdown).await
+}
+
+/// Like [`serve`], over TLS: HTTPS with HTTP/1.1 or HTTP/2 chosen by ALPN,
+/// with the certificate `tls` holds now (it may be reloaded while serving).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<tls::Tls>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run(tls::TlsListener::new(listener, tls)?, state, shutdown).await
+}
+
+async fn run<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let sweeper = tokio::spawn(sweep_forever(state.store.clone(), state.limits.clone()));
     // Open watches never end by themselves: end them when shutdown starts.
     let watches = state.watches.clone();

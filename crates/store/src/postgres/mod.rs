@@ -231,6 +231,8 @@ pub async fn migrate(url: &str) -> Result<usize, Error> {
         let _ = conn.await;
     });
     let result = async {
+        // NOTICEs ("relation … already exists, skipping") are not news.
+        client.batch_execute("SET client_min_messages TO warning").await?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
