@@ -24,6 +24,9 @@ pub enum Error {
     /// forged capability.
     #[error("{0}")]
     Unauthorized(String),
+    /// A per-token limit (rate, waiting acquires, open watches) is exceeded.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The caller's role does not allow the operation.
     #[error("{0}")]
     Forbidden(String),

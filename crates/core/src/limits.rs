@@ -42,6 +42,14 @@ pub struct Limits {
     pub import_entries_max: usize,
     /// Longest lifetime of a capability.
     pub capability_ttl_ms_max: u64,
+    /// Requests a second one token may make (a burst of one second's worth); 0: no limit.
+    pub token_requests_per_s: u64,
+    /// Acquires of one token waiting in lease queues at once; 0: no limit.
+    pub token_waiting_acquires_max: usize,
+    /// Watches one token may hold open at once; 0: no limit.
+    pub token_watches_max: usize,
+    /// Longest time to answer a request (a watch's stream runs on after).
+    pub request_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +74,10 @@ impl Default for Limits {
             changes_keep_count: 1_000_000,
             import_entries_max: 1_000,
             capability_ttl_ms_max: 30 * 24 * 3600 * 1000,
+            token_requests_per_s: 0,
+            token_waiting_acquires_max: 256,
+            token_watches_max: 64,
+            request_timeout_ms: 120_000,
         }
     }
 }

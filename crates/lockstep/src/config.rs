@@ -95,6 +95,10 @@ pub struct LimitsTable {
     pub changes_keep_count: Option<u64>,
     pub import_entries_max: Option<usize>,
     pub capability_ttl_ms_max: Option<u64>,
+    pub token_requests_per_s: Option<u64>,
+    pub token_waiting_acquires_max: Option<usize>,
+    pub token_watches_max: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl File {
@@ -154,7 +158,11 @@ impl File {
             changes_keep_ms,
             changes_keep_count,
             import_entries_max,
-            capability_ttl_ms_max
+            capability_ttl_ms_max,
+            token_requests_per_s,
+            token_waiting_acquires_max,
+            token_watches_max,
+            request_timeout_ms
         );
         check_limits(&l)?;
         Ok(l)
@@ -164,6 +172,13 @@ impl File {
 /// Refuses limits that cannot work, naming the key and what it must be.
 pub fn check_limits(l: &Limits) -> anyhow::Result<()> {
     let d = Limits::default();
+    if l.request_timeout_ms <= l.lease_wait_ms_max {
+        bail!(
+            "limits.request_timeout_ms ({}) must be longer than limits.lease_wait_ms_max ({}): a waiting acquire must be able to finish",
+            l.request_timeout_ms,
+            l.lease_wait_ms_max
+        );
+    }
     let positive: [(&str, u64); 17] = [
         ("body_bytes_max", l.body_bytes_max as u64),
         ("value_bytes_max", l.value_bytes_max as u64),

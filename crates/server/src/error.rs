@@ -59,6 +59,11 @@ impl ApiError {
             ApiError::Core(c) => match c {
                 C::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
                 C::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+                C::TooManyRequests(_) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "Too many requests",
+                ),
                 C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
                 C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
                 C::VersionMismatch { .. } => (StatusCode::CONFLICT, "version_mismatch", "Version mismatch"),

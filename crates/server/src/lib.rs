@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod metrics;
+pub mod quota;
 pub mod routes;
 pub mod tls;
 pub mod wire;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub watches: Arc<routes::changes::Watches>,
     /// The keys capabilities are signed and verified with.
     pub capability_keys: Arc<capabilities::CapabilityKeys>,
+    /// What each token uses now (rate, waiting acquires, open watches).
+    pub quotas: Arc<quota::Quotas>,
     /// The CORS layer of the configured origins, if any.
     pub cors: Option<tower_http::cors::CorsLayer>,
     /// The tokens in force (replaced on SIGHUP).
@@ -56,6 +59,7 @@ impl AppState {
             watches: Arc::default(),
             capability_keys: Arc::default(),
             cors: None,
+            quotas: Arc::default(),
             auth: Arc::new(auth::Auth::open()),
         }
     }
@@ -93,8 +97,13 @@ pub fn app(state: AppState) -> axum::Router {
             state.clone(),
             idempotency::fingerprint,
         ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), quota::rate))
         // Outside the idempotency layer: a refused caller never touches a key.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::check))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            quota::timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

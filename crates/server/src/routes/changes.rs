@@ -10,7 +10,7 @@
 //! A revision with no matching change is skipped; comments keep the
 //! connection alive every [`KEEP_ALIVE`].
 
-use crate::extract::{Ns, Query};
+use crate::extract::{Caller, Ns, Query};
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -212,9 +212,12 @@ async fn from_oldest(store: &Store, ns: &str, filter: &Filter, limit: usize) -> 
 pub async fn watch(
     State(st): State<AppState>,
     Ns(ns): Ns,
+    caller: Caller,
     headers: HeaderMap,
     Query(q): Query<WatchQuery>,
 ) -> Result<Response, ApiError> {
+    // Counted while the stream is open: the slot lives in the watcher.
+    let slot = st.quotas.watch(&caller.name, st.limits.token_watches_max)?;
     let after = q
         .after
         .as_deref()
@@ -247,6 +250,7 @@ pub async fn watch(
         written: st.watches.written.subscribe(),
         last_read: Instant::now(),
         done: false,
+        _slot: slot,
     };
     w.pending
         .push_back(Event::default().comment(format!("watching after revision {after}")));
@@ -266,6 +270,8 @@ pub async fn watch(
 
 /// One open watch.
 struct Watcher {
+    /// This watch in its token's count of open watches.
+    _slot: crate::quota::Slot,
     store: Store,
     ns: String,
     filter: Filter,

@@ -128,6 +128,14 @@ pub async fn acquire(
             st.limits.lease_wait_ms_max
         )));
     }
+    // A waiting acquire counts against its token's waiting acquires.
+    let _slot = match body.wait_ms {
+        0 => None,
+        _ => Some(
+            st.quotas
+                .waiting(&caller.name, st.limits.token_waiting_acquires_max)?,
+        ),
+    };
     let keyed = match &idem {
         None => None,
         Some(r) => match idempotency::begin(&st, &ns, &caller.name, r).await? {
