@@ -232,7 +232,7 @@ export class Transport {
       headers["content-type"] = req.contentType ?? "application/json";
     }
     if (req.write) {
-      headers["idempotency-key"] = req.opts?.idempotencyKey ?? crypto.randomUUID();
+      headers["idempotency-key"] = req.opts?.idempotencyKey ?? randomKey();
     }
     const url = this.url(req.path, req.query);
     return this.withRetries(req.opts, async (signal) => {
@@ -295,6 +295,23 @@ function codeOfStatus(status: number): string {
     default:
       return `http_${status}`;
   }
+}
+
+/**
+ * A fresh idempotency key: `crypto.randomUUID()`, or (on a runtime without Web
+ * Crypto as a global, e.g. Node 18 without its flag) a version 4 UUID from
+ * `crypto.getRandomValues`, or at worst from `Math.random`.
+ */
+export function randomKey(): string {
+  const c = (globalThis as { crypto?: Partial<Crypto> }).crypto;
+  if (typeof c?.randomUUID === "function") return c.randomUUID();
+  const b = new Uint8Array(16);
+  if (typeof c?.getRandomValues === "function") c.getRandomValues(b);
+  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** Percent-encodes one path segment (a key, a name, an id). */

@@ -37,7 +37,7 @@ export async function startServer(database: string, extraArgs: string[] = []): P
   }
   const args = ["serve", "--listen", "127.0.0.1:0", "--database", database, ...extraArgs];
   if (database.startsWith("postgres")) args.push("--pool-size", "6");
-  const env: NodeJS.ProcessEnv = { ...process.env, RUST_LOG: process.env["RUST_LOG"] ?? "warn" };
+  const env: NodeJS.ProcessEnv = { ...process.env, RUST_LOG: "warn,lockstep=info" };
   delete env["LOCKSTEP_DATABASE"];
   const child = spawn(LOCKSTEP_BIN, args, { stdio: ["ignore", "pipe", "pipe"], env });
   const log: string[] = [];

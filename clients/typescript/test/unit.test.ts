@@ -211,3 +211,17 @@ test("watch without `after` resumes from where the server started it", async () 
   }
   assert.equal(header(calls[1]!, "last-event-id"), "41");
 });
+
+test("idempotency keys are UUIDs, also without crypto.randomUUID", async () => {
+  const { randomKey } = await import("../src/http.js");
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "crypto");
+  try {
+    Object.defineProperty(globalThis, "crypto", { value: undefined, configurable: true });
+    const keys = new Set(Array.from({ length: 100 }, randomKey));
+    assert.equal(keys.size, 100);
+    for (const k of keys) assert.match(k, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  } finally {
+    if (saved) Object.defineProperty(globalThis, "crypto", saved);
+  }
+  assert.match(randomKey(), /^[0-9a-f-]{36}$/);
+});
