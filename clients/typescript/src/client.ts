@@ -5,7 +5,7 @@
  */
 
 import { ConflictError, LockstepError, isCode } from "./errors.js";
-import { Transport, seg, type CallOptions, type FetchLike, type RetryOptions } from "./http.js";
+import { Transport, seg, sleep, type CallOptions, type FetchLike, type RetryOptions } from "./http.js";
 import { acquireLease, withLease, type AcquireOptions, type Lease } from "./lease.js";
 import { Feed } from "./feed.js";
 import { Gate } from "./gate.js";
@@ -32,6 +32,7 @@ import type {
   TxnOp,
   TxnResult,
   BreakResult,
+  RequestBody,
 } from "./types.js";
 
 /** Options of `new Lockstep(...)`. */
@@ -174,10 +175,10 @@ export class Lockstep {
    * `current`.
    */
   async put<T = Json>(key: string, value: T, o: PutOptions = {}): Promise<PutResult> {
-    const body: Record<string, unknown> = { value };
-    if (o.expectedVersion !== undefined) body["expected_version"] = o.expectedVersion;
-    if (o.ttlMs !== undefined) body["ttl_ms"] = o.ttlMs;
-    if (o.force !== undefined) body["force"] = o.force;
+    const body: RequestBody<"putRecord"> = { value };
+    if (o.expectedVersion !== undefined) body.expected_version = o.expectedVersion;
+    if (o.ttlMs !== undefined) body.ttl_ms = o.ttlMs;
+    if (o.force !== undefined) body.force = o.force;
     const a = await this.transport.send<Omit<PutResult, "created">>({
       method: "PUT",
       path: this.recordPath(key),
@@ -263,7 +264,7 @@ export class Lockstep {
    * computes `fn(current)` (null when absent) and writes it at the version
    * read. On `version_mismatch` it re-applies `fn` to the server's current
    * value (carried by the refusal, so no extra read) up to `attempts` writes,
-   * then throws a {@link ConflictError} holding `local` (the last value
+   * (after a short jittered pause) then throws a {@link ConflictError} holding `local` (the last value
    * computed) and `remote` (the server's `{version, value}`, or null).
    * Returning `undefined` from `fn` leaves the record as it is.
    */
@@ -295,6 +296,8 @@ export class Lockstep {
         const remote = (e.current ?? null) as Current<T> | null;
         if (n >= attempts) throw new ConflictError<T>(key, next, remote, n, e);
         current = remote;
+        // Full jitter before re-applying, so that hot writers spread out.
+        await sleep(Math.random() * Math.min(10 * 2 ** (n - 1), 500), o.signal);
       }
     }
   }

@@ -14,6 +14,7 @@ import type {
   ImportResult,
   JsonObject,
   MarkReadResult,
+  RequestBody,
 } from "./types.js";
 
 /** The context a feed needs from its client. */
@@ -163,7 +164,7 @@ export class Feed<D extends JsonObject = JsonObject> {
 
   /** Marks entries read (idempotent): `{ids}`, `{upTo: cursor}` or `{all: true}`. */
   async markRead(selector: ReadSelector, opts?: CallOptions): Promise<MarkReadResult> {
-    let body: Record<string, unknown>;
+    let body: RequestBody<"markRead">;
     if ("ids" in selector) body = { ids: selector.ids };
     else if ("upTo" in selector) body = { up_to: selector.upTo };
     else body = { all: true };
@@ -234,10 +235,10 @@ export class Feed<D extends JsonObject = JsonObject> {
 }
 
 /** The wire form of a feed configuration. */
-export function feedConfigBody(c: FeedConfig): Record<string, unknown> {
-  const body: Record<string, unknown> = {};
-  if (c.maxEntries !== undefined) body["max_entries"] = c.maxEntries;
-  if (c.maxAgeMs !== undefined) body["max_age_ms"] = c.maxAgeMs;
-  if (c.scrub !== undefined) body["scrub"] = { fields: c.scrub.fields, after_ms: c.scrub.afterMs };
+export function feedConfigBody(c: FeedConfig): RequestBody<"configureFeed"> {
+  const body: RequestBody<"configureFeed"> = {};
+  if (c.maxEntries !== undefined) body.max_entries = c.maxEntries;
+  if (c.maxAgeMs !== undefined) body.max_age_ms = c.maxAgeMs;
+  if (c.scrub !== undefined) body.scrub = { fields: c.scrub.fields, after_ms: c.scrub.afterMs };
   return body;
 }

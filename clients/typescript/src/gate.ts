@@ -17,6 +17,7 @@ import type {
   TicketData,
   TicketPage,
   TicketState,
+  RequestBody,
 } from "./types.js";
 
 /** The context a gate needs from its client. */
@@ -63,9 +64,9 @@ export class Gate {
 
   /** Creates the gate (open, epoch 1; `created: true`), or updates an existing one's policy and meta. */
   async create(o: GateCreateOptions = {}): Promise<GatePutResult> {
-    const body: Record<string, unknown> = {};
-    if (o.policy !== undefined) body["policy"] = o.policy;
-    if (o.meta !== undefined) body["meta"] = o.meta;
+    const body: RequestBody<"putGate"> = {};
+    if (o.policy !== undefined) body.policy = o.policy;
+    if (o.meta !== undefined) body.meta = o.meta;
     const a = await this.ctx.transport.send<GateData>({ method: "PUT", path: this.path, body, write: true, opts: o });
     return { ...a.body, created: a.status === 201 };
   }
@@ -117,9 +118,9 @@ export class Gate {
    * (retried by the default policy), 410 `gate_closed` once revoked or deleted.
    */
   async admit(o: AdmitOptions = {}): Promise<Ticket> {
-    const body: Record<string, unknown> = {};
-    if (o.ticketId !== undefined) body["ticket_id"] = o.ticketId;
-    if (o.meta !== undefined) body["meta"] = o.meta;
+    const body: RequestBody<"admitTicket"> = {};
+    if (o.ticketId !== undefined) body.ticket_id = o.ticketId;
+    if (o.meta !== undefined) body.meta = o.meta;
     const a = await this.ctx.transport.send<TicketData>({
       method: "POST",
       path: `${this.path}/tickets`,

@@ -5,7 +5,7 @@
  */
 
 import { seg, type CallOptions, type Transport } from "./http.js";
-import type { AbandonResult, BeginResult, CompleteResult, Json } from "./types.js";
+import type { AbandonResult, BeginResult, CompleteResult, Json, RequestBody } from "./types.js";
 
 /** The context an idempotency scope needs from its client. */
 export interface IdempotencyContext {
@@ -46,7 +46,7 @@ export class IdempotencyScope<R = Json> {
     const a = await this.ctx.transport.send<BeginResult<R>>({
       method: "POST",
       path: this.path(key),
-      body: { fingerprint: o.fingerprint, lock_ms: o.lockMs },
+      body: { fingerprint: o.fingerprint, lock_ms: o.lockMs } satisfies RequestBody<"beginIdempotency">,
       write: true,
       opts: o,
     });
@@ -58,7 +58,7 @@ export class IdempotencyScope<R = Json> {
     const a = await this.ctx.transport.send<CompleteResult>({
       method: "PUT",
       path: this.path(key),
-      body: { token, response },
+      body: { token, response } satisfies RequestBody<"completeIdempotency">,
       write: true,
       opts,
     });
@@ -70,7 +70,7 @@ export class IdempotencyScope<R = Json> {
     const a = await this.ctx.transport.send<AbandonResult>({
       method: "DELETE",
       path: this.path(key),
-      body: { token },
+      body: { token } satisfies RequestBody<"giveUpIdempotency">,
       write: true,
       opts,
     });

@@ -6,7 +6,7 @@
 
 import { LockstepError, clientProblem, isCode } from "./errors.js";
 import { isRetryable, seg, sleep, type CallOptions, type Transport } from "./http.js";
-import type { Compare, LeaseData, ReleaseResult } from "./types.js";
+import type { Compare, LeaseData, ReleaseResult, RequestBody } from "./types.js";
 
 /** Options of `acquire`. */
 export interface AcquireOptions extends CallOptions {
@@ -114,7 +114,7 @@ export class Lease {
       const a = await this.ctx.transport.send<LeaseData>({
         method: "POST",
         path: `${this.ctx.nsPath}/leases/${seg(this.name)}/renew`,
-        body: { token: this.token, ttl_ms: ttlMs },
+        body: { token: this.token, ttl_ms: ttlMs } satisfies RequestBody<"renewLease">,
         write: true,
         opts,
       });
@@ -137,7 +137,7 @@ export class Lease {
     const a = await this.ctx.transport.send<ReleaseResult>({
       method: "POST",
       path: `${this.ctx.nsPath}/leases/${seg(this.name)}/release`,
-      body: { token: this.token },
+      body: { token: this.token } satisfies RequestBody<"releaseLease">,
       write: true,
       opts,
     });
@@ -220,9 +220,9 @@ export class Lease {
 
 /** `POST /leases/{name}/acquire`, then the keep-alive. */
 export async function acquireLease(ctx: LeaseContext, name: string, o: AcquireOptions): Promise<Lease> {
-  const body: Record<string, unknown> = { ttl_ms: o.ttlMs };
-  if (o.holder !== undefined) body["holder"] = o.holder;
-  if (o.waitMs !== undefined) body["wait_ms"] = o.waitMs;
+  const body: RequestBody<"acquireLease"> = { ttl_ms: o.ttlMs };
+  if (o.holder !== undefined) body.holder = o.holder;
+  if (o.waitMs !== undefined) body.wait_ms = o.waitMs;
   const sentAt = Date.now();
   const a = await ctx.transport.send<LeaseData>({
     method: "POST",

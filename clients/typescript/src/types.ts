@@ -13,6 +13,21 @@
  * are optional here.
  */
 
+import type { operations } from "./generated/openapi.js";
+
+/**
+ * The JSON request body of an operation, from the types generated from
+ * `/openapi.json`: the client builds its bodies with these, so a field the
+ * server does not know (a 400 there) fails the type check here. Bodies whose
+ * schema has a free-form object (`data`, a transaction's items) are typed by
+ * this module until the document describes them.
+ */
+export type RequestBody<Op extends keyof operations> = operations[Op] extends {
+  requestBody: { content: { "application/json": infer B } };
+}
+  ? B
+  : never;
+
 /** Any JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 

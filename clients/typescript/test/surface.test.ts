@@ -185,8 +185,9 @@ test("leases: acquire, lease_held, waitMs, fencing, release compare-and-clear", 
 
 test("leases: the keep-alive holds a lease past its TTL; a broken lease aborts the signal", async () => {
   const ls = client();
-  const l = await ls.acquire("ka", { ttlMs: 300 });
-  await new Promise((r) => setTimeout(r, 800));
+  // Renewed every ~333 ms; held for more than twice its TTL.
+  const l = await ls.acquire("ka", { ttlMs: 1000 });
+  await new Promise((r) => setTimeout(r, 2200));
   assert.equal(l.lost, false);
   assert.equal((await ls.lease("ka")).held, true);
   await ls.breakLease("ka");
