@@ -5,7 +5,7 @@
  */
 
 import { LockstepError } from "./errors.js";
-import { abortReason, backoffDelay, isRetryable, problemOf, sleep, type CallOptions, type Transport } from "./http.js";
+import { abortReason, backoffDelay, isRetryable, problemOf, sleep, type CallOptions, type ReadOptions, type Transport } from "./http.js";
 import { readSse } from "./sse.js";
 import type { Change, ChangeEvent, ChangeKind, ChangePage, Problem } from "./types.js";
 
@@ -26,7 +26,7 @@ export interface ChangeFilter {
 }
 
 /** Options of `changes()`. */
-export interface ChangesOptions extends ChangeFilter, Pick<CallOptions, "signal" | "retry"> {
+export interface ChangesOptions extends ChangeFilter, ReadOptions {
   /** Changes per request, 1..=1000 (pages hold whole revisions). */
   pageSize?: number;
 }

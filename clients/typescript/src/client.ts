@@ -5,7 +5,7 @@
  */
 
 import { ConflictError, LockstepError, isCode } from "./errors.js";
-import { Transport, seg, sleep, type CallOptions, type FetchLike, type RetryOptions } from "./http.js";
+import { Transport, seg, sleep, type CallOptions, type ReadOptions, type FetchLike, type RetryOptions } from "./http.js";
 import { acquireLease, withLease, type AcquireOptions, type Lease } from "./lease.js";
 import { Feed } from "./feed.js";
 import { Gate } from "./gate.js";
@@ -49,6 +49,11 @@ export interface LockstepOptions {
   retry?: RetryOptions | false;
   /** Extra headers sent with every request. */
   headers?: Record<string, string>;
+  /**
+   * Gives up each attempt after this many ms (code `timeout`, retried like a
+   * network error; a waiting acquire adds its `waitMs`). Default: no timeout.
+   */
+  timeoutMs?: number;
 }
 
 /** Options of `put`. */
@@ -79,7 +84,7 @@ export interface DeleteOptions extends CallOptions {
 }
 
 /** Options of `list`. */
-export interface ListOptions extends Pick<CallOptions, "signal" | "retry"> {
+export interface ListOptions extends ReadOptions {
   /** Only keys starting with this. */
   prefix?: string;
   /** Records per request, 1..=1000 (default 100). */
@@ -89,7 +94,7 @@ export interface ListOptions extends Pick<CallOptions, "signal" | "retry"> {
 }
 
 /** Options of `updateWith`. */
-export interface UpdateOptions extends Pick<CallOptions, "signal" | "retry"> {
+export interface UpdateOptions extends ReadOptions {
   /** Writes tried before giving up with a {@link ConflictError} (default 5). */
   attempts?: number;
   /** Expire after this many ms (each write sets it again). */
@@ -143,12 +148,12 @@ export class Lockstep {
   }
 
   /** `GET /v1/info`: version, backend and durability. */
-  async info(opts?: Pick<CallOptions, "signal" | "retry">): Promise<Info> {
+  async info(opts?: ReadOptions): Promise<Info> {
     return (await this.transport.send<Info>({ method: "GET", path: "/v1/info", opts })).body;
   }
 
   /** Removes the namespace and everything in it (admin). */
-  async deleteNamespace(opts?: Pick<CallOptions, "signal" | "retry">): Promise<NamespaceDeleted> {
+  async deleteNamespace(opts?: ReadOptions): Promise<NamespaceDeleted> {
     return (await this.transport.send<NamespaceDeleted>({ method: "DELETE", path: this.nsPath, opts })).body;
   }
 
@@ -160,7 +165,7 @@ export class Lockstep {
   }
 
   /** The record, or null when it does not exist (or expired). */
-  async get<T = Json>(key: string, opts?: Pick<CallOptions, "signal" | "retry">): Promise<RecordData<T> | null> {
+  async get<T = Json>(key: string, opts?: ReadOptions): Promise<RecordData<T> | null> {
     try {
       return (await this.transport.send<RecordData<T>>({ method: "GET", path: this.recordPath(key), opts })).body;
     } catch (e) {
@@ -325,7 +330,7 @@ export class Lockstep {
   }
 
   /** Who holds a lease, until when, and its last fence. */
-  async lease(name: string, opts?: Pick<CallOptions, "signal" | "retry">): Promise<LeaseState> {
+  async lease(name: string, opts?: ReadOptions): Promise<LeaseState> {
     return (await this.transport.send<LeaseState>({ method: "GET", path: `${this.nsPath}/leases/${seg(name)}`, opts })).body;
   }
 
@@ -350,7 +355,7 @@ export class Lockstep {
   }
 
   /** Iterates the feeds with their entry and unread counts. */
-  async *feeds(o: { prefix?: string; pageSize?: number } & Pick<CallOptions, "signal" | "retry"> = {}): AsyncGenerator<FeedSummary> {
+  async *feeds(o: { prefix?: string; pageSize?: number } & ReadOptions = {}): AsyncGenerator<FeedSummary> {
     let cursor: string | undefined;
     for (;;) {
       const a = await this.transport.send<FeedPage>({

@@ -4,7 +4,7 @@
  */
 
 import { isCode } from "./errors.js";
-import { seg, type CallOptions, type Transport } from "./http.js";
+import { seg, type CallOptions, type ReadOptions, type Transport } from "./http.js";
 import type {
   AppendResult,
   EntryData,
@@ -24,7 +24,7 @@ export interface FeedContext {
 }
 
 /** Options of `feed.entries()` and `feed.page()`. */
-export interface EntriesOptions extends Pick<CallOptions, "signal" | "retry"> {
+export interface EntriesOptions extends ReadOptions {
   /** `desc` (newest first, the default) or `asc`. */
   order?: "desc" | "asc";
   /** Yield at most this many entries in all (default: every entry). */
@@ -113,7 +113,7 @@ export class Feed<D extends JsonObject = JsonObject> {
   }
 
   /** The feed's unread count (one small read). */
-  async unreadCount(opts?: Pick<CallOptions, "signal" | "retry">): Promise<number> {
+  async unreadCount(opts?: ReadOptions): Promise<number> {
     return (await this.page({ ...opts, limit: 1 })).unread_count;
   }
 

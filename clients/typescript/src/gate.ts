@@ -5,7 +5,7 @@
  */
 
 import { isCode } from "./errors.js";
-import { seg, type CallOptions, type Transport } from "./http.js";
+import { seg, type CallOptions, type ReadOptions, type Transport } from "./http.js";
 import type {
   GateData,
   GatePolicy,
@@ -72,7 +72,7 @@ export class Gate {
   }
 
   /** The gate, or null when it does not exist. */
-  async get(opts?: Pick<CallOptions, "signal" | "retry">): Promise<GateData | null> {
+  async get(opts?: ReadOptions): Promise<GateData | null> {
     try {
       return (await this.ctx.transport.send<GateData>({ method: "GET", path: this.path, opts })).body;
     } catch (e) {
@@ -139,7 +139,7 @@ export class Gate {
 
   /** Iterates the gate's tickets by id, optionally of one state. */
   async *tickets(
-    o: { state?: TicketState; pageSize?: number } & Pick<CallOptions, "signal" | "retry"> = {},
+    o: { state?: TicketState; pageSize?: number } & ReadOptions = {},
   ): AsyncGenerator<TicketData> {
     let cursor: string | undefined;
     for (;;) {

@@ -31,6 +31,11 @@ export interface CallOptions {
   /** Overrides the client's retry policy for this call; `false` disables it. */
   retry?: RetryOptions | false;
   /**
+   * Gives up an attempt after this many ms (a `timeout` error, retried like a
+   * network error). Overrides the client's `timeoutMs`.
+   */
+  timeoutMs?: number;
+  /**
    * The `Idempotency-Key` of a write. By default the client generates one per
    * call (`crypto.randomUUID()`) and sends it on every attempt, so that a
    * retry never applies twice. Pass your own to make a write idempotent
@@ -38,6 +43,9 @@ export interface CallOptions {
    */
   idempotencyKey?: string;
 }
+
+/** Options of a call that writes nothing (no idempotency key to give). */
+export type ReadOptions = Pick<CallOptions, "signal" | "retry" | "timeoutMs">;
 
 /** One request to the API. */
 export interface ApiRequest {
@@ -76,7 +84,7 @@ export function isRetryable(e: unknown): boolean {
   if (!(e instanceof LockstepError)) return false;
   switch (e.status) {
     case 0:
-      return e.code === "network_error";
+      return e.code === "network_error" || e.code === "timeout";
     case 503:
     case 423:
     case 429:
@@ -143,6 +151,7 @@ export interface TransportOptions {
   fetch?: FetchLike | undefined;
   retry?: RetryOptions | false | undefined;
   headers?: Record<string, string> | undefined;
+  timeoutMs?: number | undefined;
 }
 
 /** Sends requests to one server, with auth, retries and idempotency keys. */
@@ -152,8 +161,15 @@ export class Transport {
   private readonly fetchImpl: FetchLike;
   private readonly retry: Required<RetryOptions> | false;
   private readonly headers: Record<string, string>;
+  private readonly timeoutMs: number | undefined;
+
+  /** The client's per-attempt timeout, if any. */
+  get defaultTimeoutMs(): number | undefined {
+    return this.timeoutMs;
+  }
 
   constructor(o: TransportOptions) {
+    this.timeoutMs = o.timeoutMs;
     this.baseUrl = o.url.replace(/\/+$/, "");
     this.token = o.token;
     const f = o.fetch;
@@ -210,11 +226,15 @@ export class Transport {
     }
   }
 
-  /** One fetch; a network failure becomes a `network_error` LockstepError. */
-  async fetchOnce(url: string, init: RequestInit): Promise<Response> {
+  /**
+   * One fetch; a network failure becomes a `network_error` LockstepError, a
+   * `timeout` (when `timedOut` says so) a `timeout` one.
+   */
+  async fetchOnce(url: string, init: RequestInit, timedOut?: () => boolean): Promise<Response> {
     try {
       return await this.fetchImpl(url, init);
     } catch (e) {
+      if (timedOut?.()) throw timeoutError(this.baseUrl, e);
       if (init.signal?.aborted) throw abortReason(init.signal);
       const detail = e instanceof Error ? e.message : String(e);
       throw new LockstepError(clientProblem(0, "network_error", `cannot reach ${this.baseUrl}: ${detail}`), {
@@ -235,22 +255,60 @@ export class Transport {
       headers["idempotency-key"] = req.opts?.idempotencyKey ?? randomKey();
     }
     const url = this.url(req.path, req.query);
+    const timeoutMs = req.opts?.timeoutMs ?? this.timeoutMs;
     return this.withRetries(req.opts, async (signal) => {
       const init: RequestInit = { method: req.method, headers };
       if (body !== undefined) init.body = body;
-      if (signal) init.signal = signal;
-      const res = await this.fetchOnce(url, init);
-      if (!res.ok) throw await problemOf(res);
-      const text = await res.text();
-      const parsed = (text ? JSON.parse(text) : null) as T;
-      return {
-        status: res.status,
-        body: parsed,
-        headers: res.headers,
-        replayed: res.headers.get("idempotent-replayed") === "true",
-      };
+      const deadline = timeoutMs === undefined ? undefined : withTimeout(signal, timeoutMs);
+      const s = deadline?.signal ?? signal;
+      if (s) init.signal = s;
+      try {
+        const res = await this.fetchOnce(url, init, deadline?.timedOut);
+        if (!res.ok) throw await problemOf(res);
+        let text: string;
+        try {
+          text = await res.text();
+        } catch (e) {
+          if (deadline?.timedOut()) throw timeoutError(this.baseUrl, e);
+          throw e;
+        }
+        const parsed = (text ? JSON.parse(text) : null) as T;
+        return {
+          status: res.status,
+          body: parsed,
+          headers: res.headers,
+          replayed: res.headers.get("idempotent-replayed") === "true",
+        };
+      } finally {
+        deadline?.clear();
+      }
     });
   }
+}
+
+/** A signal that aborts with `signal` or after `ms`; `timedOut` tells which. */
+function withTimeout(signal: AbortSignal | undefined, ms: number): { signal: AbortSignal; timedOut: () => boolean; clear: () => void } {
+  const c = new AbortController();
+  let fired = false;
+  const onAbort = () => c.abort(signal ? abortReason(signal) : undefined);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  const timer = setTimeout(() => {
+    fired = true;
+    c.abort();
+  }, ms);
+  return {
+    signal: c.signal,
+    timedOut: () => fired,
+    clear: () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
+function timeoutError(baseUrl: string, cause: unknown): LockstepError {
+  return new LockstepError(clientProblem(0, "timeout", `no answer from ${baseUrl} in time`), { cause });
 }
 
 /** The LockstepError of a non-2xx answer (its body is consumed). */

@@ -22,7 +22,7 @@ export type {
 } from "./client.js";
 export { LockstepError, ConflictError, isCode } from "./errors.js";
 export { isRetryable } from "./http.js";
-export type { CallOptions, RetryOptions, FetchLike } from "./http.js";
+export type { CallOptions, ReadOptions, RetryOptions, FetchLike } from "./http.js";
 export { Lease } from "./lease.js";
 export type { AcquireOptions } from "./lease.js";
 export { Feed } from "./feed.js";

@@ -224,12 +224,14 @@ export async function acquireLease(ctx: LeaseContext, name: string, o: AcquireOp
   if (o.holder !== undefined) body.holder = o.holder;
   if (o.waitMs !== undefined) body.wait_ms = o.waitMs;
   const sentAt = Date.now();
+  const timeoutMs = o.timeoutMs ?? ctx.transport.defaultTimeoutMs;
   const a = await ctx.transport.send<LeaseData>({
     method: "POST",
     path: `${ctx.nsPath}/leases/${seg(name)}/acquire`,
     body,
     write: true,
-    opts: o,
+    // A waiting acquire answers after up to `waitMs`: not a timeout.
+    opts: timeoutMs === undefined ? o : { ...o, timeoutMs: timeoutMs + (o.waitMs ?? 0) },
   });
   // `sentAt` precedes the grant (also of a replayed or waited-for one), so the
   // local deadline is never later than the storage's expiry.

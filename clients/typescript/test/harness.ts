@@ -31,11 +31,11 @@ export interface Server {
 }
 
 /** Starts `lockstep serve` on `database` and waits for its "listening" line. */
-export async function startServer(database: string, extraArgs: string[] = []): Promise<Server> {
+export async function startServer(database: string, extraArgs: string[] = [], listen = "127.0.0.1:0"): Promise<Server> {
   if (!existsSync(LOCKSTEP_BIN)) {
     throw new Error(`no lockstep binary at ${LOCKSTEP_BIN}: run \`cargo build -p lockstep\` or set LOCKSTEP_BIN`);
   }
-  const args = ["serve", "--listen", "127.0.0.1:0", "--database", database, ...extraArgs];
+  const args = ["serve", "--listen", listen, "--database", database, ...extraArgs];
   if (database.startsWith("postgres")) args.push("--pool-size", "6");
   const env: NodeJS.ProcessEnv = { ...process.env, RUST_LOG: "warn,lockstep=info" };
   delete env["LOCKSTEP_DATABASE"];
@@ -77,6 +77,19 @@ export async function startServer(database: string, extraArgs: string[] = []): P
         setTimeout(() => child.kill("SIGKILL"), 5000).unref();
       }),
   };
+}
+
+/** A TCP port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** A SQLite database in a fresh temporary directory. */

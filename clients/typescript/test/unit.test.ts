@@ -54,13 +54,13 @@ test("backoff: full jitter under a doubling ceiling; Retry-After wins", () => {
 type Call = { url: string; init: RequestInit };
 
 /** A fetch that answers from a script and records the calls. */
-function scripted(answers: Array<() => Response | Promise<Response>>): { fetch: typeof fetch; calls: Call[] } {
+function scripted(answers: Array<(init: RequestInit) => Response | Promise<Response>>): { fetch: typeof fetch; calls: Call[] } {
   const calls: Call[] = [];
   const f = async (input: string | URL | Request, init?: RequestInit) => {
     calls.push({ url: String(input), init: init ?? {} });
     const next = answers.shift();
     if (!next) throw new Error("no more scripted answers");
-    return next();
+    return next(init ?? {});
   };
   return { fetch: f as typeof fetch, calls };
 }
@@ -224,4 +224,81 @@ test("idempotency keys are UUIDs, also without crypto.randomUUID", async () => {
     if (saved) Object.defineProperty(globalThis, "crypto", saved);
   }
   assert.match(randomKey(), /^[0-9a-f-]{36}$/);
+});
+
+/** An answer that never comes: it fails only when the request is aborted. */
+const hang = (init: RequestInit) =>
+  new Promise<Response>((_, reject) => {
+    init.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+  });
+
+test("an attempt that times out is retried with the same key", async () => {
+  const { fetch, calls } = scripted([hang, ok({ key: "k", version: 2, revision: 2 })]);
+  const ls = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch, timeoutMs: 50, retry: { baseDelayMs: 1 } });
+  const r = await ls.put("k", 1);
+  assert.equal(r.version, 2);
+  assert.equal(calls.length, 2);
+  assert.equal(header(calls[0]!, "idempotency-key"), header(calls[1]!, "idempotency-key"));
+  const { fetch: f2 } = scripted([hang]);
+  const ls2 = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch: f2, retry: false });
+  await assert.rejects(ls2.get("k", { timeoutMs: 30 }), (e: unknown) => e instanceof LockstepError && e.code === "timeout");
+});
+
+const leaseBody = { name: "l", token: "tok", fence: 5, holder: null, acquired_at: "2026-01-01T00:00:00Z", expires_at: "2026-01-01T00:00:01Z" };
+
+test("lease keep-alive: transient failures are retried; a refusal aborts the signal", async () => {
+  const { fetch, calls } = scripted([
+    ok(leaseBody),
+    problem(503, "unavailable"),
+    () => {
+      throw new TypeError("fetch failed");
+    },
+    ok(leaseBody),
+    problem(409, "lease_lost"),
+  ]);
+  const ls = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch });
+  // The keep-alive's timers do not hold the process open by themselves.
+  const hold = setInterval(() => {}, 1000);
+  const lease = await ls.acquire("l", { ttlMs: 600, renewEveryMs: 40 });
+  const reason = await new Promise<unknown>((resolve) => lease.signal.addEventListener("abort", () => resolve(lease.signal.reason)));
+  assert.ok(reason instanceof LockstepError && reason.code === "lease_lost");
+  assert.equal(lease.lost, true);
+  assert.equal(calls.length, 5);
+  assert.ok(calls.slice(1).every((c) => c.url.endsWith("/leases/l/renew")));
+  assert.equal(calls[1]!.init.body, JSON.stringify({ token: "tok", ttl_ms: 600 }));
+  assert.throws(() => lease.throwIfLost(), LockstepError);
+  clearInterval(hold);
+});
+
+test("lease keep-alive: no renewal before the TTL runs out means lost", async () => {
+  const answers: Array<(init: RequestInit) => Response | Promise<Response>> = [ok(leaseBody)];
+  for (let i = 0; i < 100; i++) answers.push(problem(503, "unavailable"));
+  const { fetch } = scripted(answers);
+  const ls = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch });
+  const hold = setInterval(() => {}, 1000);
+  const t0 = Date.now();
+  const lease = await ls.acquire("l", { ttlMs: 300, renewEveryMs: 100 });
+  await new Promise((resolve) => lease.signal.addEventListener("abort", resolve));
+  clearInterval(hold);
+  const took = Date.now() - t0;
+  assert.ok(took >= 290 && took < 1000, `lost after ${took} ms`);
+  assert.match(String((lease.lostReason as LockstepError).detail), /expired/);
+});
+
+test("withLock releases in finally and reports a lease lost meanwhile", async () => {
+  const { fetch, calls } = scripted([ok(leaseBody), problem(409, "lease_lost"), ok({ released: false })]);
+  const ls = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch });
+  const hold = setInterval(() => {}, 1000);
+  try {
+    await assert.rejects(
+      ls.withLock("l", { ttlMs: 600, renewEveryMs: 20 }, async (lease) => {
+        await new Promise((r) => lease.signal.addEventListener("abort", r));
+        return "done";
+      }),
+      (e: unknown) => e instanceof LockstepError && e.code === "lease_lost",
+    );
+  } finally {
+    clearInterval(hold);
+  }
+  assert.ok(calls[2]!.url.endsWith("/leases/l/release"));
 });
