@@ -2,7 +2,8 @@
  * The client inside a real Workers runtime: worker/worker.ts is bundled with
  * esbuild and run in workerd by miniflare — two instances, standing for two
  * isolates — and driven with concurrent requests through the stories of
- * seeds/000 and seeds/001, against a real `lockstep serve` on SQLite.
+ * seeds/000 and seeds/001 (and 002's withLock + idempotent settle), against
+ * a real `lockstep serve` on SQLite.
  */
 
 import { test, before, after } from "node:test";
@@ -10,6 +11,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
+import { Lockstep } from "../src/index.js";
 import { PACKAGE_DIR, sqliteServer, uniqueNs, type Server } from "./harness.js";
 
 let server: Server;
@@ -192,5 +194,27 @@ test("seed 001: a revoke racing uploads: nothing admitted or committed after it"
       `voided=${byState("voided")} refused_410=${refused.length} (admit=${refused.filter((s) => s.step === "admit").length}, ` +
       `check=${refused.filter((s) => s.step === "check").length}, commit=${refused.filter((s) => s.step === "commit").length}); ` +
       `revoke voided=${revoke.body.voided} pending=${revoke.body.pending}; accepted after revoke=${lateOk.length}; feed entries=${feed.entries.length}`,
+  );
+});
+
+test("seed 002 in a Worker: withLock and the idempotency store, duplicates across isolates", async () => {
+  const ns = uniqueNs("w002");
+  const keys = ["a", "b", "c", "d"];
+  const amounts: Record<string, number> = { a: 10, b: 20, c: 30, d: 40 };
+  // Each settlement requested 4 times, concurrently, from both isolates.
+  const answers = await Promise.all(
+    keys.flatMap((key) => [0, 1, 2, 3].map((i) => call<{ response: { balance: number; fence: number }; replayed: boolean }>(i, "/settle", { ns, stream: "s1", key, amount: amounts[key] }))),
+  );
+  assert.ok(answers.every((a) => a.status === 200), JSON.stringify(answers.find((a) => a.status !== 200)));
+  const executed = answers.filter((a) => !a.body.replayed);
+  assert.equal(executed.length, keys.length, "one execution per key");
+  // Every duplicate got its key's stored response.
+  const fences = new Set(answers.map((a) => a.body.response.fence));
+  assert.equal(fences.size, keys.length);
+  const stream = await new Lockstep({ url: server.url, namespace: ns }).get<{ balance: number; settled: number }>("stream/s1");
+  assert.deepEqual(stream?.value, { balance: 1000 - 100, settled: 4 });
+  console.log(
+    `# worker seed 002: settle requests=${answers.length} executed=${executed.length} replayed=${answers.length - executed.length}; ` +
+      `stream balance=${stream?.value.balance} settled=${stream?.value.settled} (expected 900, 4)`,
   );
 });

@@ -13,6 +13,7 @@
  * - /read      {ns, owner, ids? | upTo? | all?}    mark entries read
  * - /feed      {ns, owner}                         every entry id, the unread count
  * - /tickets   {ns, link}                          every ticket of the link
+ * - /settle    {ns, stream, key, amount}           seeds/002: withLock + the idempotency store
  */
 
 import { Lockstep, LockstepError, type JsonObject, type ReadSelector, type TicketData } from "../src/index.js";
@@ -141,6 +142,30 @@ export default {
           const tickets: TicketData[] = [];
           for await (const t of ls.gate(String(b["link"])).tickets({ pageSize: 100 })) tickets.push(t);
           return json({ tickets });
+        }
+        case "/settle": {
+          // seeds/002 in a Worker: the settlement runs once per key, under
+          // the stream's lease, its write fenced by the lease token.
+          const stream = String(b["stream"]);
+          const amount = Number(b["amount"]);
+          const settled = await ls.idempotency<{ balance: number; fence: number }>("settle").run(
+            `${stream}:${String(b["key"])}`,
+            { fingerprint: String(amount), lockMs: 30_000, retry: { attempts: 60, baseDelayMs: 20, maxDelayMs: 500 } },
+            () =>
+              ls.withLock(`stream/${stream}`, { ttlMs: 5_000, waitMs: 20_000, renewEveryMs: 50 }, async (lease) => {
+                const cur = await ls.get<{ balance: number; settled: number }>(`stream/${stream}`);
+                const next = { balance: (cur?.value.balance ?? 1000) - amount, settled: (cur?.value.settled ?? 0) + 1 };
+                // Slow enough for the keep-alive to renew at least once.
+                await new Promise((r) => setTimeout(r, 120));
+                const r = await ls.txn({
+                  compare: [lease.compare(), lease.fenceCompare(`stream/${stream}`)],
+                  success: [{ put: { key: `stream/${stream}`, value: next } }],
+                });
+                if (!r.succeeded) throw new Error("lease lost before the write");
+                return { balance: next.balance, fence: lease.fence };
+              }),
+          );
+          return json(settled);
         }
         default:
           return json({ error: "no_route" }, 404);
