@@ -60,6 +60,8 @@ export class Lease {
   /** When, by this process's clock, the lease surely expired if not renewed. */
   private deadline: number;
   private stopped = false;
+  /** Aborted by stop(): cuts the keep-alive's waits short. */
+  private readonly stopper = new AbortController();
   private renewing: Promise<unknown> | undefined;
   private lostError: LockstepError | undefined;
 
@@ -162,6 +164,7 @@ export class Lease {
   /** Stops the keep-alive without releasing (the lease then expires by itself). */
   stop(): void {
     this.stopped = true;
+    this.stopper.abort();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -187,6 +190,8 @@ export class Lease {
       }
       const attempt = new AbortController();
       const timeout = setTimeout(() => attempt.abort(), left);
+      const onStop = () => attempt.abort();
+      this.stopper.signal.addEventListener("abort", onStop, { once: true });
       try {
         await this.renew(this.ttlMs, { retry: false, signal: attempt.signal });
         return;
@@ -205,8 +210,13 @@ export class Lease {
         }
       } finally {
         clearTimeout(timeout);
+        this.stopper.signal.removeEventListener("abort", onStop);
       }
-      await sleep(Math.min(Math.random() * 50 * 2 ** Math.min(n, 6), Math.max(0, this.deadline - Date.now())));
+      try {
+        await sleep(Math.min(Math.random() * 50 * 2 ** Math.min(n, 6), Math.max(0, this.deadline - Date.now())), this.stopper.signal);
+      } catch {
+        return; // stopped
+      }
     }
   }
 
