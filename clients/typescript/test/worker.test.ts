@@ -188,12 +188,24 @@ test("seed 001: a revoke racing uploads: nothing admitted or committed after it"
   assert.equal(feed.entries.length, finalized);
   assert.equal(new Set(feed.entries.map((e) => e.id)).size, finalized);
   const recovered = tickets.filter((t) => t.recovered).length;
+  // 5. Timing-free, from the change log: every admit and commit of the link
+  //    committed at a revision before the revoke's.
+  const log: Array<{ revision: number; op: string }> = [];
+  for await (const c of new Lockstep({ url: server.url, namespace: ns }).changes({ kind: "gate", prefix: link })) {
+    if (c.key === link) log.push(c);
+  }
+  const revokeRev = log.find((c) => c.op === "revoke")!.revision;
+  const afterRevoke = log.filter((c) => (c.op === "admit" || c.op === "commit") && c.revision > revokeRev);
+  assert.deepEqual(afterRevoke, []);
+  assert.equal(log.filter((c) => c.op === "admit").length, admitted);
+  assert.equal(log.filter((c) => c.op === "commit").length, committed);
 
   console.log(
     `# worker seed 001: uploads=${N} admitted=${admitted} committed=${committed} finalized=${finalized} (recovered=${recovered}) ` +
       `voided=${byState("voided")} refused_410=${refused.length} (admit=${refused.filter((s) => s.step === "admit").length}, ` +
       `check=${refused.filter((s) => s.step === "check").length}, commit=${refused.filter((s) => s.step === "commit").length}); ` +
-      `revoke voided=${revoke.body.voided} pending=${revoke.body.pending}; accepted after revoke=${lateOk.length}; feed entries=${feed.entries.length}`,
+      `revoke voided=${revoke.body.voided} pending=${revoke.body.pending}; accepted after revoke=${lateOk.length} ` +
+      `(change log: admit/commit after the revoke's revision ${revokeRev}: ${afterRevoke.length}); feed entries=${feed.entries.length}`,
   );
 });
 
