@@ -9,7 +9,7 @@ import { execFile } from "node:child_process";
 import { readdirSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { PACKAGE_DIR, sqliteServer, uniqueNs, type Server } from "./harness.js";
+import { SERVER_TEST, PACKAGE_DIR, sqliteServer, uniqueNs, type Server } from "./harness.js";
 
 const run = promisify(execFile);
 const dir = path.join(PACKAGE_DIR, "examples");
@@ -30,7 +30,7 @@ test("there is an example for each JavaScript seed", () => {
 });
 
 for (const file of examples) {
-  test(`examples/${file}`, async () => {
+  test(`examples/${file}`, SERVER_TEST, async () => {
     const { stdout } = await run(process.execPath, [path.join(dir, file)], {
       cwd: PACKAGE_DIR,
       env: { ...process.env, LOCKSTEP_URL: server.url, LOCKSTEP_NS: uniqueNs("ex") },

@@ -63,6 +63,10 @@ export async function startServer(database: string, extraArgs: string[] = [], li
     });
   });
   child.removeAllListeners("exit");
+  // Never leave a server behind, whatever ends this process.
+  const reap = () => child.kill("SIGKILL");
+  process.once("exit", reap);
+  child.once("exit", () => process.removeListener("exit", reap));
   // Keep draining the output so the pipes never fill up.
   return {
     url,
@@ -170,6 +174,15 @@ export async function pgCluster(base: string, n: number): Promise<{ servers: Ser
     },
   };
 }
+
+/** Resolves with the signal's reason once it aborts (at once if it already did). */
+export function whenAborted(signal: AbortSignal): Promise<unknown> {
+  if (signal.aborted) return Promise.resolve(signal.reason);
+  return new Promise((resolve) => signal.addEventListener("abort", () => resolve(signal.reason), { once: true }));
+}
+
+/** Options of every test that talks to a server: a hung test fails instead of hanging the run. */
+export const SERVER_TEST = { timeout: 180_000 };
 
 /** A unique namespace name for one test. */
 export function uniqueNs(prefix = "t"): string {

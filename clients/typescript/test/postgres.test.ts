@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Lockstep, LockstepError, type ChangeEvent } from "../src/index.js";
-import { pgBaseUrl, pgCluster, uniqueNs, type Server } from "./harness.js";
+import { SERVER_TEST, pgBaseUrl, pgCluster, uniqueNs, type Server } from "./harness.js";
 
 const base = pgBaseUrl();
 const skip = base === undefined ? "LOCKSTEP_TEST_DATABASE_URL is not set" : false;
@@ -27,13 +27,13 @@ after(async () => {
 /** One client per instance, all in one namespace. */
 const clients = (ns = uniqueNs("pg")) => servers.map((s) => new Lockstep({ url: s.url, namespace: ns }));
 
-test("three instances serve one database", { skip }, async () => {
+test("three instances serve one database", { ...SERVER_TEST, skip }, async () => {
   assert.equal(servers.length, 3);
   const infos = await Promise.all(clients().map((c) => c.info()));
   assert.ok(infos.every((i) => i.backend === "postgres" || i.backend === "postgresql"), JSON.stringify(infos));
 });
 
-test("concurrent updateWith counters over 3 instances: no lost update", { skip }, async () => {
+test("concurrent updateWith counters over 3 instances: no lost update", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
   const perInstance = 20;
   const results = await Promise.all(
@@ -56,7 +56,7 @@ test("concurrent updateWith counters over 3 instances: no lost update", { skip }
   console.log(`# pg updateWith: ${total} increments over 3 instances, final n=${final?.value.n}, ${conflicts} retried conflicts`);
 });
 
-test("concurrent feed appends over 3 instances: none lost, none duplicated", { skip }, async () => {
+test("concurrent feed appends over 3 instances: none lost, none duplicated", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
   const ids = Array.from({ length: 90 }, (_, i) => `res-${i}`);
   // Every id is appended from two instances at once (a duplicate finalization).
@@ -77,7 +77,7 @@ test("concurrent feed appends over 3 instances: none lost, none duplicated", { s
   console.log(`# pg feed: ${answers.length} appends (${ids.length} ids, each twice) over 3 instances -> ${seen.length} entries, created=${created}`);
 });
 
-test("withLock over 3 instances: one holder at a time, fences increase", { skip }, async () => {
+test("withLock over 3 instances: one holder at a time, fences increase", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
   let inside = 0;
   let maxInside = 0;
@@ -98,7 +98,7 @@ test("withLock over 3 instances: one holder at a time, fences increase", { skip 
   assert.equal(new Set(fences).size, 9);
 });
 
-test("a revoke racing admits over 3 instances: nothing admitted after it", { skip }, async () => {
+test("a revoke racing admits over 3 instances: nothing admitted after it", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
   const gate = (i: number) => cs[i % 3]!.gate("link");
   await gate(0).create();
@@ -126,24 +126,18 @@ test("a revoke racing admits over 3 instances: nothing admitted after it", { ski
   console.log(`# pg revoke race: ${admitted} admitted before, ${outcomes.length - admitted} refused (410), ${late.length} sent after the revoke`);
 });
 
-test("watch on one instance sees the writes of the others in order, once each", { skip }, async () => {
+test("watch on one instance sees the writes of the others in order, once each", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
   const ac = new AbortController();
   const events: ChangeEvent[] = [];
   const writes = 45;
-  let ready!: () => void;
-  const started = new Promise<void>((r) => (ready = r));
+  const mark = (await cs[0]!.put("marker", 0)).version;
   const watching = (async () => {
-    const it = cs[0]!.watch({ prefix: "w/", signal: ac.signal });
-    // The first event may only come after the writes start; give the
-    // connection a moment to be established.
-    setTimeout(ready, 300);
-    for await (const ev of it) {
+    for await (const ev of cs[0]!.watch({ after: mark, prefix: "w/", signal: ac.signal })) {
       events.push(ev);
       if (events.reduce((n, e) => n + e.changes.length, 0) >= writes) ac.abort();
     }
   })();
-  await started;
   const answers = await Promise.all(Array.from({ length: writes }, (_, i) => cs[(i % 2) + 1]!.put(`w/${i}`, i)));
   const timer = setTimeout(() => ac.abort(), 15_000);
   await watching;
@@ -156,7 +150,7 @@ test("watch on one instance sees the writes of the others in order, once each", 
   assert.deepEqual(new Set(keys), new Set(answers.map((a) => a.key)));
 });
 
-test("an Idempotency-Key replayed on another instance applies once", { skip }, async () => {
+test("an Idempotency-Key replayed on another instance applies once", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
   const key = `idem-${Date.now()}`;
   const a = await cs[0]!.put("once", { v: 1 }, { idempotencyKey: key });

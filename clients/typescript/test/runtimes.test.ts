@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { PACKAGE_DIR, sqliteServer, type Server } from "./harness.js";
+import { SERVER_TEST, PACKAGE_DIR, sqliteServer, type Server } from "./harness.js";
 
 const run = promisify(execFile);
 const smoke = path.join(PACKAGE_DIR, "test", "runtimes", "smoke.mjs");
@@ -39,7 +39,7 @@ after(async () => {
 });
 
 for (const rt of runtimes) {
-  test(`the built client on ${rt.name}`, { skip: rt.argv ? false : `${rt.name} is not installed` }, async () => {
+  test(`the built client on ${rt.name}`, { ...SERVER_TEST, skip: rt.argv ? false : `${rt.name} is not installed` }, async () => {
     const [cmd, ...args] = rt.argv!;
     const { stdout } = await run(cmd!, args, { cwd: PACKAGE_DIR, env: { ...process.env, LOCKSTEP_URL: server.url }, timeout: 60_000 });
     assert.match(stdout, new RegExp(`smoke ok ${rt.name}`));

@@ -8,6 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Lockstep, LockstepError, SseParser, type ChangeEvent } from "../src/index.js";
 import { backoffDelay, parseRetryAfter } from "../src/http.js";
+import { whenAborted } from "./harness.js";
 
 test("SSE parser: fields, comments, CRLF/CR/LF, chunk boundaries, multi-line data", () => {
   const p = new SseParser();
@@ -260,7 +261,7 @@ test("lease keep-alive: transient failures are retried; a refusal aborts the sig
   // The keep-alive's timers do not hold the process open by themselves.
   const hold = setInterval(() => {}, 1000);
   const lease = await ls.acquire("l", { ttlMs: 600, renewEveryMs: 40 });
-  const reason = await new Promise<unknown>((resolve) => lease.signal.addEventListener("abort", () => resolve(lease.signal.reason)));
+  const reason = await whenAborted(lease.signal);
   assert.ok(reason instanceof LockstepError && reason.code === "lease_lost");
   assert.equal(lease.lost, true);
   assert.equal(calls.length, 5);
@@ -278,7 +279,7 @@ test("lease keep-alive: no renewal before the TTL runs out means lost", async ()
   const hold = setInterval(() => {}, 1000);
   const t0 = Date.now();
   const lease = await ls.acquire("l", { ttlMs: 300, renewEveryMs: 100 });
-  await new Promise((resolve) => lease.signal.addEventListener("abort", resolve));
+  await whenAborted(lease.signal);
   clearInterval(hold);
   const took = Date.now() - t0;
   assert.ok(took >= 290 && took < 1000, `lost after ${took} ms`);
@@ -292,7 +293,7 @@ test("withLock releases in finally and reports a lease lost meanwhile", async ()
   try {
     await assert.rejects(
       ls.withLock("l", { ttlMs: 600, renewEveryMs: 20 }, async (lease) => {
-        await new Promise((r) => lease.signal.addEventListener("abort", r));
+        await whenAborted(lease.signal);
         return "done";
       }),
       (e: unknown) => e instanceof LockstepError && e.code === "lease_lost",

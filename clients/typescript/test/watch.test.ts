@@ -7,9 +7,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Lockstep, type ChangeEvent } from "../src/index.js";
-import { freePort, sqliteDb, startServer, uniqueNs } from "./harness.js";
+import { SERVER_TEST, freePort, sqliteDb, startServer, uniqueNs } from "./harness.js";
 
-test("watch resumes across a server restart without a gap or a repeat", async () => {
+test("watch resumes across a server restart without a gap or a repeat", SERVER_TEST, async () => {
   const db = sqliteDb();
   const listen = `127.0.0.1:${await freePort()}`;
   let server = await startServer(db.database, [], listen);

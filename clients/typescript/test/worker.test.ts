@@ -12,7 +12,7 @@ import path from "node:path";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { Lockstep } from "../src/index.js";
-import { PACKAGE_DIR, sqliteServer, uniqueNs, type Server } from "./harness.js";
+import { SERVER_TEST, PACKAGE_DIR, sqliteServer, uniqueNs, type Server } from "./harness.js";
 
 let server: Server;
 let isolates: Miniflare[] = [];
@@ -60,7 +60,7 @@ async function call<T = Record<string, unknown>>(i: number, route: string, body:
 type TicketJson = { ticket_id: string; state: string; epoch: number; finalized_revision: number | null; recovered: boolean };
 type FeedJson = { entries: Array<{ id: string; at: string; cursor: string; read: boolean }>; unread_count: number };
 
-test("seed 000: 64 concurrent finalizations with duplicates, a legacy import and unread counts", async () => {
+test("seed 000: 64 concurrent finalizations with duplicates, a legacy import and unread counts", SERVER_TEST, async () => {
   const ns = uniqueNs("w000");
   const owner = "owner@example.com";
   const link = "link-000";
@@ -135,7 +135,7 @@ test("seed 000: 64 concurrent finalizations with duplicates, a legacy import and
 
 type StepJson = { step: string; ok: boolean; sentAt: number; doneAt: number; status?: number; code?: string; ticket?: TicketJson & { revision?: number; updated_at: string } };
 
-test("seed 001: a revoke racing uploads: nothing admitted or committed after it", async () => {
+test("seed 001: a revoke racing uploads: nothing admitted or committed after it", SERVER_TEST, async () => {
   const ns = uniqueNs("w001");
   const owner = "owner@example.com";
   const link = "link-001";
@@ -209,7 +209,7 @@ test("seed 001: a revoke racing uploads: nothing admitted or committed after it"
   );
 });
 
-test("seed 002 in a Worker: withLock and the idempotency store, duplicates across isolates", async () => {
+test("seed 002 in a Worker: withLock and the idempotency store, duplicates across isolates", SERVER_TEST, async () => {
   const ns = uniqueNs("w002");
   const keys = ["a", "b", "c", "d"];
   const amounts: Record<string, number> = { a: 10, b: 20, c: 30, d: 40 };

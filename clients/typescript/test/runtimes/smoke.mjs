@@ -47,15 +47,15 @@ for await (const en of it) ids.push(en.id);
 check(ids.join() === "t1" && it.unreadCount === 1, "feed entry with unread count");
 
 // Watch over SSE.
+const mark = (await ls.put("marker", 0)).version;
 const ac = new AbortController();
 const got = [];
 const watching = (async () => {
-  for await (const ev of ls.watch({ prefix: "w/", signal: ac.signal })) {
+  for await (const ev of ls.watch({ after: mark, prefix: "w/", signal: ac.signal })) {
     got.push(...ev.changes.map((ch) => ch.key));
     if (got.length === 3) ac.abort();
   }
 })();
-await new Promise((r) => setTimeout(r, 200));
 for (const k of ["w/1", "w/2", "w/3"]) await ls.put(k, 1);
 const timer = setTimeout(() => ac.abort(), 10_000);
 await watching;
