@@ -149,16 +149,21 @@ export class Lease {
     return a.body.released;
   }
 
-  /** @internal Starts the background renewals. */
+  /**
+   * @internal Starts the background renewals: every `everyMs`, and sooner
+   * when less than twice that is left before the local deadline (e.g. after
+   * a slow acquire or renewal).
+   */
   startKeepAlive(everyMs: number): void {
+    const next = () => Math.min(everyMs, Math.max(0, (this.deadline - Date.now()) / 2));
     const tick = () => {
       if (this.stopped) return;
       this.renewing = this.keepAliveOnce().finally(() => {
         this.renewing = undefined;
-        if (!this.stopped) this.schedule(tick, everyMs);
+        if (!this.stopped) this.schedule(tick, next());
       });
     };
-    this.schedule(tick, everyMs);
+    this.schedule(tick, next());
   }
 
   /** Stops the keep-alive without releasing (the lease then expires by itself). */

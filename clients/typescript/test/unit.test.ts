@@ -303,3 +303,24 @@ test("withLock releases in finally and reports a lease lost meanwhile", async ()
   }
   assert.ok(calls[2]!.url.endsWith("/leases/l/release"));
 });
+
+test("lease keep-alive: after a slow acquire the first renewal comes before the deadline", async () => {
+  const slow = async () => {
+    await new Promise((r) => setTimeout(r, 300));
+    return ok(leaseBody)();
+  };
+  const { fetch, calls } = scripted([slow, ok(leaseBody), ok(leaseBody), ok(leaseBody), ok(leaseBody), ok(leaseBody)]);
+  const ls = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch });
+  const hold = setInterval(() => {}, 1000);
+  try {
+    // Renewing every 10 s would be far too late for a 600 ms TTL of which
+    // 300 ms went by before the answer.
+    const lease = await ls.acquire("l", { ttlMs: 600, renewEveryMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(lease.lost, false, String(lease.lostReason));
+    assert.ok(calls.length >= 2, "renewed early");
+    await lease.release().catch(() => undefined);
+  } finally {
+    clearInterval(hold);
+  }
+});

@@ -25,8 +25,8 @@ const c = await ls.updateWith("k", async (v) => { await ls.put("k", { n: 99 }); 
 check(c instanceof ConflictError && c.remote.value.n === 99, "ConflictError with remote");
 
 // Leases with keep-alive.
-await ls.withLock("lock", { ttlMs: 400 }, async (lease) => {
-  await new Promise((r) => setTimeout(r, 700));
+await ls.withLock("lock", { ttlMs: 1000 }, async (lease) => {
+  await new Promise((r) => setTimeout(r, 1500));
   check(!lease.signal.aborted, "keep-alive renewed the lease");
 });
 check((await ls.lease("lock")).held === false, "released");
