@@ -181,10 +181,17 @@ export class Lease {
     if (typeof t.unref === "function") t.unref();
   }
 
-  /** One renewal; retries transient failures until the lease would have expired. */
+  /**
+   * One renewal; retries transient failures until the lease would have
+   * expired. The first attempt is made even past the local deadline (e.g.
+   * after an acquire that waited in line longer than the TTL: the deadline
+   * counts from the request, the server's expiry from the grant): the server
+   * decides, and answers `lease_lost` if it did expire.
+   */
   private async keepAliveOnce(): Promise<void> {
     for (let n = 0; !this.stopped; n++) {
-      const left = this.deadline - Date.now();
+      let left = this.deadline - Date.now();
+      if (left <= 0 && n === 0) left = Math.max(100, Math.floor(this.ttlMs / 3));
       if (left <= 0) {
         this.markLost(
           new LockstepError(

@@ -324,3 +324,33 @@ test("lease keep-alive: after a slow acquire the first renewal comes before the 
     clearInterval(hold);
   }
 });
+
+test("lease keep-alive: an acquire that waited longer than the TTL renews at once; the server decides", async () => {
+  const waited = async () => {
+    await new Promise((r) => setTimeout(r, 400));
+    return ok(leaseBody)();
+  };
+  const { fetch, calls } = scripted([waited, ok(leaseBody), ok(leaseBody), ok(leaseBody), ok(leaseBody), ok(leaseBody), ok(leaseBody)]);
+  const ls = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch });
+  const hold = setInterval(() => {}, 1000);
+  try {
+    const lease = await ls.acquire("l", { ttlMs: 300, waitMs: 5000 });
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(lease.lost, false, String(lease.lostReason));
+    assert.ok(calls.length >= 2 && calls[1]!.url.endsWith("/renew"));
+    lease.stop();
+  } finally {
+    clearInterval(hold);
+  }
+  // ... and when the server says it expired meanwhile, it is lost.
+  const s2 = scripted([waited, problem(409, "lease_lost")]);
+  const ls2 = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch: s2.fetch });
+  const hold2 = setInterval(() => {}, 1000);
+  try {
+    const lease = await ls2.acquire("l", { ttlMs: 300, waitMs: 5000 });
+    const reason = await whenAborted(lease.signal);
+    assert.ok(reason instanceof LockstepError && reason.code === "lease_lost");
+  } finally {
+    clearInterval(hold2);
+  }
+});
