@@ -186,22 +186,23 @@ for (const backend of backends) {
       // Committed uploads still finalize after the revoke (recover policy).
       assert.equal((await call<{ created: boolean }>(0, "/gate", { ns, link, policy: "recover" })).body.created, true);
 
-      // The uploads start over ~480 ms; the owner revokes once 8 have finalized,
-      // while the others are at every step of their flow.
-      let finalizedBeforeRevoke = 0;
-      let eightDone!: () => void;
-      const eight = new Promise<void>((r) => (eightDone = r));
-      const flows = Array.from({ length: N }, async (_, i) => {
+      const upload = (i: number) =>
+        call<{ id: string; log: StepJson[] }>(i, "/flow", { ns, link, id: `up-${i}`, owner, delayMs: (i * 7) % 40 });
+      // The first half of the uploads start 10 ms apart; the owner revokes
+      // while they are at every step of their flow ...
+      const early = Array.from({ length: N / 2 }, async (_, i) => {
         await new Promise((r) => setTimeout(r, i * 10));
-        const f = await call<{ id: string; log: StepJson[] }>(i, "/flow", { ns, link, id: `up-${i}`, owner, delayMs: (i * 7) % 40 });
-        if (f.body.log.some((s) => s.step === "finalize" && s.ok) && ++finalizedBeforeRevoke === 8) eightDone();
-        return f;
+        return upload(i);
       });
-      await Promise.race([eight, Promise.all(flows)]);
+      await new Promise((r) => setTimeout(r, 150));
       const revoke = await call<{ state: string; epoch: number; voided: number; pending: number; sentAt: number; doneAt: number; revision?: number }>(1, "/revoke", { ns, link });
       assert.equal(revoke.status, 200, JSON.stringify(revoke.body));
       assert.equal(revoke.body.state, "revoked");
-      const results = (await Promise.all(flows)).map((f) => f.body);
+      // ... and the second half arrive after the revoke answered, on both isolates.
+      const late = Array.from({ length: N / 2 }, (_, j) => upload(N / 2 + j));
+      const results = (await Promise.all([...early, ...late])).map((f) => f.body);
+      const lateRefused = results.slice(N / 2).filter((r) => r.log.length === 1 && r.log[0]!.step === "admit" && r.log[0]!.status === 410).length;
+      assert.equal(lateRefused, N / 2, "every upload that started after the revoke was refused at admit");
 
       const count = (step: string, ok: boolean) => results.filter((r) => r.log.some((s) => s.step === step && s.ok === ok)).length;
       const admitted = count("admit", true);
@@ -248,7 +249,8 @@ for (const backend of backends) {
           `voided=${byState("voided")} refused_410=${refused.length} (admit=${refused.filter((s) => s.step === "admit").length}, ` +
           `check=${refused.filter((s) => s.step === "check").length}, commit=${refused.filter((s) => s.step === "commit").length}); ` +
           `revoke voided=${revoke.body.voided} pending=${revoke.body.pending}; accepted after revoke=${lateOk.length} ` +
-          `(change log: admit/commit after the revoke's revision ${revokeRev}: ${afterRevoke.length}); feed entries=${feed.entries.length}`,
+          `(change log: admit/commit after the revoke's revision ${revokeRev}: ${afterRevoke.length}); ` +
+      `uploads started after the revoke: ${N / 2}, refused at admit: ${lateRefused}; feed entries=${feed.entries.length}`,
       );
     });
 
