@@ -35,7 +35,7 @@ test("three instances serve one database", { ...SERVER_TEST, skip }, async () =>
 
 test("concurrent updateWith counters over 3 instances: no lost update", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
-  const perInstance = 20;
+  const perInstance = 10;
   const results = await Promise.all(
     cs.flatMap((c) =>
       Array.from({ length: perInstance }, () =>
@@ -104,8 +104,7 @@ test("a revoke racing admits over 3 instances: nothing admitted after it", { ...
   await gate(0).create();
   let revokedAt = Infinity;
   const outcomes: Array<{ sentAt: number; ok: boolean; code?: string }> = [];
-  const admits = Array.from({ length: 60 }, async (_, i) => {
-    await new Promise((r) => setTimeout(r, i * 6));
+  const admit = async (i: number) => {
     const sentAt = Date.now();
     try {
       await gate(i).admit({ ticketId: `t${i}`, retry: false });
@@ -114,11 +113,16 @@ test("a revoke racing admits over 3 instances: nothing admitted after it", { ...
       assert.ok(e instanceof LockstepError);
       outcomes.push({ sentAt, ok: false, code: e.code });
     }
+  };
+  // 30 admits 6 ms apart race the revoke; 30 more start once it answered.
+  const early = Array.from({ length: 30 }, async (_, i) => {
+    await new Promise((r) => setTimeout(r, i * 6));
+    await admit(i);
   });
   await new Promise((r) => setTimeout(r, 80));
   const revoked = await gate(1).revoke();
   revokedAt = Date.now();
-  await Promise.all(admits);
+  await Promise.all([...early, ...Array.from({ length: 30 }, (_, j) => admit(30 + j))]);
   const late = outcomes.filter((o) => o.sentAt > revokedAt);
   assert.ok(late.every((o) => !o.ok && o.code === "gate_closed"), JSON.stringify(late));
   const admitted = outcomes.filter((o) => o.ok).length;
