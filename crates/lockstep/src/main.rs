@@ -23,6 +23,18 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log lines as `text` (default) or `json` (one object per line). One
+    /// line per request: method, route template, status, latency, token name,
+    /// request id; never secrets, keys or values.
+    #[arg(long, global = true, env = "LOCKSTEP_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The flags of `serve`. Each one overrides the config file; unset, the file's
@@ -162,15 +174,18 @@ impl Settings {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     // tokio-postgres logs the server's NOTICEs at INFO; they are noise here.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres::connection=warn"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().init(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -372,11 +387,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve(args) => {
             let settings = Settings::resolve(args)?;
-            init_logging();
+            init_logging(cli.log_format);
             serve(settings).await
         }
         Cmd::Migrate { database } => {
-            init_logging();
+            init_logging(cli.log_format);
             match Location::parse(&database)? {
                 Location::Postgres(url) => {
                     let n = lockstep_store::postgres::migrate(&url).await?;
@@ -390,7 +405,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Copy { from, to, force } => {
-            init_logging();
+            init_logging(cli.log_format);
             let report =
                 lockstep_store::copy::copy(&Location::parse(&from)?, &Location::parse(&to)?, force).await?;
             print!("{report}");

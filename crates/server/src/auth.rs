@@ -249,6 +249,12 @@ impl Auth {
         Ok(())
     }
 
+    /// The name of the token the request presents, if it is a known one.
+    pub fn name_of(&self, headers: &HeaderMap) -> Option<String> {
+        let secret = bearer(headers)?;
+        self.current().find(secret).map(|t| t.name.clone())
+    }
+
     /// Decides who calls a route with rule `access` in namespace `ns`.
     pub fn authorize(
         &self,
@@ -347,10 +353,20 @@ pub async fn check(State(st): State<AppState>, req: Request, next: Next) -> Resp
     };
     match decided {
         Ok(caller) => {
+            let served = crate::metrics::ServedTo::of(&caller);
             parts.extensions.insert(caller);
-            next.run(Request::from_parts(parts, body)).await
+            let mut resp = next.run(Request::from_parts(parts, body)).await;
+            resp.extensions_mut().insert(served);
+            resp
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut resp = e.into_response();
+            // A known token refused (403): its name is counted; an unknown one is not.
+            if let Some(name) = st.auth.name_of(&parts.headers) {
+                resp.extensions_mut().insert(crate::metrics::ServedTo(name));
+            }
+            resp
+        }
     }
 }
 

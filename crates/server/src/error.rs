@@ -37,7 +37,11 @@ impl From<lockstep_store::Error> for ApiError {
     fn from(e: lockstep_store::Error) -> Self {
         match e {
             lockstep_store::Error::Core(c) => ApiError::Core(c),
-            lockstep_store::Error::Unavailable(s) => ApiError::Unavailable(s),
+            lockstep_store::Error::Unavailable(s) => {
+                // The cause (PostgreSQL's own message) goes to the log only.
+                tracing::warn!(cause = %s, "storage unavailable: answering 503");
+                ApiError::Unavailable(s)
+            }
             lockstep_store::Error::Config(s) | lockstep_store::Error::Internal(s) => {
                 tracing::error!(error = %s, "internal storage error");
                 ApiError::Internal(s)
@@ -152,6 +156,10 @@ impl ApiError {
         let (status, code, title) = self.catalogue();
         let detail = match self {
             ApiError::Internal(_) => "an internal error occurred; see the server log".to_owned(),
+            ApiError::Unavailable(_) => {
+                "storage is unreachable or overloaded; nothing was applied; retry after Retry-After"
+                    .to_owned()
+            }
             other => other.to_string(),
         };
         let mut body = Map::new();

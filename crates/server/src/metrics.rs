@@ -1,27 +1,70 @@
-//! HTTP metrics: requests by route template and status, rendered with the
-//! storage metrics as Prometheus text.
+//! HTTP metrics and the request log: every request is counted and timed under
+//! its route template (never its concrete path, which holds keys), refusals at
+//! the door are counted by token name, and one structured log line says what
+//! was served. `X-Request-Id` is taken from the request (or made) and echoed.
 
+use crate::extract::Caller;
+use crate::routes::leases::random_id;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use lockstep_store::metrics::Histogram;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
-/// Request counters.
+/// The request id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Upper bounds of the latency histogram, in microseconds.
+const LATENCY_US: &[u64] = &[
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
+];
+
+/// Who a response was for: the caller's name, put on the response by the
+/// authentication middleware (absent when no token was accepted).
+#[derive(Debug, Clone)]
+pub struct ServedTo(pub String);
+
+/// Request counters, latencies and refusals.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    refused: Mutex<BTreeMap<(u16, String), u64>>,
+    in_flight: AtomicI64,
+}
+
+fn class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 impl HttpMetrics {
-    fn count(&self, method: &str, route: &str, status: u16) {
+    fn record(&self, method: &str, route: &str, status: u16, micros: u64, token: &str) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((method.to_owned(), route.to_owned(), status))
                 .or_default() += 1;
         }
+        if let Ok(mut m) = self.latency.lock() {
+            m.entry((route.to_owned(), class(status)))
+                .or_insert_with(|| Histogram::new(LATENCY_US))
+                .observe(micros);
+        }
+        if matches!(status, 401 | 403 | 429) {
+            if let Ok(mut m) = self.refused.lock() {
+                *m.entry((status, token.to_owned())).or_default() += 1;
+            }
+        }
     }
 
-    /// Appends the Prometheus text of the request counters.
+    /// Appends the Prometheus text of the HTTP metrics.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
         let _ = writeln!(
@@ -36,18 +79,86 @@ impl HttpMetrics {
                 );
             }
         }
+        let name = "lockstep_http_request_duration_microseconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to answer a request, by route template and status class.\n# TYPE {name} histogram"
+        );
+        if let Ok(m) = self.latency.lock() {
+            for ((route, class), h) in m.iter() {
+                h.render_series(name, &format!("route=\"{route}\",status=\"{class}\""), out);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_http_refused_total Requests refused with 401, 403 or 429, by token name.\n# TYPE lockstep_http_refused_total counter"
+        );
+        if let Ok(m) = self.refused.lock() {
+            for ((status, token), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "lockstep_http_refused_total{{status=\"{status}\",token=\"{}\"}} {n}",
+                    token.replace(['"', '\\', '\n'], "_")
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_http_requests_in_flight Requests being answered now.\n# TYPE lockstep_http_requests_in_flight gauge\nlockstep_http_requests_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
     }
 }
 
-/// Middleware counting every request under its route template (not its concrete
-/// path, so keys never become label values).
-pub async fn track(State(st): State<crate::AppState>, req: Request, next: Next) -> Response {
+/// The request id: the caller's, when it is a short visible string, else a new one.
+fn request_id(req: &Request) -> HeaderValue {
+    req.headers()
+        .get(&REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .cloned()
+        .or_else(|| random_id().ok().and_then(|id| HeaderValue::from_str(&id).ok()))
+        .unwrap_or_else(|| HeaderValue::from_static("-"))
+}
+
+/// Middleware (outermost but CORS): counts, times and logs every request under
+/// its route template, and echoes its `X-Request-Id`.
+pub async fn track(State(st): State<crate::AppState>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
-    let resp = next.run(req).await;
-    st.http.count(&method, &route, resp.status().as_u16());
+    let id = request_id(&req);
+    req.headers_mut().insert(REQUEST_ID, id.clone());
+    st.http.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = tokio::time::Instant::now();
+    let mut resp = next.run(req).await;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    st.http.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let status = resp.status().as_u16();
+    let token = resp
+        .extensions()
+        .get::<ServedTo>()
+        .map_or("-", |t| t.0.as_str())
+        .to_owned();
+    st.http.record(&method, &route, status, micros, &token);
+    tracing::info!(
+        target: "lockstep::request",
+        method = %method,
+        route = %route,
+        status,
+        latency_us = micros,
+        token = %token,
+        request_id = %id.to_str().unwrap_or("-"),
+        "request"
+    );
+    resp.headers_mut().insert(REQUEST_ID, id);
     resp
+}
+
+impl ServedTo {
+    /// The name to put on a response for `caller`.
+    pub fn of(caller: &Caller) -> ServedTo {
+        ServedTo(caller.name.clone())
+    }
 }

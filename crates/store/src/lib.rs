@@ -482,6 +482,39 @@ impl Store {
         }
     }
 
+    /// The backend's gauges as `(name, help, value)`: the SQLite writer's
+    /// queue, or the PostgreSQL pool's size, idle connections and waiters.
+    pub fn gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        match self {
+            Store::Sqlite(s) => vec![(
+                "lockstep_sqlite_writer_queue_depth",
+                "Write commands queued for the SQLite writer.",
+                n(s.queue_depth()),
+            )],
+            Store::Postgres(s) => {
+                let (size, idle, waiting) = s.pool_status();
+                vec![
+                    (
+                        "lockstep_pg_pool_size",
+                        "PostgreSQL connections open in the pool.",
+                        n(size),
+                    ),
+                    (
+                        "lockstep_pg_pool_idle",
+                        "Idle PostgreSQL connections in the pool.",
+                        n(idle),
+                    ),
+                    (
+                        "lockstep_pg_pool_waiting",
+                        "Requests waiting for a PostgreSQL connection.",
+                        n(waiting),
+                    ),
+                ]
+            }
+        }
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {

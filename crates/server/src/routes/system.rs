@@ -32,6 +32,22 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     let mut out = String::new();
     st.http.render(&mut out);
     st.store.metrics().render(&mut out);
+    let (waiting, watches) = st.quotas.totals();
+    let mut gauges = st.store.gauges();
+    gauges.push((
+        "lockstep_lease_waiters",
+        "Acquires waiting in lease queues through this instance.",
+        u64::try_from(waiting).unwrap_or(u64::MAX),
+    ));
+    gauges.push((
+        "lockstep_watches_open",
+        "Change watches open on this instance.",
+        u64::try_from(watches).unwrap_or(u64::MAX),
+    ));
+    for (name, help, value) in gauges {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

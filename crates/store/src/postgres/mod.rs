@@ -324,6 +324,13 @@ impl PgStore {
         &self.metrics
     }
 
+    /// The pool's size (connections open), idle connections and callers
+    /// waiting for one.
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.available, s.waiting)
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
         self.pool.get().await.map_err(pool_error)
     }

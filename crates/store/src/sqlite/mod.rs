@@ -180,6 +180,11 @@ impl SqliteStore {
         &self.inner.metrics
     }
 
+    /// Commands queued for the writer and not taken yet.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.jobs.max_capacity() - self.inner.jobs.capacity()
+    }
+
     async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
         let gone = || Error::Unavailable("the SQLite writer has stopped".into());
         self.inner.jobs.send(job).await.map_err(|_| gone())?;

@@ -1,0 +1,377 @@
+/**
+ * The wire types of the lockstep API: the JSON bodies the server answers, as
+ * documented in `docs/*.md` and SPEC §4–§10.
+ *
+ * These are written by hand, in ONE module, because today `/openapi.json`
+ * carries request schemas but no response schemas. They are to be replaced by
+ * the generated types (`./generated/openapi.ts`, produced by `npm run
+ * gen:types`) once `/openapi.json` carries schemas derived from the server's
+ * Rust types. Field names are the wire's (snake_case) so that the swap is
+ * mechanical.
+ *
+ * Members that the server is gaining (e.g. `revision` on every write answer)
+ * are optional here.
+ */
+
+import type { operations } from "./generated/openapi.js";
+
+/**
+ * The JSON request body of an operation, from the types generated from
+ * `/openapi.json`: the client builds its bodies with these, so a field the
+ * server does not know (a 400 there) fails the type check here. Bodies whose
+ * schema has a free-form object (`data`, a transaction's items) are typed by
+ * this module until the document describes them.
+ */
+export type RequestBody<Op extends keyof operations> = operations[Op] extends {
+  requestBody: { content: { "application/json": infer B } };
+}
+  ? B
+  : never;
+
+/** Any JSON value. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** A JSON object. */
+export type JsonObject = { [key: string]: Json };
+
+/** RFC 3339 UTC time string. */
+export type Time = string;
+
+/** An RFC 9457 problem document (`application/problem+json`). */
+export interface Problem {
+  type?: string;
+  title?: string;
+  status: number;
+  detail?: string;
+  /** The stable machine-readable code (SPEC §3). */
+  code: string;
+  [member: string]: unknown;
+}
+
+/** `current` of `version_mismatch` / `patch_test_failed`. */
+export interface Current<T = Json> {
+  version: number;
+  value: T;
+}
+
+// ---------------------------------------------------------------------------
+// System
+
+/** `GET /v1/info`. */
+export interface Info {
+  version: string;
+  backend: string;
+  durability: string;
+  [member: string]: unknown;
+}
+
+/** `DELETE /v1/ns/{ns}`. */
+export interface NamespaceDeleted {
+  namespace: string;
+  deleted: boolean;
+  records: number;
+}
+
+// ---------------------------------------------------------------------------
+// Records (§4)
+
+/** `GET /records/{key}`, and each element of a listing. */
+export interface RecordData<T = Json> {
+  key: string;
+  value: T;
+  version: number;
+  created_at: Time;
+  updated_at: Time;
+  expires_at: Time | null;
+}
+
+/** `PUT /records/{key}`: 201 created or 200 replaced. */
+export interface PutResult {
+  key: string;
+  version: number;
+  revision?: number;
+  /** Client-side: true when the server answered 201. */
+  created: boolean;
+}
+
+/** `PATCH /records/{key}`. */
+export interface PatchResult<T = Json> {
+  key: string;
+  version: number;
+  value: T;
+  revision?: number;
+}
+
+/** `DELETE /records/{key}`; `deleted: false` (client-side) when it was absent. */
+export interface DeleteResult {
+  key: string;
+  deleted: boolean;
+  revision?: number;
+}
+
+/** Any listing: `{<plural>: [...], next_cursor}`. */
+export interface Page {
+  next_cursor: string | null;
+}
+
+/** `GET /records`. */
+export interface RecordPage<T = Json> extends Page {
+  records: RecordData<T>[];
+}
+
+/** RFC 6902 JSON Patch operation. */
+export type JsonPatchOp =
+  | { op: "add" | "replace" | "test"; path: string; value: Json }
+  | { op: "remove"; path: string }
+  | { op: "move" | "copy"; from: string; path: string };
+
+// ---------------------------------------------------------------------------
+// Transactions (§5)
+
+/** A transaction compare. */
+export type Compare =
+  | { key: string; version: number }
+  | { key: string; exists: boolean }
+  | { key: string; value: Json }
+  | { lease: string; token: string }
+  | { fence: { resource: string; token: number } };
+
+/** A transaction operation. */
+export type TxnOp =
+  | { get: { key: string } }
+  | { put: { key: string; value: Json; ttl_ms?: number } }
+  | { delete: { key: string } }
+  | { patch: { key: string; merge: Json } }
+  | { incr: { key: string; by: number } };
+
+/** The result of one operation of the applied branch. */
+export type TxnOpResult =
+  | { key: string; value: Json; version: number }
+  | { key: string; deleted: boolean }
+  | null;
+
+/** `POST /txn`. */
+export interface TxnResult {
+  succeeded: boolean;
+  /** Indexes of the compares that did not hold. */
+  failed: number[];
+  results: TxnOpResult[];
+  revision: number;
+}
+
+// ---------------------------------------------------------------------------
+// Leases (§6)
+
+/** `POST /leases/{name}/acquire` and `/renew`. */
+export interface LeaseData {
+  name: string;
+  token: string;
+  fence: number;
+  holder: string | null;
+  acquired_at: Time;
+  expires_at: Time;
+  revision?: number;
+}
+
+/** `GET /leases/{name}`. */
+export interface LeaseState {
+  name: string;
+  held: boolean;
+  holder: string | null;
+  acquired_at: Time | null;
+  expires_at: Time | null;
+  /** The last fence; null if the name was never held. */
+  fence: number | null;
+}
+
+/** `POST /leases/{name}/release`. */
+export interface ReleaseResult {
+  released: boolean;
+  revision?: number;
+}
+
+/** `POST /leases/{name}/break`. */
+export interface BreakResult {
+  broken: boolean;
+  revision?: number;
+}
+
+// ---------------------------------------------------------------------------
+// Gates (§7)
+
+export type GateState = "open" | "paused" | "revoked" | "deleted";
+export type GateTransition = "pause" | "resume" | "revoke" | "delete" | "reopen";
+export type TicketState = "open" | "committed" | "finalized" | "voided" | "aborted";
+export type TicketOp = "check" | "commit" | "finalize" | "abort";
+
+export interface GatePolicy {
+  /** What finalize does with a committed ticket after the gate went terminal. */
+  pending?: "reject" | "recover";
+}
+
+/** `GET /gates/{id}`; `PUT` adds `revision`. */
+export interface GateData {
+  id: string;
+  state: GateState;
+  epoch: number;
+  policy: GatePolicy;
+  meta: Json;
+  created_at: Time;
+  updated_at: Time;
+  revision?: number;
+}
+
+/** `PUT /gates/{id}`; `created` is client-side (201). */
+export interface GatePutResult extends GateData {
+  created: boolean;
+}
+
+/** `POST /gates/{id}/{transition}`. */
+export interface GateTransitionResult extends GateData {
+  /** Whether the state changed (false: a no-op repeat). */
+  changed: boolean;
+  /** Open tickets of the old epoch voided now (terminal transitions). */
+  voided: number;
+  /** Committed, unfinalized tickets of the old epoch (terminal transitions). */
+  pending: number;
+  revision?: number;
+}
+
+/** A ticket, as every ticket answer carries it. */
+export interface TicketData {
+  ticket_id: string;
+  gate: string;
+  epoch: number;
+  state: TicketState;
+  meta: Json;
+  recovered: boolean;
+  finalized_revision: number | null;
+  created_at: Time;
+  updated_at: Time;
+  /** `POST /gates/{id}/tickets`: false when an existing open ticket was returned. */
+  created?: boolean;
+  revision?: number;
+}
+
+/** `GET /gates/{id}/tickets`. */
+export interface TicketPage extends Page {
+  tickets: TicketData[];
+}
+
+// ---------------------------------------------------------------------------
+// Feeds (§8)
+
+/** An entry of a feed. */
+export interface EntryData<D = JsonObject> {
+  id: string;
+  at: Time;
+  data: D;
+  read: boolean;
+  revision: number;
+  /** Points at this entry: usable as `cursor` and as `markRead({ upTo })`. */
+  cursor: string;
+}
+
+/** `POST /feeds/{feed}/entries`: 201 created, or 200 the original with `created: false`. */
+export interface AppendResult<D = JsonObject> extends EntryData<D> {
+  created: boolean;
+}
+
+/** `GET /feeds/{feed}/entries`. */
+export interface EntryPage<D = JsonObject> extends Page {
+  entries: EntryData<D>[];
+  unread_count: number;
+}
+
+/** A feed's configuration (wire form). */
+export interface FeedConfigData {
+  max_entries?: number | null;
+  max_age_ms?: number | null;
+  scrub?: { fields: string[]; after_ms: number } | null;
+}
+
+/** `PUT /feeds/{feed}`. */
+export interface FeedConfigResult {
+  feed: string;
+  config: FeedConfigData;
+  revision?: number;
+}
+
+/** `POST /feeds/{feed}/import`. */
+export interface ImportResult {
+  imported: number;
+  skipped: number;
+  revision?: number;
+}
+
+/** `POST /feeds/{feed}/read`. */
+export interface MarkReadResult {
+  revision?: number;
+}
+
+/** `DELETE /feeds/{feed}/entries/{id}`; `deleted: false` (client-side) when absent. */
+export interface EntryDeleteResult {
+  id: string;
+  deleted: boolean;
+  revision?: number;
+}
+
+/** One element of `GET /feeds`. */
+export interface FeedSummary {
+  feed: string;
+  entries: number;
+  unread_count: number;
+}
+
+/** `GET /feeds`. */
+export interface FeedPage extends Page {
+  feeds: FeedSummary[];
+}
+
+// ---------------------------------------------------------------------------
+// Idempotency store (§9)
+
+/** `POST /idempotency/{scope}/{key}`. */
+export type BeginResult<R = Json> =
+  | { state: "started"; token: string; revision?: number }
+  | { state: "completed"; response: R };
+
+/** `PUT /idempotency/{scope}/{key}`. */
+export interface CompleteResult {
+  state: "completed";
+  revision?: number;
+}
+
+/** `DELETE /idempotency/{scope}/{key}`. */
+export interface AbandonResult {
+  released: boolean;
+  revision?: number;
+}
+
+// ---------------------------------------------------------------------------
+// Changes (§10)
+
+export type ChangeKind = "record" | "lease" | "feed" | "gate" | "idempotency";
+
+/** One entry of the change log. */
+export interface Change {
+  revision: number;
+  index: number;
+  kind: ChangeKind;
+  key: string;
+  op: string;
+  actor: string;
+  forced: boolean;
+  at: Time;
+}
+
+/** `GET /changes`. */
+export interface ChangePage extends Page {
+  changes: Change[];
+}
+
+/** One SSE event of `GET /watch`: every change of one revision. */
+export interface ChangeEvent {
+  revision: number;
+  changes: Change[];
+}
