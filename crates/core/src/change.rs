@@ -84,6 +84,9 @@ pub enum ChangeOp {
     Start,
     /// An idempotency key was completed.
     Complete,
+    /// A transaction recorded a higher fence for a resource (kind `lease`,
+    /// key = the resource).
+    Fence,
 }
 
 impl ChangeOp {
@@ -129,9 +132,13 @@ impl ChangeOp {
             ChangeOp::Void => "void",
             ChangeOp::Start => "start",
             ChangeOp::Complete => "complete",
+            ChangeOp::Fence => "fence",
         }
     }
 }
+
+/// The actor of the writes the storage makes by itself: expiries, sweeps.
+pub const SYSTEM_ACTOR: &str = "system";
 
 /// One entry of the change log.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +183,7 @@ impl ChangeOp {
         [
             Put, Patch, Delete, Expire, Acquire, Renew, Release, Break, Append, Read, Configure, Scrub,
             Create, Update, Pause, Resume, Revoke, Reopen, Admit, Commit, Finalize, Abort, Void, Start,
-            Complete,
+            Complete, Fence,
         ]
         .into_iter()
         .find(|op| op.as_str() == s)

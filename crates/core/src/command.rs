@@ -3,6 +3,7 @@
 //! the answer, the rows to persist and the change entries, or a typed refusal.
 //! Backends call [`execute`] inside their storage transaction.
 
+use crate::capability::CapabilityCheck;
 use crate::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
 use crate::gate::{self, Gate, Policy, Ticket, TicketOp, TicketState, Transition};
 use crate::idempotency::{self, Began, Begin, IdemEntry, StoredResponse};
@@ -285,6 +286,8 @@ pub enum Command {
         ticket: String,
         /// Caller's metadata.
         meta: Option<serde_json::Value>,
+        /// Made with a capability: what must still hold in this transaction.
+        capability: Option<CapabilityCheck>,
     },
     /// Starts an idempotency key (or replays / refuses).
     IdemBegin {
@@ -338,6 +341,8 @@ pub enum Command {
         op: TicketOp,
         /// Finalize only: the feed entry (id = ticket id) appended in the same step.
         append: Option<(String, NewEntry)>,
+        /// Made with a capability: what must still hold in this transaction.
+        capability: Option<CapabilityCheck>,
     },
 }
 
@@ -781,16 +786,26 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                     None => Mutation::Delete(RowKey::Record(k.to_owned())),
                 })
                 .collect();
-            if result.succeeded {
-                for (resource, fence) in t.fences_to_record(&guards) {
-                    mutations.push(Mutation::Put(Row::Fence { resource, fence }));
-                }
-            }
-            let changes = writes
+            let mut changes: Vec<Change> = writes
                 .iter()
                 .enumerate()
                 .map(|(i, w)| record_change(i, &w.key, w.op, false))
                 .collect();
+            if result.succeeded {
+                // Recording a higher fence is a lasting write: it has its change.
+                for (resource, fence) in t.fences_to_record(&guards) {
+                    let i = changes.len();
+                    changes.push(change(
+                        ctx,
+                        i,
+                        ChangeKind::Lease,
+                        &resource,
+                        ChangeOp::Fence,
+                        false,
+                    ));
+                    mutations.push(Mutation::Put(Row::Fence { resource, fence }));
+                }
+            }
             Ok(Effect {
                 outcome: Outcome::Txn(result),
                 mutations,
@@ -824,6 +839,16 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                 Acquired::Granted(lease) => {
                     let mut effect =
                         lease_write(ctx, lease.clone(), ChangeOp::Acquire, Outcome::Lease(lease));
+                    if lease::expire(current.as_ref(), now).is_some() {
+                        // The last holder's lease ran out before the sweeper saw it:
+                        // its expiry is logged first, by the system, in this step.
+                        let expired = Change {
+                            actor: crate::change::SYSTEM_ACTOR.to_owned(),
+                            ..change(ctx, 0, ChangeKind::Lease, name, ChangeOp::Expire, false)
+                        };
+                        effect.changes.insert(0, expired);
+                        effect.changes[1].index = 1;
+                    }
                     // The new holder leaves the queue; dead waiters are dropped with it.
                     let before = waiters.len();
                     waiters.retain(|w| w.alive_until > now && Some(Some(w.id)) != req.wait);
@@ -1015,7 +1040,7 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
         }
         Command::PutGate { id, policy, meta } => {
             let existing = gate_row(snapshot, id).ok();
-            let (g, created) = gate::put(existing.as_ref(), id, *policy, meta.clone(), now)?;
+            let (g, created) = gate::put(existing.as_ref(), id, *policy, meta.clone(), rev, now)?;
             let op = if created {
                 ChangeOp::Create
             } else {
@@ -1029,7 +1054,7 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
         }
         Command::Transition { id, transition } => {
             let g = gate_row(snapshot, id)?;
-            let Some(after) = gate::transition(&g, *transition, now)? else {
+            let Some(after) = gate::transition(&g, *transition, rev, now)? else {
                 return Ok(Effect::answer(Outcome::Transitioned {
                     gate: g,
                     changed: false,
@@ -1059,7 +1084,7 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
                     Some(Some(Row::GateTickets { tickets, .. })) => tickets.clone(),
                     _ => vec![],
                 };
-                let (voided, pending) = gate::close_epoch(&tickets, g.epoch, now);
+                let (voided, pending) = gate::close_epoch(&tickets, g.epoch, rev, now);
                 let n = voided.len();
                 effect
                     .mutations
@@ -1077,10 +1102,14 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             gate: gate_id,
             ticket,
             meta,
+            capability,
         } => {
             let g = gate_row(snapshot, gate_id)?;
+            if let Some(c) = capability {
+                c.check(gate_id, g.epoch, now)?;
+            }
             let existing = ticket_row(snapshot, ticket);
-            let (t, created) = gate::admit(&g, existing.as_ref(), ticket, meta.clone(), now)?;
+            let (t, created) = gate::admit(&g, existing.as_ref(), ticket, meta.clone(), rev, now)?;
             if !created {
                 return Ok(Effect::answer(Outcome::Admitted { ticket: t, created }));
             }
@@ -1095,8 +1124,12 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             ticket,
             op,
             append,
+            capability,
         } => {
             let g = gate_row(snapshot, gate_id)?;
+            if let Some(c) = capability {
+                c.check(gate_id, g.epoch, now)?;
+            }
             let t = ticket_row(snapshot, ticket)
                 .filter(|t| &t.gate == gate_id)
                 .ok_or_else(|| {
@@ -1344,5 +1377,97 @@ mod tests {
         let Outcome::Txn(r) = &e.outcome else { panic!() };
         assert_eq!((r.succeeded, r.failed.clone()), (false, vec![0, 1]));
         assert!(e.mutations.is_empty());
+    }
+
+    fn changes_of(e: &Effect) -> Vec<(u32, ChangeKind, &str, ChangeOp, &str)> {
+        e.changes
+            .iter()
+            .map(|c| (c.index, c.kind, c.key.as_str(), c.op, c.actor.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn recording_a_fence_is_a_write_with_a_change() {
+        let l = Limits::default();
+        let fenced = |token: u64| {
+            let t: Txn =
+                serde_json::from_value(json!({"compare": [{"fence": {"resource": "db", "token": token}}]}))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            Command::Txn(t)
+        };
+        let recorded = |fence: u64| -> Snapshot {
+            [(
+                RowKey::Fence("db".into()),
+                Some(Row::Fence {
+                    resource: "db".into(),
+                    fence,
+                }),
+            )]
+            .into_iter()
+            .collect()
+        };
+        // A first fence, and a higher one: each is a write with a `fence` change.
+        for snap in [Snapshot::new(), recorded(3)] {
+            let e = execute(&fenced(5), &snap, &ctx(9, 0, &l)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(e.writes());
+            assert_eq!(
+                changes_of(&e),
+                [(0, ChangeKind::Lease, "db", ChangeOp::Fence, "t")]
+            );
+        }
+        // The same fence again records nothing new: no write.
+        let e = execute(&fenced(5), &recorded(5), &ctx(9, 0, &l)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!e.writes() && e.mutations.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn taking_over_an_unswept_expired_lease_logs_its_expiry_first() {
+        let l = Limits::default();
+        let cmd = Command::Acquire {
+            name: "job".into(),
+            req: AcquireReq {
+                ttl_ms: 1000,
+                holder: None,
+                token: "B".into(),
+                wait: None,
+            },
+        };
+        let lapsed = Lease {
+            name: "job".into(),
+            token: Some("A".into()),
+            holder: None,
+            fence: 7,
+            acquired_at: Millis(0),
+            expires_at: Millis(100),
+        };
+        let mut snap: Snapshot = cmd.rows().into_iter().map(|k| (k, None)).collect();
+        snap.insert(RowKey::Lease("job".into()), Some(Row::Lease(lapsed.clone())));
+        let e = execute(&cmd, &snap, &ctx(8, 150, &l)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            changes_of(&e),
+            [
+                (
+                    0,
+                    ChangeKind::Lease,
+                    "job",
+                    ChangeOp::Expire,
+                    crate::change::SYSTEM_ACTOR
+                ),
+                (1, ChangeKind::Lease, "job", ChangeOp::Acquire, "t"),
+            ]
+        );
+        // Swept already (no token), or free: only the acquire.
+        snap.insert(
+            RowKey::Lease("job".into()),
+            Some(Row::Lease(Lease {
+                token: None,
+                ..lapsed
+            })),
+        );
+        let e = execute(&cmd, &snap, &ctx(8, 150, &l)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            changes_of(&e),
+            [(0, ChangeKind::Lease, "job", ChangeOp::Acquire, "t")]
+        );
     }
 }

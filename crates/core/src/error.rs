@@ -20,6 +20,10 @@ pub enum Error {
     /// Malformed input: bad JSON, unknown or missing field, bad key, bad cursor.
     #[error("{0}")]
     InvalidRequest(String),
+    /// No credential, or one that is not (or no longer) valid: an expired or
+    /// forged capability.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The caller's role does not allow the operation.
     #[error("{0}")]
     Forbidden(String),
@@ -42,9 +46,15 @@ pub enum Error {
         /// The record as it is now.
         current: Option<Current>,
     },
-    /// An `If-Match` / `If-None-Match` header failed.
-    #[error("{0}")]
-    PreconditionFailed(String),
+    /// An `If-Match` / `If-None-Match` header failed; `current` as in
+    /// [`Error::VersionMismatch`], so the caller can merge without a read.
+    #[error("{detail}")]
+    PreconditionFailed {
+        /// Which header failed.
+        detail: String,
+        /// The record as it is now.
+        current: Option<Current>,
+    },
     /// A body, value or transaction is over its limit.
     #[error("{0}")]
     PayloadTooLarge(String),

@@ -151,33 +151,72 @@ impl NewEntry {
             _ => Err(Error::invalid("entry data must be a JSON object")),
         }
     }
+}
 
-    /// Reads one element of a legacy array: an object with a string `id`, an
-    /// optional `at` (RFC 3339) and either a `data` object or, otherwise, its
-    /// remaining fields as the data.
-    pub fn from_legacy(v: Value, limits: &Limits) -> Result<NewEntry, Error> {
+/// How to read the elements of a legacy array: which member holds the id, the
+/// time and the payload. By default `id`, `at` and `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyFields {
+    /// The member holding the entry id (a string).
+    pub id: String,
+    /// The member holding the time: RFC 3339 text or epoch milliseconds.
+    pub at: String,
+    /// The member holding the payload object.
+    pub data: String,
+}
+
+impl Default for LegacyFields {
+    fn default() -> Self {
+        LegacyFields {
+            id: "id".into(),
+            at: "at".into(),
+            data: "data".into(),
+        }
+    }
+}
+
+impl LegacyFields {
+    /// Reads one element of a legacy array: an object with the id, an optional
+    /// time, and the payload: the data member when present (other members are
+    /// then not imported), else every member but the id and the time.
+    pub fn read(&self, v: Value, limits: &Limits) -> Result<NewEntry, Error> {
         let Value::Object(mut m) = v else {
-            return Err(Error::invalid("each imported entry must be a JSON object"));
+            return Err(Error::invalid("it is not a JSON object"));
         };
-        let id = match m.remove("id") {
+        let id = match m.remove(&self.id) {
             Some(Value::String(id)) => id,
-            _ => return Err(Error::invalid("each imported entry needs a string `id`")),
+            _ => return Err(Error::invalid(format!("it has no string `{}`", self.id))),
         };
-        let at = match m.remove("at") {
+        let at = match m.remove(&self.at) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(Millis::parse_rfc3339(&s)?),
-            Some(_) => return Err(Error::invalid("an imported `at` must be an RFC 3339 string")),
-        };
-        let data = match m.remove("data") {
-            Some(d) if m.is_empty() => d,
-            Some(d) => {
-                m.insert("data".into(), d);
-                Value::Object(m)
+            Some(Value::Number(n)) => Some(epoch_ms(&n).ok_or_else(|| {
+                Error::invalid(format!(
+                    "`{}` {n} is not epoch milliseconds between 1970 and 9999",
+                    self.at
+                ))
+            })?),
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "`{}` must be RFC 3339 text or epoch milliseconds",
+                    self.at
+                )))
             }
+        };
+        let data = match m.remove(&self.data) {
+            Some(d) => d,
             None => Value::Object(m),
         };
         NewEntry::new(id, data, at, limits)
     }
+}
+
+/// Epoch milliseconds from 1970 up to the end of year 9999 (what RFC 3339 writes).
+fn epoch_ms(n: &serde_json::Number) -> Option<Millis> {
+    const YEAR_10000_MS: i64 = 253_402_300_800_000;
+    n.as_i64()
+        .filter(|ms| (0..YEAR_10000_MS).contains(ms))
+        .map(Millis)
 }
 
 /// Append semantics: a live entry with the same id is returned unchanged
@@ -285,15 +324,50 @@ mod tests {
     #[test]
     fn legacy_elements() {
         let l = Limits::default();
-        let e = NewEntry::from_legacy(json!({"id": "a", "at": "2026-01-01T00:00:00Z", "ip": "x"}), &l)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            e.data,
-            json!({"ip": "x"}).as_object().cloned().unwrap_or_default()
+        let fields = LegacyFields::default();
+        let read = |f: &LegacyFields, v: Value| f.read(v, &l).unwrap_or_else(|e| panic!("{e}"));
+        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
+        // Without a data member, the remaining members are the data.
+        let e = read(
+            &fields,
+            json!({"id": "a", "at": "2026-01-01T00:00:00Z", "ip": "x"}),
         );
-        assert!(e.at.is_some());
-        assert!(NewEntry::from_legacy(json!({"at": "x"}), &l).is_err());
-        assert!(NewEntry::from_legacy(json!("a"), &l).is_err());
+        assert_eq!(e.data, obj(json!({"ip": "x"})));
+        assert_eq!(e.at, Some(Millis(1_767_225_600_000)));
+        // With one, the data member is the data; other members are not imported.
+        let e = read(
+            &fields,
+            json!({"id": "c", "at": null, "data": {"file": "z"}, "extra": 1}),
+        );
+        assert_eq!(
+            (e.id.as_str(), e.data, e.at),
+            ("c", obj(json!({"file": "z"})), None)
+        );
+        // Named members, and epoch milliseconds.
+        let seed = LegacyFields {
+            id: "reservationId".into(),
+            at: "createdAt".into(),
+            data: "payload".into(),
+        };
+        let e = read(
+            &seed,
+            json!({"reservationId": "42", "createdAt": 1_767_225_600_000_i64, "file": "f", "ip": "i"}),
+        );
+        assert_eq!((e.id.as_str(), e.at), ("42", Some(Millis(1_767_225_600_000))));
+        assert_eq!(e.data, obj(json!({"file": "f", "ip": "i"})));
+        for bad in [
+            json!({"at": "x"}),
+            json!("a"),
+            json!({"id": "a", "at": "yesterday"}),
+            json!({"id": "a", "at": -1}),
+            json!({"id": "a", "at": 1.5}),
+            json!({"id": "a", "at": true}),
+            json!({"id": "a", "data": [1]}),
+            json!({"id": ""}),
+            json!({"id": 5}),
+        ] {
+            assert!(fields.read(bad.clone(), &l).is_err(), "{bad}");
+        }
         assert_eq!(
             parse_position(&position(Millis(5), "a:b")),
             Ok((Millis(5), "a:b".into()))

@@ -82,6 +82,8 @@ pub struct Gate {
     pub policy: Policy,
     /// Caller's metadata.
     pub meta: Value,
+    /// The revision of its last write.
+    pub revision: u64,
     /// Creation time.
     pub created_at: Millis,
     /// Last change.
@@ -138,6 +140,7 @@ pub fn put(
     id: &str,
     policy: Option<Policy>,
     meta: Option<Value>,
+    revision: u64,
     now: Millis,
 ) -> Result<(Gate, bool), Error> {
     match existing {
@@ -146,6 +149,7 @@ pub fn put(
             Gate {
                 policy: policy.unwrap_or(g.policy),
                 meta: meta.unwrap_or_else(|| g.meta.clone()),
+                revision,
                 updated_at: now,
                 ..g.clone()
             },
@@ -158,6 +162,7 @@ pub fn put(
                 epoch: 1,
                 policy: policy.unwrap_or_default(),
                 meta: meta.unwrap_or(Value::Null),
+                revision,
                 created_at: now,
                 updated_at: now,
             },
@@ -167,13 +172,14 @@ pub fn put(
 }
 
 /// Applies a transition: `Ok(None)` is a no-op (the state's own transition).
-pub fn transition(g: &Gate, t: Transition, now: Millis) -> Result<Option<Gate>, Error> {
+pub fn transition(g: &Gate, t: Transition, revision: u64, now: Millis) -> Result<Option<Gate>, Error> {
     use GateState::*;
     use Transition::*;
     let to = |state: GateState, new_epoch: bool| {
         Ok(Some(Gate {
             state,
             epoch: g.epoch + u64::from(new_epoch),
+            revision,
             updated_at: now,
             ..g.clone()
         }))
@@ -265,6 +271,9 @@ pub struct Ticket {
     pub recovered: bool,
     /// The revision of its finalization.
     pub finalized_revision: Option<u64>,
+    /// The revision of its last write (admission or state change): what every
+    /// answer about it names, also a repeat that changes nothing.
+    pub revision: u64,
     /// Admission time.
     pub created_at: Millis,
     /// Last change.
@@ -303,6 +312,7 @@ pub fn admit(
     existing: Option<&Ticket>,
     id: &str,
     meta: Option<Value>,
+    revision: u64,
     now: Millis,
 ) -> Result<(Ticket, bool), Error> {
     if let Some(t) = existing {
@@ -322,6 +332,7 @@ pub fn admit(
                 meta: meta.unwrap_or(Value::Null),
                 recovered: false,
                 finalized_revision: None,
+                revision,
                 created_at: now,
                 updated_at: now,
             },
@@ -458,6 +469,7 @@ pub fn ticket_op(
             state,
             recovered,
             finalized_revision,
+            revision,
             updated_at: now,
             ..t.clone()
         })
@@ -476,12 +488,13 @@ pub fn ticket_op(
 
 /// The tickets a terminal transition voids (every open one of the old epoch) and
 /// the count of pending ones (committed, unfinalized, of the old epoch).
-pub fn close_epoch(tickets: &[Ticket], old_epoch: u64, now: Millis) -> (Vec<Ticket>, usize) {
+pub fn close_epoch(tickets: &[Ticket], old_epoch: u64, revision: u64, now: Millis) -> (Vec<Ticket>, usize) {
     let voided = tickets
         .iter()
         .filter(|t| t.epoch == old_epoch && t.state == TicketState::Open)
         .map(|t| Ticket {
             state: TicketState::Voided,
+            revision,
             updated_at: now,
             ..t.clone()
         })
@@ -567,6 +580,7 @@ mod tests {
             epoch,
             policy: Policy::default(),
             meta: Value::Null,
+            revision: 1,
             created_at: Millis(0),
             updated_at: Millis(0),
         }
@@ -599,7 +613,7 @@ mod tests {
             (Deleted, Pause, Err("gate_closed")),
         ];
         for (from, t, want) in cases {
-            let got = transition(&gate(*from, 1), *t, Millis(1));
+            let got = transition(&gate(*from, 1), *t, 2, Millis(1));
             let got = match got {
                 Ok(g) => Ok(g.map(|g| (g.state, g.epoch))),
                 Err(Error::InvalidTransition(_)) => Err("invalid_transition"),
@@ -613,7 +627,7 @@ mod tests {
     #[test]
     fn pause_is_backward_compatible_and_terminal_closes() {
         let open = gate(GateState::Open, 1);
-        let (t, created) = admit(&open, None, "t1", None, Millis(0)).unwrap_or_else(|e| panic!("{e}"));
+        let (t, created) = admit(&open, None, "t1", None, 1, Millis(0)).unwrap_or_else(|e| panic!("{e}"));
         assert!(created);
         let paused = gate(GateState::Paused, 1);
         assert!(matches!(
@@ -647,14 +661,14 @@ mod tests {
                 ..
             }))
         ));
-        let (voided, pending) = close_epoch(&[t.clone(), committed], 1, Millis(4));
+        let (voided, pending) = close_epoch(&[t.clone(), committed], 1, 8, Millis(4));
         assert_eq!((voided.len(), pending), (1, 1));
         assert!(matches!(
-            admit(&gate(GateState::Deleted, 2), None, "t2", None, Millis(0)),
+            admit(&gate(GateState::Deleted, 2), None, "t2", None, 6, Millis(0)),
             Err(Error::GateClosed(_))
         ));
         assert!(matches!(
-            admit(&open, Some(&t), "t1", None, Millis(0)),
+            admit(&open, Some(&t), "t1", None, 7, Millis(0)),
             Ok((_, false))
         ));
     }

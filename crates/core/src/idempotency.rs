@@ -69,6 +69,8 @@ pub fn begin(
     req: &Begin,
     now: Millis,
 ) -> Result<Began, Error> {
+    // The fingerprint is stored and compared as a column.
+    crate::names::validate_text("fingerprint", &req.fingerprint)?;
     let started = || {
         Began::Started(IdemEntry {
             scope: scope.to_owned(),

@@ -87,7 +87,7 @@ pub fn check_token(token: &str) -> Result<(), Error> {
             "token must be a non-empty string of at most 256 bytes",
         ));
     }
-    Ok(())
+    crate::names::validate_text("token", token)
 }
 
 /// Checks an `acquire` request before anything is loaded.
@@ -103,6 +103,9 @@ pub fn check_acquire(req: &AcquireReq, limits: &Limits) -> Result<(), Error> {
             "holder is over {} bytes",
             limits.lease_holder_bytes_max
         )));
+    }
+    if let Some(h) = &req.holder {
+        crate::names::validate_text("holder", h)?;
     }
     Ok(())
 }

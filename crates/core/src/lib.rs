@@ -5,6 +5,7 @@
 //! `now`, and returns the new state and an answer, or a typed refusal. Backends
 //! (lockstep-store) load, lock, call these functions and persist what they return.
 
+pub mod capability;
 pub mod change;
 pub mod command;
 pub mod cursor;

@@ -38,6 +38,10 @@ pub struct Limits {
     pub changes_keep_ms: u64,
     /// Change-log retention: at most this many entries are kept (whole revisions).
     pub changes_keep_count: u64,
+    /// Most elements of one legacy feed import.
+    pub import_entries_max: usize,
+    /// Longest lifetime of a capability.
+    pub capability_ttl_ms_max: u64,
 }
 
 impl Default for Limits {
@@ -60,6 +64,8 @@ impl Default for Limits {
             idempotency_lock_ms: 90_000,
             changes_keep_ms: 7 * 24 * 3600 * 1000,
             changes_keep_count: 1_000_000,
+            import_entries_max: 1_000,
+            capability_ttl_ms_max: 30 * 24 * 3600 * 1000,
         }
     }
 }

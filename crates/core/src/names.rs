@@ -39,6 +39,33 @@ pub fn validate_key(key: &str, limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
+/// The largest revision there can be: revisions are stored as signed 64-bit
+/// integers by both backends.
+pub const REVISION_MAX: u64 = i64::MAX as u64;
+
+/// Checks a number given where a revision (a version, a fence, a cursor
+/// position) is expected: larger than any revision can be is a 400.
+pub fn validate_revision(what: &str, n: u64) -> Result<u64, Error> {
+    if n > REVISION_MAX {
+        return Err(Error::invalid(format!(
+            "{what} {n} cannot be a revision (at most {REVISION_MAX})"
+        )));
+    }
+    Ok(n)
+}
+
+/// Checks a string that is stored or compared as a column (a lease holder, a
+/// fingerprint, a prefix): no control characters, as names (SPEC §2). JSON
+/// values may hold any character; these may not.
+pub fn validate_text(what: &str, s: &str) -> Result<(), Error> {
+    if s.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

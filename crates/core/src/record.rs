@@ -87,13 +87,15 @@ impl Precondition {
                 }
             }
             Precondition::IfMatch(m) if m.matches(current) => Ok(()),
-            Precondition::IfMatch(_) => Err(Error::PreconditionFailed(
-                "If-Match does not match the current version".into(),
-            )),
+            Precondition::IfMatch(_) => Err(Error::PreconditionFailed {
+                detail: "If-Match does not match the current version".into(),
+                current: current.map(Record::current),
+            }),
             Precondition::IfNoneMatch(m) if !m.matches(current) => Ok(()),
-            Precondition::IfNoneMatch(_) => Err(Error::PreconditionFailed(
-                "If-None-Match matches the current version".into(),
-            )),
+            Precondition::IfNoneMatch(_) => Err(Error::PreconditionFailed {
+                detail: "If-None-Match matches the current version".into(),
+                current: current.map(Record::current),
+            }),
         }
     }
 }
@@ -234,7 +236,7 @@ mod tests {
         if let Err(e) = got {
             let name = match e {
                 Error::VersionMismatch { .. } => "version_mismatch",
-                Error::PreconditionFailed(_) => "precondition_failed",
+                Error::PreconditionFailed { .. } => "precondition_failed",
                 _ => "other",
             };
             assert_eq!(name, code);

@@ -256,8 +256,20 @@ impl Txn {
         }
         for c in &self.compare {
             crate::names::validate_key(c.row().name(), limits)?;
-            if let Compare::Value { value, .. } = c {
-                json::check_value(value, limits)?;
+            match c {
+                Compare::Value { value, .. } => {
+                    json::check_value(value, limits)?;
+                }
+                Compare::Version { version, .. } => {
+                    crate::names::validate_revision("compare version", *version)?;
+                }
+                Compare::Fence { token, .. } => {
+                    crate::names::validate_revision("fence token", *token)?;
+                }
+                Compare::Lease { token, .. } => {
+                    crate::lease::check_token(token)?;
+                }
+                Compare::Exists { .. } => {}
             }
         }
         for op in self.success.iter().chain(&self.failure) {
@@ -295,17 +307,21 @@ impl Txn {
     }
 
     /// The fences to record when the success branch applies: each fence compare's
-    /// resource with the larger of its token and the recorded fence.
+    /// resource with its highest token, where that is above the recorded fence.
     pub fn fences_to_record(&self, guards: &Guards) -> Vec<(String, u64)> {
-        let mut out: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        let mut highest: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
         for c in &self.compare {
             if let Compare::Fence { resource, token } = c {
-                let recorded = guards.fences.get(resource).copied().unwrap_or(0);
-                let e = out.entry(resource.clone()).or_insert(recorded);
+                let e = highest.entry(resource.as_str()).or_insert(*token);
                 *e = (*e).max(*token);
             }
         }
-        out.into_iter().collect()
+        // Only a fence above the recorded one changes anything.
+        highest
+            .into_iter()
+            .filter(|(resource, token)| guards.fences.get(*resource).is_none_or(|r| token > r))
+            .map(|(resource, token)| (resource.to_owned(), token))
+            .collect()
     }
 }
 

@@ -35,7 +35,7 @@ pub struct File {
     /// CORS (parsed and kept; applied by the CORS layer).
     #[serde(default)]
     pub cors: Cors,
-    /// Capability signing keys (parsed and kept; used by capabilities).
+    /// Capability signing keys.
     #[serde(default)]
     pub capabilities: Capabilities,
     /// The `[[tokens]]` tables.
@@ -93,6 +93,8 @@ pub struct LimitsTable {
     pub idempotency_lock_ms: Option<u64>,
     pub changes_keep_ms: Option<u64>,
     pub changes_keep_count: Option<u64>,
+    pub import_entries_max: Option<usize>,
+    pub capability_ttl_ms_max: Option<u64>,
 }
 
 impl File {
@@ -118,6 +120,8 @@ impl File {
         })?;
         file.tokens()?;
         file.limits(Limits::default())?;
+        lockstep_server::capabilities::CapabilityKeys::new(&file.capabilities.keys)
+            .map_err(anyhow::Error::msg)?;
         Ok(file)
     }
 
@@ -150,7 +154,9 @@ impl File {
             idempotency_ttl_ms,
             idempotency_lock_ms,
             changes_keep_ms,
-            changes_keep_count
+            changes_keep_count,
+            import_entries_max,
+            capability_ttl_ms_max
         );
         check_limits(&l)?;
         Ok(l)
@@ -160,7 +166,7 @@ impl File {
 /// Refuses limits that cannot work, naming the key and what it must be.
 pub fn check_limits(l: &Limits) -> anyhow::Result<()> {
     let d = Limits::default();
-    let positive: [(&str, u64); 15] = [
+    let positive: [(&str, u64); 17] = [
         ("body_bytes_max", l.body_bytes_max as u64),
         ("value_bytes_max", l.value_bytes_max as u64),
         ("key_bytes_max", l.key_bytes_max as u64),
@@ -176,6 +182,8 @@ pub fn check_limits(l: &Limits) -> anyhow::Result<()> {
         ("idempotency_lock_ms", l.idempotency_lock_ms),
         ("changes_keep_ms", l.changes_keep_ms),
         ("changes_keep_count", l.changes_keep_count),
+        ("import_entries_max", l.import_entries_max as u64),
+        ("capability_ttl_ms_max", l.capability_ttl_ms_max),
     ];
     for (name, v) in positive {
         if v == 0 {
@@ -324,6 +332,7 @@ mod tests {
             ("[limits]\nbody_bytes_max = 0".to_owned(), "limits.body_bytes_max must be at least 1"),
             ("[limits]\nvalue_bytes_max = 3000000".to_owned(), "value_bytes_max"),
             ("[limits]\njson_depth_max = 100000".to_owned(), "json_depth_max must be at most 128"),
+            ("[capabilities]\nkeys = [\"short\"]".to_owned(), "capabilities.keys[0] is shorter than 32 bytes"),
             ("[limits]\nbody_bytes_max = -1".to_owned(), "invalid value"),
             (
                 format!("[[tokens]]\nname = \"a\"\nrole = \"root\"\nnamespaces = [\"*\"]\nsecret_sha256 = \"{hash}\""),

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use config::{File, DEFAULT_DATABASE, DEFAULT_LISTEN, DEFAULT_POOL_SIZE};
 use lockstep_core::Limits;
 use lockstep_server::auth::{self, Auth, TokenSet};
+use lockstep_server::capabilities::CapabilityKeys;
 use lockstep_server::tls::Tls;
 use lockstep_store::{Location, Options, Store};
 use std::net::SocketAddr;
@@ -114,7 +115,7 @@ struct Settings {
     tokens: TokenSet,
     /// `cors.allowed_origins`: kept for the CORS layer (not applied yet).
     cors_allowed_origins: Vec<String>,
-    /// `capabilities.keys`: kept for capability tokens (not used yet; secret).
+    /// `capabilities.keys`: the keys capabilities are signed with (secret).
     capability_keys: Vec<String>,
 }
 
@@ -244,6 +245,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(anyhow::Error::msg)?)),
         None => None,
     };
+    let capability_keys = CapabilityKeys::new(&s.capability_keys).map_err(anyhow::Error::msg)?;
     let location = Location::parse(&s.database)?;
     let opts = Options {
         pool_size: s.pool_size,
@@ -271,11 +273,10 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             "serving plain HTTP on a network address: terminate TLS in front (a reverse proxy) or give --tls-cert and --tls-key"
         );
     }
-    if !s.cors_allowed_origins.is_empty() || !s.capability_keys.is_empty() {
+    if !s.cors_allowed_origins.is_empty() {
         tracing::warn!(
             cors_origins = s.cors_allowed_origins.len(),
-            capability_keys = s.capability_keys.len(),
-            "[cors] and [capabilities] are read but not in effect yet in this version"
+            "[cors] allowed_origins is read but not in effect yet in this version"
         );
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -285,7 +286,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         "lockstep listening on {scheme}://{addr} backend={} data={data}",
         store.backend()
     );
-    let state = lockstep_server::AppState::new(store, opts.limits).with_auth(auth);
+    let mut state = lockstep_server::AppState::new(store, opts.limits).with_auth(auth);
+    state.capability_keys = Arc::new(capability_keys);
     match tls {
         Some(tls) => lockstep_server::serve_tls(listener, tls, state, shutdown_signal()).await?,
         None => lockstep_server::serve(listener, state, shutdown_signal()).await?,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{fresh_pg, sqlite_db, tempdir, Http, Resp, Server};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const NS: &str = "bad";
 
@@ -431,6 +431,10 @@ async fn bad_input(url: &str, backend: &str) {
         c.problem(&r, 400, "invalid_request", &format!("{name}: {value}"));
     }
 
+    numbers_past_revisions(&h, &mut c).await;
+    control_characters(&h, &mut c).await;
+    unknown_query_parameters(&h, &mut c).await;
+
     // After all of it the server still serves.
     let r = h
         .json("PUT", &rec("after"), &json!({"value": {"still": "fine"}}))
@@ -452,6 +456,248 @@ async fn bad_input(url: &str, backend: &str) {
         format!("the last PUT is listed: {}", listed.text),
     );
     c.finish(backend);
+}
+
+/// 2^63 and 2^64-1: numbers a u64 holds that no revision can be.
+const PAST_REVISIONS: [u64; 2] = [1 << 63, u64::MAX];
+
+/// A number that cannot be a revision is 400 wherever a revision, version,
+/// fence or cursor is expected (SPEC §3); the largest revision is accepted.
+async fn numbers_past_revisions(h: &Http, c: &mut Checks) {
+    let changes = format!("/v1/ns/{NS}/changes");
+    for n in PAST_REVISIONS {
+        for q in ["after", "cursor"] {
+            let r = h.get(&format!("{changes}?{q}={n}")).await;
+            c.problem(&r, 400, "invalid_request", &format!("/changes?{q}={n}"));
+        }
+        let r = h.get(&format!("/v1/ns/{NS}/watch?after={n}")).await;
+        c.problem(&r, 400, "invalid_request", &format!("/watch?after={n}"));
+        let r = h
+            .send(
+                h.req("GET", &format!("/v1/ns/{NS}/watch"))
+                    .header("last-event-id", n.to_string()),
+            )
+            .await;
+        c.problem(&r, 400, "invalid_request", &format!("Last-Event-ID: {n}"));
+        let r = h
+            .json("PUT", &rec("n"), &json!({"value": 1, "expected_version": n}))
+            .await;
+        c.problem(&r, 400, "invalid_request", &format!("PUT expected_version {n}"));
+        let r = raw(
+            h,
+            "DELETE",
+            &format!("{}?expected_version={n}", rec("n")),
+            None,
+            "",
+        )
+        .await;
+        c.problem(
+            &r,
+            400,
+            "invalid_request",
+            &format!("DELETE ?expected_version={n}"),
+        );
+        let r = raw(
+            h,
+            "PATCH",
+            &format!("{}?expected_version={n}", rec("n")),
+            Some("application/merge-patch+json"),
+            "{}",
+        )
+        .await;
+        c.problem(
+            &r,
+            400,
+            "invalid_request",
+            &format!("PATCH ?expected_version={n}"),
+        );
+        let txn = format!("/v1/ns/{NS}/txn");
+        for compare in [
+            json!({"key": "n", "version": n}),
+            json!({"fence": {"resource": "n", "token": n}}),
+        ] {
+            let r = h
+                .json("POST", &txn, &json!({"compare": [compare], "success": []}))
+                .await;
+            c.problem(&r, 400, "invalid_request", &format!("txn compare {compare}"));
+        }
+        let r = h
+            .json(
+                "POST",
+                &txn,
+                &json!({"success": [{"incr": {"key": "n", "by": n}}]}),
+            )
+            .await;
+        c.problem(&r, 400, "invalid_request", &format!("incr by {n}"));
+        for path in [
+            format!("/v1/ns/{NS}/leases/n/acquire"),
+            format!("/v1/ns/{NS}/leases/n/renew"),
+        ] {
+            let r = h.json("POST", &path, &json!({"ttl_ms": n, "token": "t"})).await;
+            c.problem(&r, 400, "invalid_request", &format!("{path} ttl_ms {n}"));
+        }
+        let r = h
+            .json(
+                "POST",
+                &format!("/v1/ns/{NS}/leases/n/acquire"),
+                &json!({"ttl_ms": 1000, "wait_ms": n}),
+            )
+            .await;
+        c.problem(&r, 400, "invalid_request", &format!("acquire wait_ms {n}"));
+        let r = h
+            .json(
+                "POST",
+                &format!("/v1/ns/{NS}/idempotency/s/n"),
+                &json!({"fingerprint": "f", "lock_ms": n}),
+            )
+            .await;
+        c.problem(&r, 400, "invalid_request", &format!("idempotency lock_ms {n}"));
+    }
+    // The largest revision is a revision: nothing after it, no refusal.
+    let max = i64::MAX;
+    let r = h.get(&format!("{changes}?after={max}")).await;
+    c.status(&r, 200, "/changes?after=i64::MAX");
+    let r = h
+        .json("PUT", &rec("n"), &json!({"value": 1, "expected_version": max}))
+        .await;
+    c.problem(&r, 409, "version_mismatch", "PUT expected_version i64::MAX");
+    let r = h
+        .json(
+            "POST",
+            &format!("/v1/ns/{NS}/txn"),
+            &json!({"compare": [{"fence": {"resource": "n", "token": max}}], "success": []}),
+        )
+        .await;
+    c.status(&r, 200, "a fence of i64::MAX");
+}
+
+/// Strings stored or compared as columns refuse control characters on every
+/// backend; JSON values keep U+0000 exactly.
+async fn control_characters(h: &Http, c: &mut Checks) {
+    let ns = format!("/v1/ns/{NS}");
+    let r = h
+        .json(
+            "POST",
+            &format!("{ns}/leases/nul/acquire"),
+            &json!({"ttl_ms": 1000, "holder": "a\u{0}b"}),
+        )
+        .await;
+    c.problem(&r, 400, "invalid_request", "holder with U+0000");
+    let r = h
+        .json(
+            "POST",
+            &format!("{ns}/leases/nul/acquire"),
+            &json!({"ttl_ms": 1000, "holder": "a\u{1b}b"}),
+        )
+        .await;
+    c.problem(&r, 400, "invalid_request", "holder with ESC");
+    let r = h
+        .json(
+            "POST",
+            &format!("{ns}/leases/nul/release"),
+            &json!({"token": "t\u{0}"}),
+        )
+        .await;
+    c.problem(&r, 400, "invalid_request", "lease token with U+0000");
+    let r = h
+        .json(
+            "POST",
+            &format!("{ns}/idempotency/s/nul"),
+            &json!({"fingerprint": "f\u{0}", "lock_ms": 1000}),
+        )
+        .await;
+    c.problem(&r, 400, "invalid_request", "fingerprint with U+0000");
+    for list in ["records", "feeds", "changes"] {
+        let r = h.get(&format!("{ns}/{list}?prefix=a%00b")).await;
+        c.problem(&r, 400, "invalid_request", &format!("{list}?prefix with U+0000"));
+    }
+    // JSON values and meta keep U+0000 exactly, on every backend.
+    let value = json!({"s": "x\u{0}y", "\u{0}k": ["\u{0}"]});
+    let r = h.json("PUT", &rec("nul-value"), &json!({"value": value})).await;
+    c.status(&r, 201, "a value with U+0000");
+    let r = h.get(&rec("nul-value")).await;
+    c.that(
+        r.body["value"] == value,
+        format!("a value with U+0000 reads back: {}", r.text),
+    );
+    let r = h
+        .json(
+            "POST",
+            &format!("{ns}/feeds/nul/entries"),
+            &json!({"id": "e", "data": value}),
+        )
+        .await;
+    c.status(&r, 201, "a feed entry with U+0000");
+    let r = h.get(&format!("{ns}/feeds/nul/entries")).await;
+    c.that(
+        r.body["entries"][0]["data"] == value,
+        format!("an entry with U+0000 reads back: {}", r.text),
+    );
+    let r = h
+        .json("PUT", &format!("{ns}/gates/nul"), &json!({"meta": value}))
+        .await;
+    c.status(&r, 201, "gate meta with U+0000");
+    let r = h.get(&format!("{ns}/gates/nul")).await;
+    c.that(
+        r.body["meta"] == value,
+        format!("gate meta with U+0000 reads back: {}", r.text),
+    );
+}
+
+/// Every route refuses query parameters it does not know (SPEC §15), and a
+/// refused write changes nothing.
+async fn unknown_query_parameters(h: &Http, c: &mut Checks) {
+    let ns = format!("/v1/ns/{NS}");
+    let value = json!({"value": 1});
+    let cases: Vec<(&str, String, Option<Value>)> = vec![
+        ("PUT", rec("q?x=1"), Some(value.clone())),
+        ("GET", rec("q?x=1"), None),
+        ("PATCH", rec("q?x=1"), None),
+        ("DELETE", rec("q?x=1"), None),
+        ("GET", format!("{ns}/records?x=1"), None),
+        (
+            "POST",
+            format!("{ns}/txn?x=1"),
+            Some(json!({"success": [{"put": {"key": "q", "value": 1}}]})),
+        ),
+        (
+            "POST",
+            format!("{ns}/leases/q/acquire?x=1"),
+            Some(json!({"ttl_ms": 1000})),
+        ),
+        ("GET", format!("{ns}/leases/q?x=1"), None),
+        (
+            "POST",
+            format!("{ns}/feeds/q/entries?x=1"),
+            Some(json!({"id": "e", "data": {}})),
+        ),
+        ("GET", format!("{ns}/feeds/q/entries?x=1"), None),
+        ("PUT", format!("{ns}/gates/q?x=1"), Some(json!({}))),
+        ("GET", format!("{ns}/gates/q?x=1"), None),
+        ("GET", format!("{ns}/changes?x=1"), None),
+        ("GET", format!("{ns}/watch?x=1"), None),
+        ("GET", "/v1/info?x=1".to_owned(), None),
+        ("GET", "/healthz?x=1".to_owned(), None),
+    ];
+    for (method, path, body) in cases {
+        let r = match body {
+            Some(b) => h.json(method, &path, &b).await,
+            None => raw(h, method, &path, None, "").await,
+        };
+        c.problem(&r, 400, "invalid_request", &format!("{method} {path}"));
+    }
+    let r = h.get(&rec("q")).await;
+    c.status(&r, 404, "a PUT refused for its query wrote nothing");
+    let r = h.get(&format!("{ns}/leases/q")).await;
+    c.that(
+        r.body["fence"].is_null(),
+        format!("an acquire refused for its query took nothing: {}", r.text),
+    );
+    let r = h.get(&format!("{ns}/feeds/q/entries")).await;
+    c.that(
+        r.body["entries"].as_array().is_some_and(Vec::is_empty),
+        format!("an append refused for its query appended nothing: {}", r.text),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -575,6 +575,29 @@ async fn filters_and_paging(url: &str) {
     }
     assert_eq!(keys, ["a/1", "b/1", "a/2", "a/lock", "a/3", "b/2"]);
     assert!(pages >= 3, "{pages} pages");
+    // The same pages with `cursor=`, as every listing takes `next_cursor` back.
+    let mut cursor: Option<String> = None;
+    let mut by_cursor = Vec::new();
+    loop {
+        let q = cursor
+            .as_ref()
+            .map(|a| format!("&cursor={a}"))
+            .unwrap_or_default();
+        let r = h.get(&format!("/v1/ns/{NS}/changes?limit=2{q}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        by_cursor.extend(
+            r.body["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["key"].clone()),
+        );
+        match r.body["next_cursor"].as_str() {
+            None => break,
+            Some(s) => cursor = Some(s.to_owned()),
+        }
+    }
+    assert_eq!(by_cursor, keys);
 
     // Filters on the listing.
     let list = |q: String| {
@@ -609,6 +632,8 @@ async fn filters_and_paging(url: &str) {
         "limit=1001",
         "bogus=1",
         "cursor=x",
+        "cursor=1&after=1",
+        "cursor=9223372036854775808",
     ] {
         let r = h.get(&format!("/v1/ns/{NS}/changes?{q}")).await;
         assert_eq!(r.status, 400, "changes?{q}: {}", r.text);

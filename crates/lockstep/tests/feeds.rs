@@ -486,6 +486,92 @@ async fn legacy_import(cl: &Cluster) {
     let (entries, unread) = page_all(&clients, feed2, "desc", 100).await;
     assert_eq!(entries.len(), 5);
     assert_eq!(unread, 5);
+
+    // The documented shape: with a `data` member, the entry's data is `data`.
+    let feed3 = "legacy:documented";
+    let import3 = format!("{}/import", feed_path(feed3));
+    let r = h
+        .json(
+            "POST",
+            &import3,
+            &json!([{"id": "c", "at": "2026-01-01T00:00:00Z", "data": {"file": "z"}, "extra": 1}]),
+        )
+        .await;
+    assert_eq!(r.u64("imported"), 1, "{}", r.text);
+    let (entries, _) = page_all(&clients, feed3, "asc", 10).await;
+    assert_eq!(entries[0]["data"], json!({"file": "z"}), "[{label}] {entries:?}");
+
+    // The seed's array, as the Worker kept it: named members, epoch milliseconds
+    // and RFC 3339 mixed, the payload beside them.
+    let feed4 = "legacy:seed-000";
+    let seed = json!([
+        {"reservationId": "res-1", "createdAt": 1_767_225_600_000_i64, "file": "a.pdf", "ip": "10.0.0.1"},
+        {"reservationId": "res-2", "createdAt": "2026-01-01T00:00:01Z", "file": "b.pdf"},
+    ]);
+    let named = format!(
+        "{}/import?id_field=reservationId&at_field=createdAt",
+        feed_path(feed4)
+    );
+    let r = h.json("POST", &named, &seed).await;
+    assert_eq!((r.status, r.u64("imported")), (200, 2), "[{label}] {}", r.text);
+    let (entries, _) = page_all(&clients, feed4, "asc", 10).await;
+    assert_eq!(entries[0]["id"], json!("res-1"));
+    assert_eq!(entries[0]["at"], json!("2026-01-01T00:00:00.000Z"));
+    assert_eq!(entries[0]["data"], json!({"file": "a.pdf", "ip": "10.0.0.1"}));
+    assert_eq!(entries[1]["at"], json!("2026-01-01T00:00:01.000Z"));
+
+    // GET /feeds/{feed}: the configuration in force and the counts.
+    let path4 = feed_path(feed4);
+    let r = h.get(&path4).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (&r.body["entries"], &r.body["unread_count"], &r.body["own_config"]),
+        (&json!(2), &json!(2), &json!(false)),
+        "{}",
+        r.text
+    );
+    let r = h.json("PUT", &path4, &json!({"max_entries": 10})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = h.get(&path4).await;
+    assert_eq!(
+        (&r.body["config"], &r.body["own_config"]),
+        (&json!({"max_entries": 10}), &json!(true)),
+        "{}",
+        r.text
+    );
+    let r = h.get(&feed_path("legacy:never-used")).await;
+    assert_eq!(
+        (r.status, &r.body["entries"]),
+        (200, &json!(0)),
+        "a feed never used reads empty: {}",
+        r.text
+    );
+
+    // A bad element refuses the whole batch, naming its index; nothing of it lands.
+    let feed5 = "legacy:bad";
+    let import5 = format!("{}/import", feed_path(feed5));
+    let r = h
+        .json(
+            "POST",
+            &import5,
+            &json!([{"id": "ok-1"}, {"id": "ok-2"}, {"id": "bad", "at": "yesterday"}]),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, Some("invalid_request")), "{}", r.text);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("element 2"),
+        "{}",
+        r.text
+    );
+    let (entries, _) = page_all(&clients, feed5, "asc", 10).await;
+    assert!(
+        entries.is_empty(),
+        "[{label}] nothing of a refused batch: {entries:?}"
+    );
+    let r = h
+        .json("POST", &format!("{import5}?id_column=x"), &json!([]))
+        .await;
+    assert_eq!(r.status, 400, "an unknown import parameter: {}", r.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

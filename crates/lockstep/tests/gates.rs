@@ -1148,9 +1148,14 @@ async fn duplicate_finalize(cl: &Cluster) {
             first.text
         );
         let fin_rev = first.body["finalized_revision"].as_u64().unwrap();
+        assert_eq!(
+            first.body["revision"],
+            json!(fin_rev),
+            "[{label}] {g}: a finalize names the revision it committed at"
+        );
         for a in &answers {
             assert_eq!(a.status, 200, "[{label}] {g}: {}", a.text);
-            assert_eq!(a.body, first.body, "[{label}] {g}: identical answers");
+            assert_eq!(a.text, first.text, "[{label}] {g}: byte-identical answers");
         }
         let listed = list_tickets(&h, g).await;
         assert_eq!(
@@ -1174,6 +1179,69 @@ async fn duplicate_finalize(cl: &Cluster) {
             .collect();
         assert_eq!(finalizes, [fin_rev], "[{label}] {g}: one finalization in the log");
     }
+    // Every ticket answer names the revision of the ticket's last write; a
+    // repeat that changes nothing names the original write's.
+    let g = "dup-abort";
+    put_gate(&h, g, "reject").await;
+    let admitted = admit(&h, g, "t-abort").await;
+    expect(&admitted, 201, None, "admit");
+    let again = admit(&h, g, "t-abort").await;
+    assert_eq!(
+        again.body["revision"], admitted.body["revision"],
+        "{}",
+        again.text
+    );
+    let check = ticket_op(&h, g, "t-abort", "check").await;
+    assert_eq!(
+        check.body["revision"], admitted.body["revision"],
+        "{}",
+        check.text
+    );
+    let aborted = ticket_op(&h, g, "t-abort", "abort").await;
+    let rev = aborted.body["revision"].as_u64().unwrap();
+    assert!(
+        rev > admitted.body["revision"].as_u64().unwrap(),
+        "{}",
+        aborted.text
+    );
+    for _ in 0..3 {
+        let repeat = ticket_op(&cl.http(1), g, "t-abort", "abort").await;
+        assert_eq!(
+            repeat.text, aborted.text,
+            "[{label}] a repeated abort answers the same"
+        );
+    }
+    let paused = transition(&h, g, "pause").await;
+    let repeat = transition(&h, g, "pause").await;
+    assert_eq!(
+        repeat.body["revision"], paused.body["revision"],
+        "{}",
+        repeat.text
+    );
+    // DELETE /gates/{id} is the delete transition; repeating it changes nothing.
+    let open = admit(&h, "dup-reject", "t-open").await;
+    expect(&open, 201, None, "admit before delete");
+    let deleted = h
+        .send(h.req("DELETE", &format!("/v1/ns/{NS}/gates/dup-reject")))
+        .await;
+    expect(&deleted, 200, None, "DELETE a gate");
+    assert_eq!(
+        (
+            &deleted.body["state"],
+            &deleted.body["changed"],
+            &deleted.body["voided"]
+        ),
+        (&json!("deleted"), &json!(true), &json!(1)),
+        "{}",
+        deleted.text
+    );
+    let again = h
+        .send(h.req("DELETE", &format!("/v1/ns/{NS}/gates/dup-reject")))
+        .await;
+    assert_eq!(again.body["changed"], json!(false), "{}", again.text);
+    assert_eq!(again.body["revision"], deleted.body["revision"], "{}", again.text);
+    let r = ticket_op(&h, "dup-reject", "t-open", "check").await;
+    expect(&r, 410, Some("gate_closed"), "a ticket of a deleted gate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -380,15 +380,22 @@ async fn put_preconditions(t: &T) {
         )
         .await;
     let v3 = assert_written(&r, "pc/a");
-    t.check(
-        "PUT",
-        &rec("pc/a"),
-        &[("if-match", &etag(v2))],
-        j(json!({"value": 4})),
-        412,
-        Some("precondition_failed"),
-    )
-    .await;
+    let r = t
+        .check(
+            "PUT",
+            &rec("pc/a"),
+            &[("if-match", &etag(v2))],
+            j(json!({"value": 4})),
+            412,
+            Some("precondition_failed"),
+        )
+        .await;
+    assert_eq!(
+        r.body["current"],
+        json!({"version": v3, "value": 3}),
+        "a 412 carries current as a 409 does: {}",
+        r.text
+    );
     let list = format!("\"1\", {}", etag(v3));
     let r = t
         .check(
@@ -1267,6 +1274,28 @@ async fn service(t: &T) {
     }
 }
 
+/// Every namespace of `GET /v1/namespaces`, one per page.
+async fn list_namespaces(h: &Http) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
+        let r = h.get(&format!("/v1/namespaces?limit=1{q}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        out.extend(
+            r.body["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_owned()),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
 async fn namespaces(t: &T) {
     t.check(
         "PUT",
@@ -1295,8 +1324,53 @@ async fn namespaces(t: &T) {
         None,
     )
     .await;
+    // Every primitive of the namespace, not only records.
+    let h = &t.http;
+    let lease = h
+        .json("POST", "/v1/ns/gone/leases/l/acquire", &json!({"ttl_ms": 60_000}))
+        .await;
+    assert_eq!(lease.status, 200, "{}", lease.text);
+    assert_eq!(h.json("PUT", "/v1/ns/gone/gates/g", &json!({})).await.status, 201);
+    let e = h
+        .json(
+            "POST",
+            "/v1/ns/gone/feeds/f/entries",
+            &json!({"id": "e", "data": {}}),
+        )
+        .await;
+    assert_eq!(e.status, 201, "{}", e.text);
+    let e = h
+        .json(
+            "POST",
+            "/v1/ns/feed-only/feeds/f/entries",
+            &json!({"id": "e", "data": {}}),
+        )
+        .await;
+    assert_eq!(e.status, 201, "{}", e.text);
+    let listed = list_namespaces(h).await;
+    for ns in ["gone", "kept", "feed-only"] {
+        assert!(listed.iter().any(|n| n == ns), "{ns} is listed: {listed:?}");
+    }
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "namespaces by name");
     let r = t.check("DELETE", "/v1/ns/gone", &[], B::None, 200, None).await;
     assert_eq!(r.body["records"], json!(2), "{}", r.text);
+    let listed = list_namespaces(h).await;
+    assert!(
+        !listed.iter().any(|n| n == "gone"),
+        "a deleted namespace is not listed: {listed:?}"
+    );
+    let r = h.get("/v1/ns/gone/leases/l").await;
+    assert_eq!(
+        (&r.body["held"], &r.body["fence"]),
+        (&json!(false), &Value::Null),
+        "{}",
+        r.text
+    );
+    assert_eq!(h.get("/v1/ns/gone/gates/g").await.status, 404);
+    let r = h.get("/v1/ns/gone/feeds/f/entries").await;
+    assert_eq!(r.body["entries"], json!([]), "{}", r.text);
     t.check(
         "GET",
         "/v1/ns/gone/records/a",

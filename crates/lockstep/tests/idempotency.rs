@@ -555,6 +555,11 @@ async fn replay_semantics_per_endpoint(url: String) {
         "idempotency_key_in_use",
         "the same key while its acquire waits",
     );
+    assert_eq!(
+        r.header("retry-after"),
+        Some("1"),
+        "idempotency_key_in_use is retryable and says when"
+    );
     let released = h
         .json(
             "POST",
@@ -714,6 +719,27 @@ async fn application_store(url: String) {
     let f2 = json!({"fingerprint": "sha256:bbb", "lock_ms": 30_000});
 
     let token = started_token(&h.json("POST", &k1, &f1).await, "first begin");
+    // Reading a key tells its state, never the owner's token.
+    let r = h.get(&k1).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (&r.body["state"], &r.body["stale"]),
+        (&json!("started"), &json!(false)),
+        "{}",
+        r.text
+    );
+    assert!(r.body["locked_until"].is_string(), "{}", r.text);
+    assert!(
+        !r.text.contains(&token),
+        "the owner's token is never shown: {}",
+        r.text
+    );
+    assert_problem(
+        &h.get(&app("checkout", "never")).await,
+        404,
+        "not_found",
+        "an unknown key",
+    );
     assert_problem(
         &h.json("POST", &k1, &f1).await,
         409,
@@ -745,6 +771,13 @@ async fn application_store(url: String) {
         .await;
     assert_eq!(r.status, 200, "complete: {}", r.text);
     assert_eq!(r.body["state"], json!("completed"), "{}", r.text);
+    let r = h.get(&k1).await;
+    assert_eq!(
+        (&r.body["state"], &r.body["response"]),
+        (&json!("completed"), &stored),
+        "{}",
+        r.text
+    );
     for _ in 0..2 {
         let r = h.json("POST", &k1, &f1).await;
         assert_eq!(r.status, 200, "replay: {}", r.text);

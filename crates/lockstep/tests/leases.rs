@@ -90,8 +90,21 @@ fn granted(r: &Resp, name: &str, holder: Option<&str>, ttl_ms: u64) -> Held {
         .collect();
     assert_eq!(
         keys,
-        BTreeSet::from(["name", "token", "fence", "holder", "acquired_at", "expires_at"]),
+        BTreeSet::from([
+            "name",
+            "token",
+            "fence",
+            "holder",
+            "acquired_at",
+            "expires_at",
+            "revision"
+        ]),
         "acquire answer members: {}",
+        r.text
+    );
+    assert_eq!(
+        r.body["revision"], r.body["fence"],
+        "an acquire commits at its fence: {}",
         r.text
     );
     assert_eq!(r.body["name"], json!(name));
@@ -295,6 +308,72 @@ async fn fencing(h: &Http) {
     let r = h.get(&format!("/v1/ns/{NS}/records/db-value")).await;
     assert_eq!(r.body["value"], json!("b1"), "{}", r.text);
     assert!(!release(h, name, &a.token).await.0);
+
+    // Recording a fence is a write: a revision and a `fence` change (kind
+    // lease, key = the resource), once per higher fence.
+    let log = h
+        .get(&format!("/v1/ns/{NS}/changes?kind=lease&prefix=db&limit=1000"))
+        .await;
+    let fences: Vec<(&str, &str)> = log.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["key"] == json!("db"))
+        .map(|c| (c["op"].as_str().unwrap(), c["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fences,
+        [("fence", "anonymous"), ("fence", "anonymous")],
+        "{}",
+        log.text
+    );
+    let before = h.get(&format!("/v1/ns/{NS}/changes?limit=1000")).await;
+    let r = run_txn(
+        h,
+        json!({"compare": [{"fence": {"resource": "db", "token": b.fence + 1000}}]}),
+    )
+    .await;
+    assert_eq!(txn_failed(&r), (true, vec![]), "{}", r.text);
+    let after = h.get(&format!("/v1/ns/{NS}/changes?limit=1000")).await;
+    let last = after.body["changes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["revision"], r.body["revision"],
+        "the fence-only txn committed at its own revision"
+    );
+    assert_eq!(
+        (last["op"].clone(), last["key"].clone()),
+        (json!("fence"), json!("db"))
+    );
+    assert!(
+        r.u64("revision")
+            > before.body["changes"].as_array().unwrap().last().unwrap()["revision"]
+                .as_u64()
+                .unwrap()
+    );
+
+    // A's lease ran out and B took it over: the log shows the expiry between
+    // the two acquisitions (written by the sweeper, or by B's acquire).
+    let log = h
+        .get(&format!(
+            "/v1/ns/{NS}/changes?kind=lease&prefix={name}&limit=1000"
+        ))
+        .await;
+    let ops: Vec<(&str, &str)> = log.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["op"].as_str().unwrap(), c["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ops[..3],
+        [
+            ("acquire", "anonymous"),
+            ("expire", "system"),
+            ("acquire", "anonymous")
+        ],
+        "{}",
+        log.text
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -845,6 +924,11 @@ async fn bad_input(h: &Http) {
     let r = post(h, name, "renew", json!({"token": l.token, "ttl_ms": 5000})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["fence"], json!(l.fence));
+    assert!(
+        r.u64("revision") > l.fence,
+        "a renew names its own revision: {}",
+        r.text
+    );
     assert!(
         time_of(&r.body["expires_at"]) < l.expires_at,
         "renewing sets the expiry from now"

@@ -3,11 +3,17 @@
 //! published API cannot drift from what is served.
 
 use crate::auth::Access;
+use crate::capabilities;
 use crate::routes::{changes, feeds, gates, idempotency, leases, records, system, txn};
+use crate::ApiError;
 use crate::AppState;
+use axum::extract::{Request, State};
 use axum::handler::Handler;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// One endpoint: a method on a path, its handler and its documentation.
 pub struct Endpoint {
@@ -122,6 +128,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("get", "/v1/info", "info", "Version, backend and durability.", system::info)
             .responses(&[(200, "`{version, backend, durability}`")])
             .access(Access::Token),
+        ep("get", "/v1/namespaces", "listNamespaces", "The namespaces that hold anything, by name (admin).", records::namespaces)
+            .query(&[("limit", "integer", "page size 1..=1000, default 100"), ("cursor", "string", "opaque cursor from next_cursor")])
+            .responses(&[(200, "`{namespaces, next_cursor}`"), (400, "invalid_request"), (403, "forbidden")])
+            .access(Access::Admin),
         ep("delete", NS, "deleteNamespace", "Remove a namespace and everything in it (admin).", records::delete_namespace)
             .responses(&[(200, "`{namespace, deleted, records}`"), (400, "invalid_request"), (403, "forbidden")])
             .access(Access::Admin),
@@ -190,6 +200,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("delete", "/v1/ns/{ns}/feeds/{name}/entries/{id}", "deleteEntry", "Delete one entry.", feeds::delete_entry)
             .responses(&[(200, "`{id, deleted, revision}`"), (404, "not_found"), (400, "invalid_request")])
             .access(Access::Write),
+        ep("get", "/v1/ns/{ns}/feeds/{name}", "getFeed", "A feed's configuration in force and its counts.", feeds::get)
+            .responses(&[(200, "`{feed, config, own_config, entries, unread_count}`"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("put", "/v1/ns/{ns}/feeds/{name}", "configureFeed", "Set a feed's cap, maximum age and scrubbed fields.", feeds::put_config)
             .body(&["application/json"], feed_config_schema())
             .responses(&[(200, "`{feed, config, revision}`"), (400, "invalid_request")])
@@ -203,7 +216,8 @@ pub fn endpoints() -> Vec<Endpoint> {
                 "ids": {"type": "array", "items": {"type": "string"}}, "up_to": {"type": "string"}, "all": {"const": true}}}))
             .responses(&[(200, "`{revision}`"), (400, "invalid_request")])
             .access(Access::Write),
-        ep("post", "/v1/ns/{ns}/feeds/{name}/import", "importFeed", "Import a legacy JSON array of entries, each id once.", feeds::import)
+        ep("post", "/v1/ns/{ns}/feeds/{name}/import", "importFeed", "Import a legacy JSON array of entries, each id once; a bad element refuses the whole batch.", feeds::import)
+            .query(&[("id_field", "string", "the member holding each element's id (default id)"), ("at_field", "string", "the member holding its time, RFC 3339 or epoch milliseconds (default at)"), ("data_field", "string", "the member holding its payload object (default data); without it, every other member is the payload")])
             .body(&["application/json"], json!({"type": "array", "maxItems": 1000, "items": {"type": "object", "required": ["id"]}}))
             .responses(&[(200, "`{imported, skipped, revision}`"), (400, "invalid_request"), (413, "payload_too_large")])
             .access(Access::Write),
@@ -217,14 +231,23 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(201, "created: the gate"), (200, "updated: the gate"), (410, "gate_closed (deleted)"), (400, "invalid_request")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/gates/{name}", "getGate", "Read a gate: state, epoch, policy, meta.", gates::get)
-            .responses(&[(200, "`{id, state, epoch, policy, meta, created_at, updated_at}`"), (404, "not_found")])
+            .responses(&[(200, "`{id, state, epoch, policy, meta, revision, created_at, updated_at}`"), (404, "not_found")])
             .access(Access::Read),
+        ep("delete", "/v1/ns/{ns}/gates/{name}", "deleteGate", "The delete transition: terminal, voids the open tickets of the old epoch.", gates::delete)
+            .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (400, "invalid_request")])
+            .access(Access::Admin),
         ep("post", "/v1/ns/{ns}/gates/{name}/{transition}", "transitionGate", "pause, resume, revoke, delete or reopen; terminal ones void the old epoch's open tickets.", gates::transition)
             .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (409, "invalid_transition"), (410, "gate_closed"), (400, "invalid_request (unknown transition)")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/gates/{name}/tickets", "admitTicket", "Admit a ticket under the current epoch.", gates::admit)
             .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {"ticket_id": {"type": "string"}, "meta": {}}}))
             .responses(&[(201, "the ticket"), (200, "the same open ticket, `created: false`"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (404, "not_found")])
+            .access(Access::Write),
+        ep("post", "/v1/ns/{ns}/gates/{name}/capabilities", "mintCapability", "Sign a capability for this gate at its current epoch: ticket operations only, until it expires or the epoch moves on.", capabilities::mint)
+            .body(&["application/json"], json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
+                "ttl_ms": {"type": "integer", "minimum": 1000, "maximum": 2_592_000_000_u64},
+                "ops": {"type": "array", "items": {"enum": ["admit", "check", "commit", "abort", "finalize"]}, "minItems": 1}}}))
+            .responses(&[(201, "`{capability, expires_at, epoch, gate, ops}`"), (404, "not_found"), (410, "gate_closed"), (400, "invalid_request"), (403, "forbidden")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/gates/{name}/tickets", "listTickets", "List a gate's tickets by id.", gates::tickets)
             .query(&[("state", "string", "open, committed, finalized, voided or aborted"), ("limit", "integer", "page size"), ("cursor", "string", "opaque cursor")])
@@ -240,6 +263,9 @@ pub fn endpoints() -> Vec<Endpoint> {
                 "fingerprint": {"type": "string"}, "lock_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
             .responses(&[(201, "`{state: \"started\", token}`: the caller owns the key"), (200, "`{state: \"completed\", response}`: replay"), (409, "idempotency_key_in_use"), (422, "idempotency_key_reused"), (400, "invalid_request")])
             .access(Access::Write),
+        ep("get", "/v1/ns/{ns}/idempotency/{scope}/{key}", "getIdempotency", "A key's state: started (with locked_until, stale) or completed (with response); never the owner's token.", idempotency::get)
+            .responses(&[(200, "`{scope, key, state, locked_until?, stale?, response?, expires_at}`"), (404, "not_found"), (400, "invalid_request")])
+            .access(Access::Read),
         ep("put", "/v1/ns/{ns}/idempotency/{scope}/{key}", "completeIdempotency", "Store the response of an owned key.", idempotency::complete)
             .body(&["application/json"], json!({"type": "object", "required": ["token", "response"], "additionalProperties": false, "properties": {"token": {"type": "string"}, "response": {}}}))
             .responses(&[(200, "`{state: \"completed\"}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")])
@@ -249,7 +275,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{released: true}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/changes", "listChanges", "Page the change log in (revision, index) order; pages hold whole revisions.", changes::list)
-            .query(&[("after", "string", "a revision (or next_cursor): only changes after it; default: the oldest kept"), ("prefix", "string", "only keys starting with this (record key, lease name, gate id, feed/entry id)"), ("kind", "string", "record, lease, feed, gate or idempotency"), ("limit", "integer", "page size 1..=1000, default 100")])
+            .query(&[("after", "string", "a revision: only changes after it; default: the oldest kept"), ("cursor", "string", "the next_cursor of the previous page (instead of after)"), ("prefix", "string", "only keys starting with this (record key, lease name, gate id, feed/entry id)"), ("kind", "string", "record, lease, feed, gate or idempotency"), ("limit", "integer", "page size 1..=1000, default 100")])
             .responses(&[(200, "`{changes: [{revision, index, kind, key, op, actor, forced, at}], next_cursor}`"), (400, "invalid_request"), (410, "compacted: `after` is older than what is kept")])
             .access(Access::Read),
         ep("get", "/v1/ns/{ns}/watch", "watchChanges", "Stream changes as Server-Sent Events: one `change` event per revision, id = revision; `Last-Event-ID` resumes.", changes::watch)
@@ -294,11 +320,40 @@ pub fn access_of(method: &axum::http::Method, path: &str) -> Option<Access> {
     )
 }
 
-/// The router of every endpoint.
+/// The router of every endpoint. Each endpoint refuses query parameters it
+/// does not document (SPEC §15), here for all of them at once, before the
+/// handler runs, so a refused request changes nothing.
 pub fn router() -> axum::Router<AppState> {
-    endpoints()
-        .into_iter()
-        .fold(axum::Router::new(), |r, e| r.route(e.path, e.route))
+    endpoints().into_iter().fold(axum::Router::new(), |r, e| {
+        let allowed: Vec<&'static str> = e.query.iter().map(|(name, _, _)| *name).collect();
+        let route = e.route.layer(axum::middleware::from_fn_with_state(
+            Arc::new(allowed),
+            known_query,
+        ));
+        r.route(e.path, route)
+    })
+}
+
+/// Middleware: 400 when the query names a parameter outside `allowed`.
+async fn known_query(
+    State(allowed): State<Arc<Vec<&'static str>>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let query = req.uri().query().unwrap_or_default();
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| ApiError::invalid(format!("invalid query: {e}")))?;
+    if let Some((name, _)) = pairs.iter().find(|(name, _)| !allowed.contains(&name.as_str())) {
+        let known = if allowed.is_empty() {
+            "this endpoint takes no query parameters".to_owned()
+        } else {
+            format!("known: {}", allowed.join(", "))
+        };
+        return Err(ApiError::invalid(format!(
+            "unknown query parameter {name:?} ({known})"
+        )));
+    }
+    Ok(next.run(req).await)
 }
 
 /// The OpenAPI 3.1 document of every endpoint.

@@ -260,14 +260,14 @@ impl Auth {
             return Ok(Caller {
                 name: ANONYMOUS.into(),
                 admin: true,
+                capability: None,
             });
         }
-        let secret = bearer(headers).ok_or_else(|| {
-            ApiError::Unauthorized("this request needs `Authorization: Bearer <token>`".into())
-        })?;
+        let secret = bearer(headers)
+            .ok_or_else(|| unauthorized("this request needs `Authorization: Bearer <token>`"))?;
         let token = set
             .find(secret)
-            .ok_or_else(|| ApiError::Unauthorized("the bearer token is not known".into()))?;
+            .ok_or_else(|| unauthorized("the bearer token is not known"))?;
         let forbidden = |why: String| ApiError::Core(lockstep_core::Error::Forbidden(why));
         if let Some(needed) = access.role() {
             if token.role < needed {
@@ -297,8 +297,13 @@ impl Auth {
         Ok(Caller {
             name: token.name.clone(),
             admin: token.role == Role::Admin,
+            capability: None,
         })
     }
+}
+
+fn unauthorized(why: &str) -> ApiError {
+    ApiError::Core(lockstep_core::Error::Unauthorized(why.into()))
 }
 
 /// The secret of an `Authorization: Bearer <secret>` header.
@@ -524,6 +529,9 @@ mod tests {
         assert!(auth.replace(TokenSet::default()).is_err());
         assert!(Auth::open().replace(TokenSet::default()).is_ok());
         let denied = auth.authorize(&HeaderMap::new(), Access::Read, Some("app"));
-        assert!(matches!(denied, Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            denied,
+            Err(ApiError::Core(lockstep_core::Error::Unauthorized(_)))
+        ));
     }
 }

@@ -13,9 +13,6 @@ pub enum ApiError {
     /// A semantic refusal from the core.
     #[error(transparent)]
     Core(#[from] lockstep_core::Error),
-    /// No bearer token, or one that is not known (401, `WWW-Authenticate: Bearer`).
-    #[error("{0}")]
-    Unauthorized(String),
     /// Storage unreachable or overloaded.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -58,11 +55,12 @@ impl ApiError {
         match self {
             ApiError::Core(c) => match c {
                 C::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Invalid request"),
+                C::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
                 C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
                 C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
                 C::VersionMismatch { .. } => (StatusCode::CONFLICT, "version_mismatch", "Version mismatch"),
                 C::PatchTestFailed { .. } => (StatusCode::CONFLICT, "patch_test_failed", "Patch test failed"),
-                C::PreconditionFailed(_) => (
+                C::PreconditionFailed { .. } => (
                     StatusCode::PRECONDITION_FAILED,
                     "precondition_failed",
                     "Precondition failed",
@@ -91,7 +89,6 @@ impl ApiError {
                     "Idempotency key reused",
                 ),
             },
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             ApiError::UnsupportedMediaType(_) => (
@@ -116,7 +113,11 @@ impl ApiError {
             None => Value::Null,
         };
         match self {
-            ApiError::Core(C::VersionMismatch { current: c, .. } | C::PatchTestFailed { current: c, .. }) => {
+            ApiError::Core(
+                C::VersionMismatch { current: c, .. }
+                | C::PatchTestFailed { current: c, .. }
+                | C::PreconditionFailed { current: c, .. },
+            ) => {
                 body.insert("current".into(), current(c));
             }
             ApiError::Core(C::LeaseHeld {
@@ -192,7 +193,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"lockstep\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Refusals that invite a retry say when.
+        if matches!(
+            self.catalogue().1,
+            "unavailable" | "idempotency_key_in_use" | "gate_paused"
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
         }
         resp

@@ -186,6 +186,18 @@ pub struct Caller {
     pub name: String,
     /// Whether the caller may use admin-only features (`force`, namespace delete).
     pub admin: bool,
+    /// The claims of the capability the caller presented, if it is one: its
+    /// ticket operations carry the capability's epoch and expiry.
+    pub capability: Option<lockstep_core::capability::Claims>,
+}
+
+impl Caller {
+    /// What a ticket command must still check for the caller's capability.
+    pub fn capability_check(&self) -> Option<lockstep_core::capability::CapabilityCheck> {
+        self.capability
+            .as_ref()
+            .map(lockstep_core::capability::Claims::check)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -194,10 +206,8 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         // Every route that names a caller has an access rule, so the middleware
         // has put one here; without it the request is refused, never let in.
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ApiError::Unauthorized("this request needs a bearer token".into()))
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            lockstep_core::Error::Unauthorized("this request needs a bearer token".into()).into()
+        })
     }
 }

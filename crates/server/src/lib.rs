@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod capabilities;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub watches: Arc<routes::changes::Watches>,
     /// The tokens in force (replaced on SIGHUP).
     pub auth: Arc<auth::Auth>,
+    /// The keys capabilities are signed and verified with.
+    pub capability_keys: Arc<capabilities::CapabilityKeys>,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             lease_freed: Arc::default(),
             watches: Arc::default(),
             auth: Arc::new(auth::Auth::open()),
+            capability_keys: Arc::default(),
         }
     }
 

@@ -109,6 +109,7 @@ const TABLES: &[Table] = &[
             ("meta", Text),
             ("created_at", Int),
             ("updated_at", Int),
+            ("revision", Int),
         ],
     },
     Table {
@@ -124,6 +125,7 @@ const TABLES: &[Table] = &[
             ("finalized_revision", Int),
             ("created_at", Int),
             ("updated_at", Int),
+            ("revision", Int),
         ],
     },
     Table {
@@ -138,6 +140,10 @@ const TABLES: &[Table] = &[
             ("locked_until", Int),
             ("expires_at", Int),
         ],
+    },
+    Table {
+        name: "settings",
+        cols: &[("name", Text), ("value", Text)],
     },
     Table {
         name: "change_horizon",

@@ -14,7 +14,7 @@ pub use error::Error;
 pub use metrics::StoreMetrics;
 
 use lockstep_core::lease::Lease;
-use lockstep_core::{Command, Limits, Millis, Outcome, Record};
+use lockstep_core::{Command, Limits, Millis, Outcome, Record, Row, RowKey, Snapshot};
 use std::sync::Arc;
 
 /// Settings common to every backend.
@@ -50,6 +50,15 @@ pub(crate) const NAMESPACE_TABLES: &[&str] = &[
     "tickets",
     "idempotency",
 ];
+
+/// `SELECT ns FROM records UNION SELECT ns FROM …` over every namespaced table.
+pub(crate) fn namespaces_union() -> String {
+    std::iter::once("records")
+        .chain(NAMESPACE_TABLES.iter().copied())
+        .map(|t| format!("SELECT ns FROM {t}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ")
+}
 
 /// What to do with the idempotency entry of a request once its command ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +303,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>, Error> {
+        lockstep_core::names::validate_text("prefix", prefix)?;
         match self {
             Store::Sqlite(s) => s.list(ns, prefix, after, limit).await,
             Store::Postgres(s) => s.list(ns, prefix, after, limit).await,
@@ -305,6 +315,15 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.delete_namespace(ns).await,
             Store::Postgres(s) => s.delete_namespace(ns).await,
+        }
+    }
+
+    /// The server-wide setting `name`, stored as `candidate` if it has none
+    /// yet (the first instance to store one wins; all read the same).
+    pub async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, Error> {
+        match self {
+            Store::Sqlite(s) => s.setting_or_insert(name, candidate).await,
+            Store::Postgres(s) => s.setting_or_insert(name, candidate).await,
         }
     }
 
@@ -325,7 +344,9 @@ impl Store {
         };
         let mut purged = 0;
         for (ns, cmd) in expired {
-            let c = self.execute(&ns, cmd, "system").await?;
+            let c = self
+                .execute(&ns, cmd, lockstep_core::change::SYSTEM_ACTOR)
+                .await?;
             if matches!(
                 c.outcome,
                 Outcome::Expire { expired: true } | Outcome::LeaseExpired { expired: true }
@@ -363,6 +384,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<FeedSummary>, Error> {
+        lockstep_core::names::validate_text("prefix", prefix)?;
         match self {
             Store::Sqlite(s) => s.list_feeds(ns, prefix, after, limit).await,
             Store::Postgres(s) => s.list_feeds(ns, prefix, after, limit).await,
@@ -381,6 +403,9 @@ impl Store {
         kind: Option<&str>,
         limit: usize,
     ) -> Result<ChangePage, Error> {
+        if let Some(p) = prefix {
+            lockstep_core::names::validate_text("prefix", p)?;
+        }
         match self {
             Store::Sqlite(s) => s.list_changes(ns, after, prefix, kind, limit).await,
             Store::Postgres(s) => s.list_changes(ns, after, prefix, kind, limit).await,
@@ -428,11 +453,32 @@ impl Store {
         }
     }
 
+    /// Reads stored rows as the write path loads them (without locking), and
+    /// the storage clock's `now`: the reads of one row of a primitive.
+    pub async fn read_rows(&self, ns: &str, keys: Vec<RowKey>) -> Result<(Snapshot, Millis), Error> {
+        match self {
+            Store::Sqlite(s) => s.read_rows(ns, keys).await,
+            Store::Postgres(s) => s.read_rows(ns, keys).await,
+        }
+    }
+
     /// Reads a lease's stored row (held or not) and the storage clock's `now`.
     pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
+        let key = RowKey::Lease(name.to_owned());
+        let (mut snapshot, now) = self.read_rows(ns, vec![key.clone()]).await?;
+        let lease = match snapshot.remove(&key) {
+            Some(Some(Row::Lease(l))) => Some(l),
+            _ => None,
+        };
+        Ok((lease, now))
+    }
+
+    /// Namespaces that hold anything (any primitive's rows), in byte order,
+    /// after `after`, at most `limit`.
+    pub async fn namespaces(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Error> {
         match self {
-            Store::Sqlite(s) => s.get_lease(ns, name).await,
-            Store::Postgres(s) => s.get_lease(ns, name).await,
+            Store::Sqlite(s) => s.namespaces(after, limit).await,
+            Store::Postgres(s) => s.namespaces(after, limit).await,
         }
     }
 

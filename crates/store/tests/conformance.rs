@@ -18,7 +18,7 @@ mod common;
 use common::*;
 use lockstep_core::record::EtagMatch;
 use lockstep_core::txn::OpResult;
-use lockstep_core::{Current, Error as CoreError, Outcome, Precondition};
+use lockstep_core::{Command, Current, Error as CoreError, Outcome, Precondition};
 use lockstep_store::Error;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -203,7 +203,7 @@ async fn header_preconditions(env: Env) {
     let (r1, created) = put_outcome(&exec(s, put_if("k", json!(1), Precondition::IfNoneMatch(Any))).await);
     assert!(created, "If-None-Match: * creates an absent record");
     let e = refused(s, put_if("k", json!(2), Precondition::IfNoneMatch(Any))).await;
-    assert!(matches!(e, CoreError::PreconditionFailed(_)), "{e:?}");
+    assert!(matches!(e, CoreError::PreconditionFailed { .. }), "{e:?}");
     let e = refused(
         s,
         put_if(
@@ -213,11 +213,11 @@ async fn header_preconditions(env: Env) {
         ),
     )
     .await;
-    assert!(matches!(e, CoreError::PreconditionFailed(_)), "{e:?}");
+    assert!(matches!(e, CoreError::PreconditionFailed { .. }), "{e:?}");
 
     let e = refused(s, put_if("absent", json!(1), Precondition::IfMatch(Any))).await;
     assert!(
-        matches!(e, CoreError::PreconditionFailed(_)),
+        matches!(e, CoreError::PreconditionFailed { .. }),
         "If-Match: * on an absent record: {e:?}"
     );
     assert_eq!(get(s, "absent").await, None);
@@ -238,7 +238,7 @@ async fn header_preconditions(env: Env) {
         put_if("k", json!(3), Precondition::IfMatch(Versions(vec![r1.version]))),
     )
     .await;
-    assert!(matches!(e, CoreError::PreconditionFailed(_)), "{e:?}");
+    assert!(matches!(e, CoreError::PreconditionFailed { .. }), "{e:?}");
     let (r3, _) = put_outcome(&exec(s, put_if("k", json!(3), Precondition::IfMatch(Any))).await);
     let (r4, _) = put_outcome(
         &exec(
@@ -263,11 +263,11 @@ async fn header_preconditions(env: Env) {
         ),
     )
     .await;
-    assert!(matches!(e, CoreError::PreconditionFailed(_)), "{e:?}");
+    assert!(matches!(e, CoreError::PreconditionFailed { .. }), "{e:?}");
     let e = refused(s, delete("k", Precondition::IfMatch(Versions(vec![r3.version])))).await;
-    assert!(matches!(e, CoreError::PreconditionFailed(_)), "{e:?}");
+    assert!(matches!(e, CoreError::PreconditionFailed { .. }), "{e:?}");
     let e = refused(s, delete("k", Precondition::IfNoneMatch(Any))).await;
-    assert!(matches!(e, CoreError::PreconditionFailed(_)), "{e:?}");
+    assert!(matches!(e, CoreError::PreconditionFailed { .. }), "{e:?}");
     assert_eq!(get_some(s, "k").await, r4, "refusals change nothing");
     exec(s, delete("k", Precondition::IfMatch(Versions(vec![r4.version])))).await;
     assert_eq!(get(s, "k").await, None);
@@ -1245,6 +1245,81 @@ async fn values_round_trip(env: Env) {
 }
 
 // ---------------------------------------------------------------------------
+// 13. One rule on every backend: strings stored or compared as columns refuse
+//     control characters (U+0000 included) as invalid requests, never a storage
+//     error; JSON values, entry data and gate meta keep U+0000 exactly.
+
+async fn control_characters(env: Env) {
+    let s = &env.store;
+    let acquire = Command::Acquire {
+        name: "l".into(),
+        req: lockstep_core::lease::AcquireReq {
+            ttl_ms: 1000,
+            holder: Some("a\u{0}b".into()),
+            token: "t".into(),
+            wait: None,
+        },
+    };
+    let e = refused(s, acquire).await;
+    assert!(matches!(e, CoreError::InvalidRequest(_)), "holder: {e:?}");
+    let begin = Command::IdemBegin {
+        scope: "s".into(),
+        key: "k".into(),
+        req: lockstep_core::idempotency::Begin {
+            fingerprint: "f\u{0}".into(),
+            token: "t".into(),
+            lock_ms: 1000,
+            ttl_ms: 60_000,
+        },
+        app: true,
+    };
+    let e = refused(s, begin).await;
+    assert!(matches!(e, CoreError::InvalidRequest(_)), "fingerprint: {e:?}");
+    let invalid = |r: Result<(), Error>, what: &str| {
+        assert!(
+            matches!(r, Err(Error::Core(CoreError::InvalidRequest(_)))),
+            "{what}: {r:?}"
+        );
+    };
+    invalid(s.list(NS, "a\u{0}", None, 10).await.map(drop), "records prefix");
+    invalid(
+        s.list_feeds(NS, "a\u{0}", None, 10).await.map(drop),
+        "feeds prefix",
+    );
+    invalid(
+        s.list_changes(NS, 0, Some("a\u{0}"), None, 10).await.map(drop),
+        "changes prefix",
+    );
+    // JSON keeps every character.
+    let value = json!({"s": "x\u{0}y", "\u{0}": ["\u{1}"]});
+    let data = value.as_object().cloned().unwrap();
+    exec(
+        s,
+        Command::Append {
+            feed: "f".into(),
+            entry: lockstep_core::feed::NewEntry {
+                id: "e".into(),
+                data,
+                at: None,
+            },
+        },
+    )
+    .await;
+    let page = s.list_entries(NS, "f", true, None, 10).await.unwrap();
+    assert_eq!(Value::Object(page.entries[0].data.clone()), value);
+    exec(
+        s,
+        Command::PutGate {
+            id: "g".into(),
+            policy: None,
+            meta: Some(value.clone()),
+        },
+    )
+    .await;
+    assert_eq!(s.get_gate(NS, "g").await.unwrap().unwrap().meta, value);
+}
+
+// ---------------------------------------------------------------------------
 
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -1281,4 +1356,5 @@ conformance!(
     create_race,
     reopen,
     values_round_trip,
+    control_characters,
 );

@@ -39,7 +39,7 @@ use lockstep_core::gate::{
     self, Effect as GateEffect, Gate, GateState, GateView, Pending, Policy, Refusal, Ticket, TicketOp,
     TicketState, Transition, ALL_GATE_VIEWS, ALL_TICKET_STATES,
 };
-use lockstep_core::{Command, Error as CoreError, Limits, Outcome};
+use lockstep_core::{Command, Error as CoreError, Limits, Millis, Outcome};
 use lockstep_store::{Committed, Error, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,6 +93,7 @@ fn admit_cmd(gate: &str, ticket: &str) -> Command {
         gate: gate.to_owned(),
         ticket: ticket.to_owned(),
         meta: Some(json!({"by": "tester"})),
+        capability: None,
     }
 }
 
@@ -108,6 +109,7 @@ fn ticket_cmd(gate: &str, ticket: &str, op: TicketOp, append: Option<(&str, Valu
                 .unwrap_or_else(|e| panic!("bad entry in the test: {e}"));
             (feed.to_owned(), entry)
         }),
+        capability: None,
     }
 }
 
@@ -447,6 +449,7 @@ async fn decision_table(env: Env) {
                                     state: to,
                                     recovered,
                                     finalized_revision,
+                                    revision: c.revision,
                                     updated_at: ticket.updated_at,
                                     ..t.clone()
                                 };
@@ -475,6 +478,7 @@ async fn decision_table(env: Env) {
                         last_rev = last_rev.max(c.revision);
                         Ticket {
                             state: TicketState::Voided,
+                            revision: c.revision,
                             ..t.clone()
                         }
                     }
@@ -1222,6 +1226,71 @@ async fn terminal_race(env: Env) {
 
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Capabilities: a ticket command made with one checks, in its own transaction,
+// that the gate is still at the capability's epoch and that it has not expired.
+
+async fn capability_checks(env: Env) {
+    use lockstep_core::capability::CapabilityCheck;
+    let s = &env.store;
+    let g = create_gate(s, "cap", Pending::Reject).await;
+    let far = Millis(i64::MAX);
+    let with = |cmd: Command, check: CapabilityCheck| match cmd {
+        Command::Admit {
+            gate, ticket, meta, ..
+        } => Command::Admit {
+            gate,
+            ticket,
+            meta,
+            capability: Some(check),
+        },
+        Command::Ticket {
+            gate,
+            ticket,
+            op,
+            append,
+            ..
+        } => Command::Ticket {
+            gate,
+            ticket,
+            op,
+            append,
+            capability: Some(check),
+        },
+        other => other,
+    };
+    let current = CapabilityCheck {
+        epoch: g.epoch,
+        expires_at: far,
+    };
+    exec(s, with(admit_cmd("cap", "t1"), current)).await;
+    exec(s, with(ticket_cmd("cap", "t1", TicketOp::Commit, None), current)).await;
+    // Expired: 401, nothing written.
+    let expired = CapabilityCheck {
+        epoch: g.epoch,
+        expires_at: Millis(0),
+    };
+    let e = refused(s, with(admit_cmd("cap", "t2"), expired)).await;
+    assert!(matches!(e, CoreError::Unauthorized(_)), "{e:?}");
+    assert!(!tickets_of(s, "cap").await.contains_key("t2"));
+    // The epoch moved on (revoke, then reopen): the old capability is 410 at
+    // once, even for a ticket admitted under it; a new one works.
+    transition(s, "cap", Transition::Revoke).await;
+    let (reopened, ..) = transition(s, "cap", Transition::Reopen).await;
+    for cmd in [
+        admit_cmd("cap", "t3"),
+        ticket_cmd("cap", "t1", TicketOp::Finalize, None),
+    ] {
+        let e = refused(s, with(cmd, current)).await;
+        assert!(matches!(e, CoreError::GateClosed(_)), "{e:?}");
+    }
+    let fresh = CapabilityCheck {
+        epoch: reopened.epoch,
+        expires_at: far,
+    };
+    exec(s, with(admit_cmd("cap", "t3"), fresh)).await;
+}
+
 macro_rules! gates {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1244,6 +1313,7 @@ macro_rules! gates {
 }
 
 gates!(
+    capability_checks,
     decision_table,
     transition_table,
     admission,

@@ -87,6 +87,7 @@ pub async fn wake_watches(State(st): State<AppState>, req: Request, next: Next) 
 #[serde(deny_unknown_fields)]
 pub struct ChangesQuery {
     after: Option<String>,
+    cursor: Option<String>,
     prefix: Option<String>,
     kind: Option<String>,
     limit: Option<usize>,
@@ -138,15 +139,18 @@ impl Filter {
     }
 }
 
-/// Parses a revision given as `after` or `Last-Event-ID`: decimal digits only.
+/// Parses a revision given as `after`, `cursor` or `Last-Event-ID`: decimal
+/// digits of a number that can be a revision.
 fn parse_revision(what: &str, s: &str) -> Result<u64, ApiError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid(format!(
             "{what} must be a revision number, not {s:?}"
         )));
     }
-    s.parse()
-        .map_err(|_| ApiError::invalid(format!("{what} {s:?} is out of range")))
+    let n = s
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{what} {s:?} is out of range")))?;
+    Ok(lockstep_core::names::validate_revision(what, n)?)
 }
 
 /// `{revision, index, kind, key, op, actor, forced, at}`.
@@ -172,11 +176,12 @@ pub async fn list(
     Query(q): Query<ChangesQuery>,
 ) -> Result<Response, ApiError> {
     let limit = st.limits.page_size(q.limit)?;
-    let after = q
-        .after
-        .as_deref()
-        .map(|a| parse_revision("after", a))
-        .transpose()?;
+    let after = match (q.after.as_deref(), q.cursor.as_deref()) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("give after or cursor, not both")),
+        (Some(a), None) => Some(parse_revision("after", a)?),
+        (None, Some(c)) => Some(parse_revision("cursor", c)?),
+        (None, None) => None,
+    };
     let filter = Filter::new(q.prefix, q.kind, &st.limits)?;
     let page = match after {
         Some(after) => filter.read(&st.store, &ns, after, limit).await?,

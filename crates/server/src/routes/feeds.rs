@@ -8,13 +8,10 @@ use crate::routes::paging::Page;
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use lockstep_core::feed::{self, Entry, FeedConfig, NewEntry, ReadSelector};
-use lockstep_core::{cursor, names, Command, Millis, Outcome};
+use lockstep_core::feed::{self, Entry, FeedConfig, LegacyFields, NewEntry, ReadSelector};
+use lockstep_core::{cursor, names, Command, Millis, Outcome, RowKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-/// Most entries in one legacy import.
-pub const IMPORT_ENTRIES_MAX: usize = 1000;
 
 /// `POST /entries` body.
 #[derive(Debug, Deserialize, Serialize)]
@@ -125,6 +122,31 @@ pub async fn entries(
     let (entries, next_cursor) = page.cut(fetched.entries, |e| feed::position(e.at, &e.id));
     let entries: Vec<Value> = entries.iter().map(|e| entry_json(&ns, e)).collect();
     let body = json!({"entries": entries, "next_cursor": next_cursor, "unread_count": fetched.unread_count});
+    Ok(axum::Json(body).into_response())
+}
+
+/// `GET /feeds/{feed}`: the configuration in force (its own, else the
+/// namespace default, `own_config` telling which) and the counts. A feed
+/// that never had an entry reads as empty, like its listing.
+pub async fn get(State(st): State<AppState>, Ns(ns): Ns, Name(name): Name) -> Result<Response, ApiError> {
+    let keys = vec![
+        RowKey::FeedConfig(name.clone()),
+        RowKey::FeedConfig(String::new()),
+    ];
+    let (snapshot, _) = st.store.read_rows(&ns, keys).await?;
+    let own = matches!(snapshot.get(&RowKey::FeedConfig(name.clone())), Some(Some(_)));
+    let config = lockstep_core::command::feed_config(&snapshot, &name);
+    // The first feed at or after the name in byte order is this one, if it has entries.
+    let counts = st
+        .store
+        .list_feeds(&ns, &name, None, 1)
+        .await?
+        .into_iter()
+        .find(|f| f.feed == name);
+    let (entries, unread) = counts.map_or((0, 0), |f| (f.entries, f.unread_count));
+    let body = json!({
+        "feed": name, "config": config, "own_config": own, "entries": entries, "unread_count": unread,
+    });
     Ok(axum::Json(body).into_response())
 }
 
@@ -245,24 +267,51 @@ pub async fn delete_entry(
     .await
 }
 
-/// `POST /feeds/{feed}/import`: a legacy JSON array, each id imported once.
+/// `POST /feeds/{feed}/import?id_field=&at_field=&data_field=` query: the
+/// members of a legacy element that hold its id, time and payload.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    id_field: Option<String>,
+    at_field: Option<String>,
+    data_field: Option<String>,
+}
+
+/// `POST /feeds/{feed}/import`: a legacy JSON array, each id imported once. A
+/// bad element refuses the whole batch, naming its index.
 pub async fn import(
     State(st): State<AppState>,
     Ns(ns): Ns,
     Name(feed): Name,
     caller: Caller,
     Idem(idem): Idem,
+    Query(q): Query<ImportQuery>,
     Json(items): Json<Vec<Value>>,
 ) -> Result<Response, ApiError> {
-    if items.len() > IMPORT_ENTRIES_MAX {
+    let max = st.limits.import_entries_max;
+    if items.len() > max {
         return Err(lockstep_core::Error::PayloadTooLarge(format!(
-            "an import takes at most {IMPORT_ENTRIES_MAX} entries; split the array"
+            "an import takes at most {max} entries; split the array"
         ))
         .into());
     }
+    let defaults = LegacyFields::default();
+    let fields = LegacyFields {
+        id: q.id_field.unwrap_or(defaults.id),
+        at: q.at_field.unwrap_or(defaults.at),
+        data: q.data_field.unwrap_or(defaults.data),
+    };
     let entries = items
         .into_iter()
-        .map(|v| NewEntry::from_legacy(v, &st.limits))
+        .enumerate()
+        .map(|(i, v)| {
+            fields.read(v, &st.limits).map_err(|e| match e {
+                lockstep_core::Error::InvalidRequest(d) => {
+                    ApiError::invalid(format!("element {i} of the import: {d}; nothing was imported"))
+                }
+                other => other.into(),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let answer = render(|c| match &c.outcome {
         Outcome::Imported { imported, skipped } => Ok(Reply::ok(

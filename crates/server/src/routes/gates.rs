@@ -59,14 +59,14 @@ pub struct TicketsQuery {
 fn gate_json(g: &Gate) -> Value {
     json!({
         "id": g.id, "state": g.state.as_str(), "epoch": g.epoch, "policy": g.policy, "meta": g.meta,
-        "created_at": g.created_at.to_rfc3339(), "updated_at": g.updated_at.to_rfc3339(),
+        "revision": g.revision, "created_at": g.created_at.to_rfc3339(), "updated_at": g.updated_at.to_rfc3339(),
     })
 }
 
 fn ticket_json(t: &Ticket) -> Value {
     json!({
         "ticket_id": t.id, "gate": t.gate, "epoch": t.epoch, "state": t.state.as_str(), "meta": t.meta,
-        "recovered": t.recovered, "finalized_revision": t.finalized_revision,
+        "recovered": t.recovered, "finalized_revision": t.finalized_revision, "revision": t.revision,
         "created_at": t.created_at.to_rfc3339(), "updated_at": t.updated_at.to_rfc3339(),
     })
 }
@@ -84,11 +84,7 @@ pub async fn put(
         lockstep_core::json::check_value(m, &st.limits)?;
     }
     let answer = render(|c| match &c.outcome {
-        Outcome::GatePut { gate, created } => {
-            let mut body = gate_json(gate);
-            body["revision"] = json!(c.revision);
-            Ok(Reply::created(*created, body))
-        }
+        Outcome::GatePut { gate, created } => Ok(Reply::created(*created, gate_json(gate))),
         other => Err(unexpected(other)),
     });
     let cmd = Command::PutGate {
@@ -122,6 +118,33 @@ pub async fn transition(
     if matches!(transition, Transition::Delete) && !caller.admin {
         return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
     }
+    run_transition(&st, &ns, &caller.name, idem, id, transition).await
+}
+
+/// `DELETE /gates/{id}`: the `delete` transition.
+pub async fn delete(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Name(id): Name,
+    caller: Caller,
+    Idem(idem): Idem,
+) -> Result<Response, ApiError> {
+    if !caller.admin {
+        return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
+    }
+    run_transition(&st, &ns, &caller.name, idem, id, Transition::Delete).await
+}
+
+/// Runs a transition; the answer is the gate with `changed`, `voided`,
+/// `pending` and the revision of the gate's last write.
+async fn run_transition(
+    st: &AppState,
+    ns: &str,
+    actor: &str,
+    idem: Option<crate::idempotency::IdemRequest>,
+    id: String,
+    transition: Transition,
+) -> Result<Response, ApiError> {
     let answer = render(|c| match &c.outcome {
         Outcome::Transitioned {
             gate,
@@ -133,15 +156,14 @@ pub async fn transition(
             body["changed"] = json!(changed);
             body["voided"] = json!(voided);
             body["pending"] = json!(pending);
-            body["revision"] = json!(c.revision);
             Ok(Reply::ok(body))
         }
         other => Err(unexpected(other)),
     });
     run(
-        &st,
-        &ns,
-        &caller.name,
+        st,
+        ns,
+        actor,
         idem,
         Command::Transition { id, transition },
         answer,
@@ -186,6 +208,7 @@ pub async fn admit(
             gate,
             ticket,
             meta: body.meta,
+            capability: caller.capability_check(),
         },
         answer,
     )
@@ -256,6 +279,7 @@ pub async fn ticket_op(
             ticket,
             op,
             append,
+            capability: caller.capability_check(),
         },
         answer,
     )

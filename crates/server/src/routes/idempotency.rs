@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lockstep_core::idempotency::{Began, Begin, StoredResponse};
-use lockstep_core::{names, Command, Outcome};
+use lockstep_core::{names, Command, Outcome, RowKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -94,6 +94,43 @@ pub async fn begin(
         }
         other => Err(unexpected(&other)),
     }
+}
+
+/// `GET .../{scope}/{key}`: the key's state (`started` with `locked_until`,
+/// or `completed` with the stored `response`), never the owner's token; 404
+/// when absent, given up or expired.
+pub async fn get(
+    State(st): State<AppState>,
+    Ns(ns): Ns,
+    Path((_, scope, key)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (scope, key) = target(&st, &scope, &key)?;
+    let stored = lockstep_core::command::idem_scope(&scope, true);
+    let (snapshot, now) = st
+        .store
+        .read_rows(&ns, vec![RowKey::Idem(stored.clone(), key.clone())])
+        .await?;
+    let entry = lockstep_core::command::idem_entry(&snapshot, &stored, &key)
+        .filter(|e| e.expires_at > now)
+        .ok_or_else(|| {
+            lockstep_core::Error::NotFound(format!("idempotency key {key:?} of scope {scope:?} is not known"))
+        })?;
+    let mut body = json!({
+        "scope": scope, "key": key, "expires_at": entry.expires_at.to_rfc3339(),
+    });
+    match &entry.response {
+        Some(r) => {
+            body["state"] = json!("completed");
+            body["response"] = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        }
+        None => {
+            body["state"] = json!("started");
+            body["locked_until"] = json!(entry.locked_until.to_rfc3339());
+            // Past its lock, the next begin takes the key over.
+            body["stale"] = json!(entry.locked_until <= now);
+        }
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// `PUT .../{scope}/{key}` `{token, response}`.

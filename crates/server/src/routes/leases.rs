@@ -56,11 +56,12 @@ fn time(t: Millis) -> Value {
     Value::from(t.to_rfc3339())
 }
 
-/// The answer of acquire and renew.
-fn held_json(l: &Lease) -> Value {
+/// The answer of acquire and renew, with the revision they committed at (an
+/// acquire commits at its fence).
+fn held_json(l: &Lease, revision: u64) -> Value {
     json!({
         "name": l.name, "token": l.token, "fence": l.fence, "holder": l.holder,
-        "acquired_at": time(l.acquired_at), "expires_at": time(l.expires_at),
+        "acquired_at": time(l.acquired_at), "expires_at": time(l.expires_at), "revision": revision,
     })
 }
 
@@ -81,7 +82,12 @@ impl QueueGuard {
                 name: self.name.clone(),
                 waiter,
             };
-            if let Err(e) = self.st.store.execute(&self.ns, cmd, "system").await {
+            if let Err(e) = self
+                .st
+                .store
+                .execute(&self.ns, cmd, lockstep_core::change::SYSTEM_ACTOR)
+                .await
+            {
                 tracing::warn!(error = %e, "leaving a lease queue failed; the entry will lapse");
             }
         }
@@ -94,7 +100,11 @@ impl Drop for QueueGuard {
             let (store, ns, name) = (self.st.store.clone(), self.ns.clone(), self.name.clone());
             tokio::spawn(async move {
                 let _ = store
-                    .execute(&ns, Command::LeaveQueue { name, waiter }, "system")
+                    .execute(
+                        &ns,
+                        Command::LeaveQueue { name, waiter },
+                        lockstep_core::change::SYSTEM_ACTOR,
+                    )
                     .await;
             });
         }
@@ -126,7 +136,7 @@ pub async fn acquire(
         },
     };
     let answer = render(|c| match &c.outcome {
-        Outcome::Lease(l) => Ok(Reply::ok(held_json(l))),
+        Outcome::Lease(l) => Ok(Reply::ok(held_json(l, l.fence))),
         other => Err(unexpected(other)),
     });
     // A queued attempt is an intermediate step: the key stays started.
@@ -254,7 +264,7 @@ pub async fn renew(
         ttl_ms: body.ttl_ms,
     };
     let answer = render(|c| match &c.outcome {
-        Outcome::Lease(l) => Ok(Reply::ok(held_json(l))),
+        Outcome::Lease(l) => Ok(Reply::ok(held_json(l, c.revision))),
         other => Err(unexpected(other)),
     });
     run(&st, &ns, &caller.name, idem, cmd, answer).await

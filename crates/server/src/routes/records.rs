@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
-use lockstep_core::{Command, Outcome, Precondition};
+use lockstep_core::{names, Command, Outcome, Precondition};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -83,7 +83,10 @@ fn precondition(headers: &HeaderMap, expected: Option<u64>) -> Result<Preconditi
             "give a precondition either in headers or as expected_version, not both",
         )),
         (Some(p), None) => Ok(p),
-        (None, Some(v)) => Ok(Precondition::ExpectedVersion(v)),
+        (None, Some(v)) => Ok(Precondition::ExpectedVersion(names::validate_revision(
+            "expected_version",
+            v,
+        )?)),
         (None, None) => Ok(Precondition::None),
     }
 }
@@ -258,4 +261,27 @@ pub async fn delete_namespace(
     }
     let removed = st.store.delete_namespace(&ns).await?;
     Ok(axum::Json(json!({"namespace": ns, "deleted": true, "records": removed})).into_response())
+}
+
+/// `GET /v1/namespaces?limit=&cursor=` query.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespacesQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/namespaces` (admin): the namespaces that hold anything, by name.
+pub async fn namespaces(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<NamespacesQuery>,
+) -> Result<Response, ApiError> {
+    if !caller.admin {
+        return Err(lockstep_core::Error::Forbidden("listing namespaces needs the admin role".into()).into());
+    }
+    let page = Page::new(&st, "\0namespaces".into(), q.limit, q.cursor.as_deref())?;
+    let names = st.store.namespaces(page.after.as_deref(), page.fetch()).await?;
+    let (names, next_cursor) = page.cut(names, Clone::clone);
+    Ok(axum::Json(json!({"namespaces": names, "next_cursor": next_cursor})).into_response())
 }

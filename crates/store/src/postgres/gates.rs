@@ -6,14 +6,14 @@ use crate::{rev_i64, Error};
 use deadpool_postgres::GenericClient;
 use lockstep_core::gate::{Gate, Ticket, TicketState};
 
-const GATE_COLUMNS: &str = "id, state, epoch, pending, meta, created_at, updated_at";
+const GATE_COLUMNS: &str = "id, state, epoch, pending, meta, created_at, updated_at, revision";
 const TICKET_COLUMNS: &str =
-    "id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at";
+    "id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision";
 
 fn gate_row(r: &tokio_postgres::Row) -> Result<Gate, Error> {
     let g = |i| r.try_get::<_, String>(i).map_err(pg_error);
     let n = |i| r.try_get::<_, i64>(i).map_err(pg_error);
-    gate_from((g(0)?, g(1)?, n(2)?, g(3)?, g(4)?, n(5)?, n(6)?))
+    gate_from((g(0)?, g(1)?, n(2)?, g(3)?, g(4)?, n(5)?, n(6)?, n(7)?))
 }
 
 fn ticket_row(r: &tokio_postgres::Row) -> Result<Ticket, Error> {
@@ -31,6 +31,7 @@ fn ticket_row(r: &tokio_postgres::Row) -> Result<Ticket, Error> {
         finalized,
         n(7)?,
         n(8)?,
+        n(9)?,
     ))
 }
 
@@ -80,14 +81,16 @@ pub async fn load_unfinished(c: &impl GenericClient, ns: &str, gate: &str) -> Re
 pub async fn put_gate(c: &impl GenericClient, ns: &str, g: &Gate) -> Result<(), Failure> {
     let stmt = c
         .prepare_cached(
-            "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at, revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch,
-               pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at",
+               pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at,
+               revision = excluded.revision",
         )
         .await?;
     let meta = serde_json::to_string(&g.meta).map_err(|e| Error::Internal(e.to_string()))?;
     let epoch = rev_i64(g.epoch)?;
+    let revision = rev_i64(g.revision)?;
     c.execute(
         &stmt,
         &[
@@ -99,6 +102,7 @@ pub async fn put_gate(c: &impl GenericClient, ns: &str, g: &Gate) -> Result<(), 
             &meta,
             &g.created_at.0,
             &g.updated_at.0,
+            &revision,
         ],
     )
     .await?;
@@ -109,15 +113,17 @@ pub async fn put_gate(c: &impl GenericClient, ns: &str, g: &Gate) -> Result<(), 
 pub async fn put_ticket(c: &impl GenericClient, ns: &str, t: &Ticket) -> Result<(), Failure> {
     let stmt = c
         .prepare_cached(
-            "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, recovered = excluded.recovered,
-               finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at",
+               finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at,
+               revision = excluded.revision",
         )
         .await?;
     let meta = serde_json::to_string(&t.meta).map_err(|e| Error::Internal(e.to_string()))?;
     let epoch = rev_i64(t.epoch)?;
     let finalized = t.finalized_revision.map(rev_i64).transpose()?;
+    let revision = rev_i64(t.revision)?;
     c.execute(
         &stmt,
         &[
@@ -131,6 +137,7 @@ pub async fn put_ticket(c: &impl GenericClient, ns: &str, t: &Ticket) -> Result<
             &finalized,
             &t.created_at.0,
             &t.updated_at.0,
+            &revision,
         ],
     )
     .await?;

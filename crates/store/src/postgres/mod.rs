@@ -77,6 +77,12 @@ const MIGRATIONS: &[&str] = &[
     // 6: the change-log compaction horizon (the highest revision deleted).
     r#"CREATE TABLE change_horizon (id int PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL);
        INSERT INTO change_horizon (id, revision) VALUES (1, 0);"#,
+    // 7: the revision of each gate's and ticket's last write.
+    r#"ALTER TABLE gates ADD COLUMN revision bigint NOT NULL DEFAULT 0;
+       ALTER TABLE tickets ADD COLUMN revision bigint NOT NULL DEFAULT 0;
+       UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;"#,
+    // 8: server-wide settings (the generated capability signing key).
+    r#"CREATE TABLE settings (name text COLLATE "C" PRIMARY KEY, value text NOT NULL);"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each
@@ -468,18 +474,28 @@ impl PgStore {
     }
 
     /// Reads a lease's stored row and the storage clock.
-    pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
+    pub async fn read_rows(&self, ns: &str, keys: Vec<RowKey>) -> Result<(Snapshot, Millis), Error> {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
-            let key = RowKey::Lease(name.to_owned());
-            let loaded = load_snapshot(&tx, ns, std::slice::from_ref(&key)).await;
-            let (snapshot, now) = loaded.map_err(final_error)?;
-            let lease = match snapshot.get(&key) {
-                Some(Some(Row::Lease(l))) => Some(l.clone()),
-                _ => None,
-            };
-            Ok((lease, now))
+            load_snapshot(&tx, ns, &keys).await.map_err(final_error)
+        })
+    }
+
+    /// Namespaces that hold anything, in byte order, after `after`.
+    pub async fn namespaces(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Error> {
+        let sql = format!(
+            r#"SELECT ns FROM ({}) t WHERE $1::text IS NULL OR ns > $1::text COLLATE "C"
+               ORDER BY ns COLLATE "C" LIMIT $2"#,
+            crate::namespaces_union()
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        bounded!(client, {
+            let rows = client.query(&sql, &[&after, &limit]).await.map_err(pg_error)?;
+            rows.iter()
+                .map(|r| r.try_get::<_, String>(0).map_err(pg_error))
+                .collect()
         })
     }
 
@@ -645,6 +661,26 @@ impl PgStore {
             }
             tx.commit().await.map_err(pg_error)?;
             Ok(n)
+        })
+    }
+
+    /// The setting `name`, stored as `candidate` if it has none yet: every
+    /// instance over the database reads the first one stored.
+    pub async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, Error> {
+        let client = self.client().await?;
+        bounded!(client, {
+            client
+                .execute(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &candidate],
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one("SELECT value FROM settings WHERE name = $1", &[&name])
+                .await
+                .map_err(pg_error)?;
+            row.try_get::<_, String>(0).map_err(pg_error)
         })
     }
 

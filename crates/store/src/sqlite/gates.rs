@@ -13,16 +13,34 @@ fn text(v: &serde_json::Value) -> Result<String, Error> {
     serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// A stored non-negative integer; a negative one is corrupt data, never 0.
+fn stored_u64(what: &str, v: i64) -> Result<u64, Error> {
+    u64::try_from(v).map_err(|_| Error::Internal(format!("stored {what} {v} is negative")))
+}
+
 fn bad(what: &str, v: &str) -> Error {
     Error::Internal(format!("stored {what} {v:?} is unknown"))
 }
 
-const GATE_COLUMNS: &str = "id, state, epoch, pending, meta, created_at, updated_at";
+const GATE_COLUMNS: &str = "id, state, epoch, pending, meta, created_at, updated_at, revision";
 const TICKET_COLUMNS: &str =
-    "id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at";
+    "id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision";
 
-type GateParts = (String, String, i64, String, String, i64, i64);
-type TicketParts = (String, String, i64, String, String, bool, Option<i64>, i64, i64);
+/// A gate's stored columns, in `GATE_COLUMNS` order.
+pub type GateParts = (String, String, i64, String, String, i64, i64, i64);
+/// A ticket's stored columns, in `TICKET_COLUMNS` order.
+pub type TicketParts = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+);
 
 fn gate_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<GateParts> {
     Ok((
@@ -33,6 +51,7 @@ fn gate_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<GateParts> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
 }
 
@@ -47,6 +66,7 @@ fn ticket_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketParts> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
@@ -54,7 +74,7 @@ fn ticket_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketParts> {
 pub fn gate_from(p: GateParts) -> Result<Gate, Error> {
     Ok(Gate {
         state: GateState::parse(&p.1).ok_or_else(|| bad("gate state", &p.1))?,
-        epoch: u64::try_from(p.2).unwrap_or(0),
+        epoch: stored_u64("gate epoch", p.2)?,
         policy: Policy {
             pending: match p.3.as_str() {
                 "recover" => Pending::Recover,
@@ -65,6 +85,7 @@ pub fn gate_from(p: GateParts) -> Result<Gate, Error> {
         meta: json(&p.4)?,
         created_at: Millis(p.5),
         updated_at: Millis(p.6),
+        revision: stored_u64("gate revision", p.7)?,
         id: p.0,
     })
 }
@@ -73,13 +94,14 @@ pub fn gate_from(p: GateParts) -> Result<Gate, Error> {
 pub fn ticket_from(p: TicketParts) -> Result<Ticket, Error> {
     Ok(Ticket {
         gate: p.1,
-        epoch: u64::try_from(p.2).unwrap_or(0),
+        epoch: stored_u64("ticket epoch", p.2)?,
         state: TicketState::parse(&p.3).ok_or_else(|| bad("ticket state", &p.3))?,
         meta: json(&p.4)?,
         recovered: p.5,
-        finalized_revision: p.6.and_then(|r| u64::try_from(r).ok()),
+        finalized_revision: p.6.map(|r| stored_u64("finalized revision", r)).transpose()?,
         created_at: Millis(p.7),
         updated_at: Millis(p.8),
+        revision: stored_u64("ticket revision", p.9)?,
         id: p.0,
     })
 }
@@ -131,10 +153,11 @@ pub fn load_unfinished(c: &Connection, ns: &str, gate: &str) -> Result<Option<Ro
 /// Writes a gate.
 pub fn put_gate(c: &Connection, ns: &str, g: &Gate) -> Result<(), Error> {
     c.prepare_cached(
-        "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at, revision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch,
-           pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at",
+           pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at,
+           revision = excluded.revision",
     )?
     .execute(params![
         ns,
@@ -144,7 +167,8 @@ pub fn put_gate(c: &Connection, ns: &str, g: &Gate) -> Result<(), Error> {
         pending_text(g.policy.pending),
         text(&g.meta)?,
         g.created_at.0,
-        g.updated_at.0
+        g.updated_at.0,
+        rev_i64(g.revision)?
     ])?;
     Ok(())
 }
@@ -153,10 +177,11 @@ pub fn put_gate(c: &Connection, ns: &str, g: &Gate) -> Result<(), Error> {
 pub fn put_ticket(c: &Connection, ns: &str, t: &Ticket) -> Result<(), Error> {
     let finalized = t.finalized_revision.map(rev_i64).transpose()?;
     c.prepare_cached(
-        "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, recovered = excluded.recovered,
-           finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at",
+           finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at,
+           revision = excluded.revision",
     )?
     .execute(params![
         ns,
@@ -168,7 +193,8 @@ pub fn put_ticket(c: &Connection, ns: &str, t: &Ticket) -> Result<(), Error> {
         t.recovered,
         finalized,
         t.created_at.0,
-        t.updated_at.0
+        t.updated_at.0,
+        rev_i64(t.revision)?
     ])?;
     Ok(())
 }

@@ -79,6 +79,12 @@ const MIGRATIONS: &[&str] = &[
     // 6: the change-log compaction horizon (the highest revision deleted).
     "CREATE TABLE change_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL);
      INSERT INTO change_horizon (id, revision) VALUES (1, 0);",
+    // 7: the revision of each gate's and ticket's last write.
+    "ALTER TABLE gates ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE tickets ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+     UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;",
+    // 8: server-wide settings (the generated capability signing key).
+    "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 const READERS_MAX: usize = 8;
@@ -310,15 +316,33 @@ impl SqliteStore {
         .await
     }
 
-    /// Reads a lease's stored row and the storage clock.
-    pub async fn get_lease(&self, ns: &str, name: &str) -> Result<(Option<Lease>, Millis), Error> {
-        let (ns, name) = (ns.to_owned(), name.to_owned());
+    /// Reads stored rows as the write path loads them (without locking), and
+    /// the storage clock.
+    pub async fn read_rows(&self, ns: &str, keys: Vec<RowKey>) -> Result<(Snapshot, Millis), Error> {
+        let ns = ns.to_owned();
         self.read(move |c| {
-            let lease = match load_row(c, &ns, &RowKey::Lease(name))? {
-                Some(Row::Lease(l)) => Some(l),
-                _ => None,
-            };
-            Ok((lease, clock::system_now()))
+            let mut snapshot = Snapshot::new();
+            for k in keys {
+                let row = load_row(c, &ns, &k)?;
+                snapshot.insert(k, row);
+            }
+            Ok((snapshot, clock::system_now()))
+        })
+        .await
+    }
+
+    /// Namespaces that hold anything, in byte order, after `after`.
+    pub async fn namespaces(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Error> {
+        let sql = format!(
+            "SELECT ns FROM ({}) WHERE ?1 IS NULL OR ns > ?1 ORDER BY ns LIMIT ?2",
+            crate::namespaces_union()
+        );
+        let after = after.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![after, limit], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -375,6 +399,23 @@ impl SqliteStore {
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
+    /// The setting `name`, stored as `candidate` if it has none yet.
+    pub async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, Error> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.read(move |c| {
+            c.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, candidate],
+            )?;
+            Ok(
+                c.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
     }
 }
 
