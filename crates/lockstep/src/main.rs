@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use config::{File, DEFAULT_DATABASE, DEFAULT_LISTEN, DEFAULT_POOL_SIZE};
 use lockstep_core::Limits;
 use lockstep_server::auth::{self, Auth, TokenSet};
-use lockstep_server::capabilities::CapabilityKeys;
 use lockstep_server::tls::Tls;
 use lockstep_store::{Location, Options, Store};
 use std::net::SocketAddr;
@@ -113,9 +112,9 @@ struct Settings {
     limits: Limits,
     tls: Option<(PathBuf, PathBuf)>,
     tokens: TokenSet,
-    /// `cors.allowed_origins`: kept for the CORS layer (not applied yet).
+    /// `cors.allowed_origins`: the origins browsers may call from (`*`: any).
     cors_allowed_origins: Vec<String>,
-    /// `capabilities.keys`: the keys capabilities are signed with (secret).
+    /// `capabilities.keys`: the capability signing keys (the first signs; secret).
     capability_keys: Vec<String>,
 }
 
@@ -245,7 +244,6 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         Some((cert, key)) => Some(Arc::new(Tls::load(cert, key).map_err(anyhow::Error::msg)?)),
         None => None,
     };
-    let capability_keys = CapabilityKeys::new(&s.capability_keys).map_err(anyhow::Error::msg)?;
     let location = Location::parse(&s.database)?;
     let opts = Options {
         pool_size: s.pool_size,
@@ -273,12 +271,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             "serving plain HTTP on a network address: terminate TLS in front (a reverse proxy) or give --tls-cert and --tls-key"
         );
     }
-    if !s.cors_allowed_origins.is_empty() {
-        tracing::warn!(
-            cors_origins = s.cors_allowed_origins.len(),
-            "[cors] allowed_origins is read but not in effect yet in this version"
-        );
-    }
+    let capability_keys =
+        lockstep_server::capabilities::CapabilityKeys::new(&s.capability_keys).map_err(anyhow::Error::msg)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let auth = Arc::new(Auth::new(s.tokens, loopback));
     reload_on_hangup(s.config.clone(), auth.clone(), tls.clone());
@@ -286,8 +280,11 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         "lockstep listening on {scheme}://{addr} backend={} data={data}",
         store.backend()
     );
-    let mut state = lockstep_server::AppState::new(store, opts.limits).with_auth(auth);
-    state.capability_keys = Arc::new(capability_keys);
+    let state = lockstep_server::AppState::new(store, opts.limits)
+        .with_auth(auth)
+        .with_capability_keys(capability_keys)
+        .with_cors(&s.cors_allowed_origins)
+        .map_err(anyhow::Error::msg)?;
     match tls {
         Some(tls) => lockstep_server::serve_tls(listener, tls, state, shutdown_signal()).await?,
         None => lockstep_server::serve(listener, state, shutdown_signal()).await?,

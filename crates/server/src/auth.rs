@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use lockstep_core::capability::{self, CapOp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
@@ -263,11 +264,12 @@ impl Auth {
                 capability: None,
             });
         }
-        let secret = bearer(headers)
-            .ok_or_else(|| unauthorized("this request needs `Authorization: Bearer <token>`"))?;
+        let secret = bearer(headers).ok_or_else(|| {
+            ApiError::Unauthorized("this request needs `Authorization: Bearer <token>`".into())
+        })?;
         let token = set
             .find(secret)
-            .ok_or_else(|| unauthorized("the bearer token is not known"))?;
+            .ok_or_else(|| ApiError::Unauthorized("the bearer token is not known".into()))?;
         let forbidden = |why: String| ApiError::Core(lockstep_core::Error::Forbidden(why));
         if let Some(needed) = access.role() {
             if token.role < needed {
@@ -300,10 +302,6 @@ impl Auth {
             capability: None,
         })
     }
-}
-
-fn unauthorized(why: &str) -> ApiError {
-    ApiError::Core(lockstep_core::Error::Unauthorized(why.into()))
 }
 
 /// The secret of an `Authorization: Bearer <secret>` header.
@@ -340,13 +338,75 @@ pub async fn check(State(st): State<AppState>, req: Request, next: Next) -> Resp
     } else {
         None
     };
-    match st.auth.authorize(&parts.headers, access, ns.as_deref()) {
+    let presented = bearer(&parts.headers)
+        .filter(|b| b.starts_with(capability::PREFIX))
+        .map(str::to_owned);
+    let decided = match presented {
+        Some(c) => capability_caller(&st, &mut parts, &route, &c, ns.as_deref()).await,
+        None => st.auth.authorize(&parts.headers, access, ns.as_deref()),
+    };
+    match decided {
         Ok(caller) => {
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, body)).await
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// The caller of a request made with a capability: a valid signature (else
+/// 401), and a ticket route of the capability's gate with one of its
+/// operations (else 403). Its epoch and expiry are decided by the command.
+async fn capability_caller(
+    st: &AppState,
+    parts: &mut axum::http::request::Parts,
+    route: &str,
+    presented: &str,
+    ns: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let keys = st.capability_keys.get(&st.store).await?;
+    let claims = capability::verify(presented, &keys).map_err(|e| ApiError::Unauthorized(format!("{e}")))?;
+    // Expired is 401 at the door (this instance's clock) and again inside the
+    // operation's transaction (the storage's clock), which decides.
+    if claims.check().expires_at <= lockstep_store::clock::system_now() {
+        return Err(ApiError::Unauthorized("the capability has expired".into()));
+    }
+    let forbidden = |why: &str| ApiError::Core(lockstep_core::Error::Forbidden(why.into()));
+    let op = match route {
+        "/v1/ns/{ns}/gates/{name}/tickets" if parts.method == axum::http::Method::POST => Some(CapOp::Admit),
+        "/v1/ns/{ns}/gates/{name}/tickets/{ticket}/{op}" if parts.method == axum::http::Method::POST => {
+            path_param(parts, "op").await?.as_deref().and_then(CapOp::parse)
+        }
+        _ => None,
+    }
+    .ok_or_else(|| forbidden("a capability allows only ticket operations"))?;
+    let gate = path_param(parts, "name").await?.unwrap_or_default();
+    if !claims.allows(ns.unwrap_or_default(), &gate, op) {
+        return Err(forbidden(&format!(
+            "the capability does not allow {} on this gate",
+            op.as_str()
+        )));
+    }
+    Ok(Caller {
+        name: format!("capability:{}", claims.gate),
+        admin: false,
+        capability: Some(claims),
+    })
+}
+
+/// A decoded path parameter.
+async fn path_param(parts: &mut axum::http::request::Parts, name: &str) -> Result<Option<String>, ApiError> {
+    use axum::extract::FromRequestParts;
+    let params = RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+    let Some(raw) = params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()) else {
+        return Ok(None);
+    };
+    percent_encoding::percent_decode_str(&raw)
+        .decode_utf8()
+        .map(|s| Some(s.into_owned()))
+        .map_err(|_| ApiError::invalid(format!("invalid path: {name} is not UTF-8")))
 }
 
 /// The decoded `{ns}` of the path.
@@ -529,9 +589,6 @@ mod tests {
         assert!(auth.replace(TokenSet::default()).is_err());
         assert!(Auth::open().replace(TokenSet::default()).is_ok());
         let denied = auth.authorize(&HeaderMap::new(), Access::Read, Some("app"));
-        assert!(matches!(
-            denied,
-            Err(ApiError::Core(lockstep_core::Error::Unauthorized(_)))
-        ));
+        assert!(matches!(denied, Err(ApiError::Unauthorized(_))));
     }
 }

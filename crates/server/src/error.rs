@@ -13,6 +13,9 @@ pub enum ApiError {
     /// A semantic refusal from the core.
     #[error(transparent)]
     Core(#[from] lockstep_core::Error),
+    /// No bearer token, or one that is not known (401, `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
     /// Storage unreachable or overloaded.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -89,6 +92,7 @@ impl ApiError {
                     "Idempotency key reused",
                 ),
             },
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             ApiError::UnsupportedMediaType(_) => (
@@ -196,7 +200,7 @@ impl IntoResponse for ApiError {
         // Refusals that invite a retry say when.
         if matches!(
             self.catalogue().1,
-            "unavailable" | "idempotency_key_in_use" | "gate_paused"
+            "unavailable" | "idempotency_key_in_use" | "gate_paused" | "too_many_requests"
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
         }

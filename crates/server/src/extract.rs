@@ -206,8 +206,10 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         // Every route that names a caller has an access rule, so the middleware
         // has put one here; without it the request is refused, never let in.
-        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            lockstep_core::Error::Unauthorized("this request needs a bearer token".into()).into()
-        })
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("this request needs a bearer token".into()))
     }
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod capabilities;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -36,10 +37,12 @@ pub struct AppState {
     pub lease_freed: Arc<tokio::sync::Notify>,
     /// The open change watches (ended at shutdown).
     pub watches: Arc<routes::changes::Watches>,
-    /// The tokens in force (replaced on SIGHUP).
-    pub auth: Arc<auth::Auth>,
     /// The keys capabilities are signed and verified with.
     pub capability_keys: Arc<capabilities::CapabilityKeys>,
+    /// The CORS layer of the configured origins, if any.
+    pub cors: Option<tower_http::cors::CorsLayer>,
+    /// The tokens in force (replaced on SIGHUP).
+    pub auth: Arc<auth::Auth>,
 }
 
 impl AppState {
@@ -51,8 +54,9 @@ impl AppState {
             http: Arc::default(),
             lease_freed: Arc::default(),
             watches: Arc::default(),
-            auth: Arc::new(auth::Auth::open()),
             capability_keys: Arc::default(),
+            cors: None,
+            auth: Arc::new(auth::Auth::open()),
         }
     }
 
@@ -61,11 +65,24 @@ impl AppState {
         self.auth = auth;
         self
     }
+
+    /// The same state with CORS for `origins` (none: no CORS headers at all).
+    pub fn with_cors(mut self, origins: &[String]) -> Result<Self, String> {
+        self.cors = cors::layer(origins)?;
+        Ok(self)
+    }
+
+    /// The same state with the capability keys of the config.
+    pub fn with_capability_keys(mut self, keys: capabilities::CapabilityKeys) -> Self {
+        self.capability_keys = Arc::new(keys);
+        self
+    }
 }
 
 /// The complete application: routes, problem+json fallbacks, metrics.
 pub fn app(state: AppState) -> axum::Router {
-    api::router()
+    let cors = state.cors.clone();
+    let app = api::router()
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
@@ -84,7 +101,12 @@ pub fn app(state: AppState) -> axum::Router {
         ))
         // Bodies are read by our extractors, which answer 413 as problem+json.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    // Outermost: a preflight is answered before any other layer sees it.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// How often the background sweeper purges expired records.

@@ -115,10 +115,7 @@ pub async fn transition(
 ) -> Result<Response, ApiError> {
     names::validate_key(&id, &st.limits)?;
     let transition = Transition::parse(&name)?;
-    if matches!(transition, Transition::Delete) && !caller.admin {
-        return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
-    }
-    run_transition(&st, &ns, &caller.name, idem, id, transition).await
+    run_transition(&st, &ns, &caller, idem, id, transition).await
 }
 
 /// `DELETE /gates/{id}`: the `delete` transition.
@@ -129,10 +126,7 @@ pub async fn delete(
     caller: Caller,
     Idem(idem): Idem,
 ) -> Result<Response, ApiError> {
-    if !caller.admin {
-        return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
-    }
-    run_transition(&st, &ns, &caller.name, idem, id, Transition::Delete).await
+    run_transition(&st, &ns, &caller, idem, id, Transition::Delete).await
 }
 
 /// Runs a transition; the answer is the gate with `changed`, `voided`,
@@ -140,11 +134,14 @@ pub async fn delete(
 async fn run_transition(
     st: &AppState,
     ns: &str,
-    actor: &str,
+    caller: &Caller,
     idem: Option<crate::idempotency::IdemRequest>,
     id: String,
     transition: Transition,
 ) -> Result<Response, ApiError> {
+    if matches!(transition, Transition::Delete) && !caller.admin {
+        return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
+    }
     let answer = render(|c| match &c.outcome {
         Outcome::Transitioned {
             gate,
@@ -163,7 +160,7 @@ async fn run_transition(
     run(
         st,
         ns,
-        actor,
+        &caller.name,
         idem,
         Command::Transition { id, transition },
         answer,
