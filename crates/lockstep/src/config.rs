@@ -35,7 +35,7 @@ pub struct File {
     /// CORS (parsed and kept; applied by the CORS layer).
     #[serde(default)]
     pub cors: Cors,
-    /// Capability signing keys (parsed and kept; used by capabilities).
+    /// Capability signing keys.
     #[serde(default)]
     pub capabilities: Capabilities,
     /// The `[[tokens]]` tables.
@@ -124,6 +124,8 @@ impl File {
         })?;
         file.tokens()?;
         file.limits(Limits::default())?;
+        lockstep_server::capabilities::CapabilityKeys::new(&file.capabilities.keys)
+            .map_err(anyhow::Error::msg)?;
         Ok(file)
     }
 
@@ -345,6 +347,7 @@ mod tests {
             ("[limits]\nbody_bytes_max = 0".to_owned(), "limits.body_bytes_max must be at least 1"),
             ("[limits]\nvalue_bytes_max = 3000000".to_owned(), "value_bytes_max"),
             ("[limits]\njson_depth_max = 100000".to_owned(), "json_depth_max must be at most 128"),
+            ("[capabilities]\nkeys = [\"short\"]".to_owned(), "capabilities.keys[0] is shorter than 32 bytes"),
             ("[limits]\nbody_bytes_max = -1".to_owned(), "invalid value"),
             (
                 format!("[[tokens]]\nname = \"a\"\nrole = \"root\"\nnamespaces = [\"*\"]\nsecret_sha256 = \"{hash}\""),

@@ -372,3 +372,32 @@ async fn a_replaced_token_set_takes_effect_at_once() {
     let a = call(&st, "get", "/v1/ns/app/records/k", Who::Admin, None).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_openapi_document_tells_each_operations_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(&dir, Some(tokens())).await;
+    let a = call(&st, "get", "/openapi.json", Who::NoToken, None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.body;
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let put = &doc["paths"]["/v1/ns/{ns}/records/{key}"]["put"];
+    assert_eq!(put["x-lockstep-access"], "writer");
+    assert!(put["responses"]["401"].is_object() && put["responses"]["403"].is_object());
+    let health = &doc["paths"]["/healthz"]["get"];
+    assert_eq!(health["x-lockstep-access"], "open");
+    assert_eq!(health["security"], json!([]));
+    assert!(health["responses"]["401"].is_null());
+    let info = &doc["paths"]["/v1/info"]["get"];
+    assert!(info["responses"]["401"].is_object() && info["responses"]["403"].is_null());
+    for e in api::endpoints() {
+        let path = e.path().replace("{*key}", "{key}");
+        let op = &doc["paths"][path.as_str()][e.method()];
+        assert_eq!(
+            op["x-lockstep-access"],
+            e.access_rule().unwrap_or(Access::Admin).as_str(),
+            "{} {path}",
+            e.method()
+        );
+    }
+}

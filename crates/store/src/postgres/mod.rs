@@ -439,7 +439,7 @@ impl PgStore {
                 let rev: i64 = tx.query_one(&current, &[]).await?.try_get(0)?;
                 (probed, u64::try_from(rev).unwrap_or(0))
             };
-            persist(&tx, ns, &effect, revision, now, actor).await?;
+            persist(&tx, ns, &effect, revision, now).await?;
             let answer = Ok(Committed {
                 outcome: effect.outcome,
                 revision,
@@ -870,7 +870,6 @@ async fn persist(
     effect: &Effect,
     revision: u64,
     now: Millis,
-    actor: &str,
 ) -> Result<(), Failure> {
     let mut up_keys = Vec::new();
     let mut up_values = Vec::new();
@@ -905,6 +904,9 @@ async fn persist(
     let ckeys: Vec<&str> = effect.changes.iter().map(|c| c.key.as_str()).collect();
     let ops: Vec<&str> = effect.changes.iter().map(|c| c.op.as_str()).collect();
     let forced: Vec<bool> = effect.changes.iter().map(|c| c.forced).collect();
+    // Each change names its own actor: an expiry logged inside a caller's
+    // acquire is the system's, not the caller's.
+    let actors: Vec<&str> = effect.changes.iter().map(|c| c.actor.as_str()).collect();
     let stmt = tx
         .prepare_cached(
             "WITH up AS (
@@ -917,8 +919,9 @@ async fn persist(
                DELETE FROM records WHERE ns = $1::text AND key = ANY($8::text[]) RETURNING 1
              ), ch AS (
                INSERT INTO changes (revision, idx, ns, kind, key, op, actor, forced, at)
-               SELECT $9::int8, c.idx, $1::text, c.kind, c.key, c.op, $10::text, c.forced, $11::int8
-               FROM unnest($12::int4[], $13::text[], $14::text[], $15::text[], $16::bool[]) AS c(idx, kind, key, op, forced)
+               SELECT $9::int8, c.idx, $1::text, c.kind, c.key, c.op, c.actor, c.forced, $11::int8
+               FROM unnest($12::int4[], $13::text[], $14::text[], $15::text[], $16::bool[], $10::text[])
+                 AS c(idx, kind, key, op, forced, actor)
                RETURNING 1
              )
              SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM del), (SELECT count(*) FROM ch)",
@@ -937,7 +940,7 @@ async fn persist(
             &up_expires,
             &del_keys,
             &rev,
-            &actor,
+            &actors,
             &now.0,
             &idx,
             &kinds,
