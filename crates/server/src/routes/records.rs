@@ -285,3 +285,7 @@ pub async fn namespaces(
     let (names, next_cursor) = page.cut(names, Clone::clone);
     Ok(axum::Json(json!({"namespaces": names, "next_cursor": next_cursor})).into_response())
 }
+
+#[cfg(test)]
+#[path = "records_fuzz.rs"]
+mod fuzz;
