@@ -29,7 +29,8 @@ struct Endpoint {
     method: String,
     path: String,
     query: Vec<String>,
-    body: Vec<String>,
+    /// Body members, each with whether the schema requires it.
+    body: Vec<(String, bool)>,
     content_types: Vec<String>,
 }
 
@@ -52,8 +53,18 @@ fn endpoints() -> Vec<Endpoint> {
             let content_types = content.keys().cloned().collect();
             let body = content
                 .values()
-                .filter_map(|c| c["schema"]["properties"].as_object())
-                .flat_map(|p| p.keys().cloned())
+                .filter_map(|c| {
+                    let required: Vec<Value> =
+                        c["schema"]["required"].as_array().cloned().unwrap_or_default();
+                    let props = c["schema"]["properties"].as_object()?;
+                    Some(
+                        props
+                            .keys()
+                            .map(move |k| (k.clone(), required.contains(&json!(k))))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .flatten()
                 .collect();
             out.push(Endpoint {
                 method: method.to_uppercase(),
@@ -97,17 +108,22 @@ fn segment() -> impl Strategy<Value = String> {
 /// A key: one or more segments (the key route takes the rest of the path).
 fn key_path() -> impl Strategy<Value = String> {
     prop_oneof![
+        3 => prop::sample::select(vec!["a", "n", "f"]).prop_map(str::to_owned),
         3 => segment(),
         1 => prop::collection::vec(segment(), 1..4).prop_map(|s| s.join("/")),
     ]
 }
 
-fn fill(template: &str, segs: &[String], key: &str) -> String {
+/// The template with its parameters replaced; `{ns}` by the seeded namespace
+/// when `home`.
+fn fill(template: &str, segs: &[String], key: &str, home: bool) -> String {
     let mut out = String::new();
     let mut i = 0;
     for part in template.split('/').skip(1) {
         out.push('/');
-        if part == "{key}" {
+        if part == "{ns}" && home {
+            out.push_str("fz");
+        } else if part == "{key}" {
             out.push_str(key);
         } else if part.starts_with('{') {
             out.push_str(&segs[i % segs.len()]);
@@ -120,6 +136,13 @@ fn fill(template: &str, segs: &[String], key: &str) -> String {
 }
 
 fn number() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        1 => prop::sample::select(vec![json!(100), json!(1000), json!(60_000)]),
+        1 => hostile_number(),
+    ]
+}
+
+fn hostile_number() -> impl Strategy<Value = Value> {
     prop::sample::select(vec![
         json!(0),
         json!(1),
@@ -233,10 +256,12 @@ fn json_body(ep: &Endpoint) -> BoxedStrategy<Vec<u8>> {
     let mut members: Vec<BoxedStrategy<Option<(String, Value)>>> = ep
         .body
         .iter()
-        .map(|n| {
+        .map(|(n, required)| {
             let n = n.clone();
             let v = member(n.clone());
-            prop_oneof![1 => Just(None), 3 => v.prop_map(move |v| Some((n.clone(), v)))].boxed()
+            // Required members are nearly always there, optional ones half the time.
+            let p = if *required { 0.95 } else { 0.5 };
+            prop::option::weighted(p, v.prop_map(move |v| (n.clone(), v))).boxed()
         })
         .collect();
     // Now and then a member no endpoint knows.
@@ -260,8 +285,23 @@ fn body(ep: &Endpoint) -> BoxedStrategy<Vec<u8>> {
         1 => (prop::sample::select(vec!["value", "data", "merge"]), 120usize..140)
             .prop_map(|(name, n)| format!("{{\"{name}\":{}1{}}}", "[".repeat(n), "]".repeat(n)).into_bytes()),
         1 => Just(br#"[{"op":"move","from":"/a","path":""},{"op":"remove","path":"/zz"}]"#.to_vec()),
+        2 => prop::collection::vec(json_patch_op(), 0..4).prop_map(|ops| Value::Array(ops).to_string().into_bytes()),
     ]
     .boxed()
+}
+
+/// An RFC 6902 operation over the seeded records' members, or a broken one.
+fn json_patch_op() -> impl Strategy<Value = Value> {
+    let pointer = prop::sample::select(vec![
+        "", "/a", "/b", "/b/0", "/b/-", "/b/9", "/a/b", "/zz", "/~1", "/~2", "a", "/b/01",
+    ]);
+    (
+        prop::sample::select(vec!["add", "remove", "replace", "move", "copy", "test", "nope"]),
+        pointer.clone(),
+        pointer,
+        json_value(),
+    )
+        .prop_map(|(op, path, from, value)| json!({"op": op, "path": path, "from": from, "value": value}))
 }
 
 /// Forged and foreign cursors: a valid checksum over a hostile position in the
@@ -412,19 +452,25 @@ fn method(ep: &Endpoint) -> BoxedStrategy<String> {
 
 fn case(eps: Vec<Endpoint>) -> impl Strategy<Value = Case> {
     prop::sample::select(eps).prop_flat_map(|ep| {
-        let path = (prop::collection::vec(segment(), 1..5), key_path(), 0u8..40).prop_map({
-            let template = ep.path.clone();
-            move |(segs, key, mangle)| {
-                let p = fill(&template, &segs, &key);
-                match mangle {
-                    0 => format!("{p}/"),
-                    1 => p.rsplit_once('/').map_or(p.clone(), |(a, _)| a.to_owned()),
-                    2 => p.replacen("/v1", "/v2", 1),
-                    3 => p.replace('/', "//"),
-                    _ => p,
+        let path = (
+            prop::collection::vec(segment(), 1..5),
+            key_path(),
+            0u8..40,
+            prop::bool::weighted(0.6),
+        )
+            .prop_map({
+                let template = ep.path.clone();
+                move |(segs, key, mangle, home)| {
+                    let p = fill(&template, &segs, &key, home);
+                    match mangle {
+                        0 => format!("{p}/"),
+                        1 => p.rsplit_once('/').map_or(p.clone(), |(a, _)| a.to_owned()),
+                        2 => p.replacen("/v1", "/v2", 1),
+                        3 => p.replace('/', "//"),
+                        _ => p,
+                    }
                 }
-            }
-        });
+            });
         (method(&ep), path, query(&ep), headers(&ep), body(&ep)).prop_map(
             |(method, path, query, headers, body)| Case {
                 method,

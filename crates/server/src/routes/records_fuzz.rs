@@ -89,12 +89,19 @@ proptest! {
             .iter()
             .filter_map(|t| match t {
                 Tag::Strong(v) => Some(*v),
-                // An opaque tag that happens to be a number is a version too.
-                Tag::Opaque(s) => s.parse().ok(),
+                // An opaque tag that is a version as we write it is one too.
+                Tag::Opaque(s) => s.parse().ok().filter(|v: &u64| v.to_string() == *s),
                 Tag::Weak(_) => None,
             })
             .collect();
         prop_assert_eq!(parse_etags(&raw).ok(), Some(EtagMatch::Versions(expected)), "{:?}", raw);
+    }
+
+    #[test]
+    fn only_canonical_numbers_are_versions(n in any::<u64>(), pad in prop::sample::select(vec!["0", "00", "+", "+0"])) {
+        // Found by fuzzing: "05" and "+5" matched version 5.
+        prop_assert_eq!(parse_etags(&format!("\"{pad}{n}\"")).ok(), Some(EtagMatch::Versions(vec![])));
+        prop_assert_eq!(parse_etags(&format!("\"{n}\"")).ok(), Some(EtagMatch::Versions(vec![n])));
     }
 
     #[test]
