@@ -8,7 +8,9 @@
 //!   acknowledged with 2xx is in the change log and in the final state.
 //! - `instance_killed_during_writes`: three instances over one PostgreSQL, one is
 //!   SIGKILLed mid-load; clients retry on the others with the same
-//!   `Idempotency-Key`, and nothing acknowledged is lost or applied twice.
+//!   `Idempotency-Key` (and resend some acknowledged writes on purpose, as if
+//!   the answer had been lost), and nothing acknowledged is lost or applied
+//!   twice.
 //!
 //! Without PostgreSQL (no `initdb`, or no `LOCKSTEP_TEST_DATABASE_URL`) they are
 //! skipped, except with `CI` set, where that fails.
@@ -531,17 +533,30 @@ async fn retrying_client(clients: Vec<Http>, c: usize, writes: usize, acks: Arc<
     let feed = format!("/v1/ns/{NS}/feeds/f/entries");
     for i in 0..writes {
         let first = c + i;
-        let r = keyed(
-            &clients,
-            first,
-            &format!("incr-{c}-{i}"),
-            &txn,
-            &json!({"success": [{"incr": {"key": "n", "by": 1}}]}),
-            &mut log,
-        )
-        .await;
+        let incr = json!({"success": [{"incr": {"key": "n", "by": 1}}]});
+        let r = keyed(&clients, first, &format!("incr-{c}-{i}"), &txn, &incr, &mut log).await;
         assert_eq!(r.body["succeeded"], true, "{}", r.text);
         log.incr_acks += 1;
+        if i % 4 == 0 {
+            // As if the answer had been lost: the same key again, elsewhere,
+            // replays the stored answer and increments nothing.
+            let again = keyed(
+                &clients,
+                first + 1,
+                &format!("incr-{c}-{i}"),
+                &txn,
+                &incr,
+                &mut log,
+            )
+            .await;
+            assert_eq!(
+                again.header("idempotent-replayed"),
+                Some("true"),
+                "{}",
+                again.text
+            );
+            assert_eq!(again.body, r.body, "a replay answers what the original did");
+        }
         let id = format!("e-{c}-{i}");
         let r = keyed(
             &clients,
@@ -621,7 +636,8 @@ async fn instance_killed_during_writes() {
         "instance killed during writes: {CLIENTS} clients × {WRITES} logical writes (a keyed txn incr and a \
          keyed feed append each) over 3 instances; {incr_acks} increments acknowledged, counter = {counter}; \
          {} appends acknowledged, {} entries in the feed; {failovers} attempts failed over to another \
-         instance, {replayed} answered by replay; lost: {}, applied twice: {}",
+         instance, {replayed} answered by replay (every 4th increment is sent twice on purpose, \
+         to another instance); lost: {}, applied twice: {}",
         acked.len(),
         seen.len(),
         lost.len() as u64 + incr_acks.saturating_sub(counter),
