@@ -177,7 +177,10 @@ pub fn apply_patch(value: &Value, doc: &PatchDoc, current: Option<&Record>) -> R
     let mut out = value.clone();
     match doc {
         PatchDoc::Merge(m) => json_patch::merge(&mut out, m),
-        PatchDoc::Json(p) => json_patch::patch(&mut out, &p.0).map_err(|e| match e.kind {
+        // `out` is a copy thrown away on error, so the patch is applied without
+        // json_patch's undo, which panics when it cannot undo a `move` (e.g. a
+        // move to "" followed by a failing operation).
+        PatchDoc::Json(p) => json_patch::patch_unsafe(&mut out, &p.0).map_err(|e| match e.kind {
             json_patch::PatchErrorKind::TestFailed => Error::PatchTestFailed {
                 detail: format!("test operation {} failed at {:?}", e.operation, e.path.as_str()),
                 current: current.map(Record::current),
@@ -306,6 +309,16 @@ mod tests {
         assert!(matches!(
             apply_patch(&cur.value, &PatchDoc::Json(p), Some(&cur)),
             Err(Error::PatchTestFailed { .. })
+        ));
+        // Found by fuzzing: json_patch's undo of a move to the root panicked.
+        let p: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "move", "from": "/a", "path": ""},
+            {"op": "remove", "path": "/zz"}
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            apply_patch(&cur.value, &PatchDoc::Json(p), Some(&cur)),
+            Err(Error::InvalidPatch(_))
         ));
         let p: json_patch::Patch = serde_json::from_value(json!([{"op": "remove", "path": "/zz"}]))
             .unwrap_or_else(|e| panic!("{e}"));

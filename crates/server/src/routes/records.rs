@@ -52,8 +52,11 @@ fn parse_etags(raw: &str) -> Result<EtagMatch, ApiError> {
             .strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
             .ok_or_else(|| ApiError::invalid(format!("malformed entity tag {tag:?}")))?;
-        // A weak tag never matches strongly; a tag that is no version of ours never matches.
-        if let (false, Ok(v)) = (tag.starts_with("W/"), inner.parse::<u64>()) {
+        // A weak tag never matches strongly; a tag that is no version of ours
+        // never matches. Tags compare as strings (RFC 9110 §8.8.3.2): "05" and
+        // "+5" are not "5".
+        let ours = !inner.starts_with(['0', '+']) || inner == "0";
+        if let (false, true, Ok(v)) = (tag.starts_with("W/"), ours, inner.parse::<u64>()) {
             versions.push(v);
         }
     }
@@ -285,3 +288,7 @@ pub async fn namespaces(
     let (names, next_cursor) = page.cut(names, Clone::clone);
     Ok(axum::Json(json!({"namespaces": names, "next_cursor": next_cursor})).into_response())
 }
+
+#[cfg(test)]
+#[path = "records_fuzz.rs"]
+mod fuzz;
