@@ -1406,6 +1406,47 @@ async fn conformance(url: &str, backend: &'static str) {
     // The server counted what it served.
     let r = t.check("GET", "/metrics", &[], B::None, 200, None).await;
     assert!(r.text.contains("status=\"409\""), "{}", r.text);
+    // Every metric family is there, under route templates, never concrete paths.
+    let backend_gauges: &[&str] = match backend {
+        "sqlite" => &["lockstep_sqlite_writer_queue_depth "],
+        _ => &[
+            "lockstep_pg_pool_size ",
+            "lockstep_pg_pool_idle ",
+            "lockstep_pg_pool_waiting ",
+        ],
+    };
+    for family in [
+        "lockstep_http_request_duration_microseconds_bucket{route=\"/v1/ns/{ns}/records/{*key}\",status=\"2xx\",le=\"",
+        "lockstep_http_request_duration_microseconds_count{route=\"/v1/ns/{ns}/records/{*key}\",status=\"4xx\"}",
+        "lockstep_http_requests_in_flight 1",
+        "lockstep_commit_batch_size_bucket",
+        "lockstep_storage_write_latency_microseconds_bucket",
+        "lockstep_lease_waiters 0",
+        "lockstep_watches_open 0",
+        "# TYPE lockstep_http_refused_total counter",
+    ]
+    .iter()
+    .chain(backend_gauges)
+    {
+        assert!(r.text.contains(family), "[{backend}] /metrics lacks {family}:\n{}", r.text);
+    }
+    assert!(!r.text.contains("pc/a"), "a concrete key in /metrics");
+    // X-Request-Id: a good one is echoed, a missing or bad one replaced.
+    let h = &t.http;
+    let r = h
+        .send(h.req("GET", "/healthz").header("x-request-id", "req-42"))
+        .await;
+    assert_eq!(r.header("x-request-id"), Some("req-42"));
+    let r = h.get("/healthz").await;
+    assert!(
+        r.header("x-request-id").is_some_and(|id| id.len() >= 16),
+        "{:?}",
+        r.headers
+    );
+    let r = h
+        .send(h.req("GET", "/healthz").header("x-request-id", "has space"))
+        .await;
+    assert_ne!(r.header("x-request-id"), Some("has space"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

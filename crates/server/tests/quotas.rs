@@ -39,6 +39,12 @@ async fn send(st: &AppState, method: &str, path: &str, secret: &str, body: Optio
     lockstep_server::app(st.clone()).oneshot(req).await.unwrap()
 }
 
+async fn metrics(st: &AppState) -> String {
+    let r = send(st, "GET", "/metrics", "p-secret", None).await;
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn assert_429(r: &Response<Body>, what: &str) {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{what}");
     assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "1", "{what}");
@@ -72,6 +78,25 @@ async fn watches_over_the_limit_get_429_and_others_are_served() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = send(&st, "GET", "/v1/ns/app/records/k", "g-secret", None).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // /metrics shows the open watches and who was refused.
+    let text = metrics(&st).await;
+    for line in [
+        "lockstep_watches_open 3",
+        "lockstep_http_refused_total{status=\"429\",token=\"greedy\"} 1",
+    ] {
+        assert!(text.contains(line), "/metrics lacks {line}:\n{text}");
+    }
+    let r = send(&st, "GET", "/v1/ns/app/records/k", "not-a-token", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = send(&st, "GET", "/v1/ns/other/records/k", "p-secret", None).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let text = metrics(&st).await;
+    for line in [
+        "lockstep_http_refused_total{status=\"401\",token=\"-\"} 1",
+        "lockstep_http_refused_total{status=\"403\",token=\"polite\"} 1",
+    ] {
+        assert!(text.contains(line), "/metrics lacks {line}:\n{text}");
+    }
     // Closing a watch frees its place.
     drop(open.pop());
     let r = send(&st, "GET", "/v1/ns/app/watch", "g-secret", None).await;
@@ -117,6 +142,7 @@ async fn waiting_acquires_over_the_limit_get_429() {
     let body = r#"{"ttl_ms": 1000, "wait_ms": 10}"#;
     let r = send(&st, "POST", "/v1/ns/app/leases/l/acquire", "g-secret", Some(body)).await;
     assert_429(&r, "a second waiting acquire");
+    assert!(metrics(&st).await.contains("lockstep_lease_waiters 1"));
     let r = send(&st, "POST", "/v1/ns/app/leases/l/acquire", "p-secret", Some(body)).await;
     assert_eq!(
         r.status(),
