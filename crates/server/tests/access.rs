@@ -6,12 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use common::Answer;
 use lockstep_core::Limits;
 use lockstep_server::auth::{secret_sha256_hex, Access, Auth, Role, TokenSet, TokenSpec};
 use lockstep_server::{api, AppState};
-use lockstep_store::{Location, Options, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -82,10 +84,7 @@ fn spec(name: &str, role: Role, ns: &[&str], secret: &str) -> TokenSpec {
 }
 
 async fn state(dir: &tempfile::TempDir, auth: Option<Auth>) -> AppState {
-    let store = Store::open(&Location::Sqlite(dir.path().join("db")), Options::default())
-        .await
-        .unwrap();
-    let st = AppState::new(store, Limits::default());
+    let st = common::sqlite_state(dir, Limits::default()).await;
     match auth {
         Some(a) => st.with_auth(Arc::new(a)),
         None => st,
@@ -120,44 +119,8 @@ fn concrete(template: &str) -> String {
         .join("/")
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
 async fn call(st: &AppState, method: &str, path: &str, who: Who, body: Option<Value>) -> Answer {
-    let mut req = Request::builder()
-        .method(method.to_uppercase().as_str())
-        .uri(path);
-    if let Some(secret) = who.secret() {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {secret}"));
-    }
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = lockstep_server::app(st.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    // A watch streams forever: its body is not read.
-    let is_stream = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let body = if is_stream {
-        Value::Null
-    } else {
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    common::call(st, method, path, who.secret(), body).await
 }
 
 #[test]

@@ -5,58 +5,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use common::call;
 use lockstep_core::capability::{self, CapOp, Claims};
 use lockstep_core::Limits;
 use lockstep_server::auth::{secret_sha256_hex, Auth, Role, TokenSet, TokenSpec};
 use lockstep_server::{api, AppState};
-use lockstep_store::{Location, Options, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
 
 async fn state(dir: &tempfile::TempDir) -> AppState {
-    let store = Store::open(&Location::Sqlite(dir.path().join("db")), Options::default())
-        .await
-        .unwrap();
-    AppState::new(store, Limits::default())
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-async fn call(st: &AppState, method: &str, path: &str, bearer: Option<&str>, body: Option<Value>) -> Answer {
-    let mut req = Request::builder().method(method).uri(path);
-    if let Some(b) = bearer {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {b}"));
-    }
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = lockstep_server::app(st.clone()).oneshot(req).await.unwrap();
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    let stream = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let body = if stream {
-        Value::Null
-    } else {
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    common::sqlite_state(dir, Limits::default()).await
 }
 
 /// Creates gate `g` of `app` and mints a capability for it.
