@@ -42,17 +42,20 @@ export interface WatchOptions extends ChangeFilter, Pick<CallOptions, "retry"> {
  * the oldest change kept) up to the latest, page by page.
  */
 export async function* listChanges(ctx: ChangesContext, o: ChangesOptions = {}): AsyncGenerator<Change> {
-  let after = o.after === undefined ? undefined : String(o.after);
+  const after = o.after === undefined ? undefined : String(o.after);
+  // The first page starts `after`; the next ones from the previous page's
+  // `next_cursor`, sent as `cursor=` like every listing (SPEC §10).
+  let cursor: string | undefined;
   for (;;) {
     const a = await ctx.transport.send<ChangePage>({
       method: "GET",
       path: `${ctx.nsPath}/changes`,
-      query: { after, prefix: o.prefix, kind: o.kind, limit: o.pageSize },
+      query: cursor === undefined ? { after, prefix: o.prefix, kind: o.kind, limit: o.pageSize } : { cursor, prefix: o.prefix, kind: o.kind, limit: o.pageSize },
       opts: o,
     });
     yield* a.body.changes;
     if (a.body.next_cursor === null || a.body.changes.length === 0) return;
-    after = a.body.next_cursor;
+    cursor = a.body.next_cursor;
   }
 }
 

@@ -25,6 +25,7 @@ import type {
   JsonPatchOp,
   LeaseState,
   NamespaceDeleted,
+  NamespacePage,
   PatchResult,
   PutResult,
   RecordData,
@@ -41,7 +42,12 @@ export interface LockstepOptions {
   url: string;
   /** The namespace every call works in (`[a-z0-9][a-z0-9._-]{0,62}`). */
   namespace: string;
-  /** A bearer token (`Authorization: Bearer <token>`), when the server has tokens. */
+  /**
+   * A bearer token (`Authorization: Bearer <token>`): a token's secret
+   * (`lst_…`) when the server has tokens, or a capability (`lsc_…`) minted
+   * with `gate(id).capability(...)`, which allows only the ticket operations
+   * of one gate (see {@link Lockstep.forCapability}).
+   */
   token?: string;
   /** A `fetch` implementation (default: the global one). */
   fetch?: FetchLike;
@@ -106,6 +112,7 @@ export interface UpdateResult<T> {
   key: string;
   value: T;
   version: number;
+  /** The revision of the write; absent when `fn` wrote nothing. */
   revision?: number;
   /** How many writes it took. */
   attempts: number;
@@ -142,6 +149,26 @@ export class Lockstep {
     this.nsPath = `/v1/ns/${seg(options.namespace)}`;
   }
 
+  /**
+   * A client that holds only a capability (`lsc_…`, from
+   * `gate(id).capability(...)`): what an anonymous uploader of a receive link
+   * is given instead of a token (SPEC §11, seeds/001). With it,
+   * `ls.gate(id).admit(...)` and `ls.gate(id).ticket(t).check()`, `.commit()`,
+   * `.finalize(...)` and `.abort()` work on that one gate, for the operations
+   * it was minted with, until it expires or the gate's epoch moves on. Every
+   * other call is refused: 403 `forbidden` (another gate, another operation,
+   * any other route), 401 `unauthorized` (expired or tampered with), 410
+   * `gate_closed` (revoked, deleted or reopened since it was minted).
+   */
+  static forCapability(
+    url: string,
+    namespace: string,
+    capability: string,
+    options: Omit<LockstepOptions, "url" | "namespace" | "token"> = {},
+  ): Lockstep {
+    return new Lockstep({ ...options, url, namespace, token: capability });
+  }
+
   /** A client of the same server in another namespace. */
   withNamespace(namespace: string): Lockstep {
     return new Lockstep({ ...this.options, namespace });
@@ -150,6 +177,22 @@ export class Lockstep {
   /** `GET /v1/info`: version, backend and durability. */
   async info(opts?: ReadOptions): Promise<Info> {
     return (await this.transport.send<Info>({ method: "GET", path: "/v1/info", opts })).body;
+  }
+
+  /** Iterates the namespaces that hold anything, by name (admin). */
+  async *namespaces(o: { pageSize?: number } & ReadOptions = {}): AsyncGenerator<string> {
+    let cursor: string | undefined;
+    for (;;) {
+      const a = await this.transport.send<NamespacePage>({
+        method: "GET",
+        path: "/v1/namespaces",
+        query: { limit: o.pageSize, cursor },
+        opts: o,
+      });
+      yield* a.body.namespaces;
+      if (a.body.next_cursor === null || a.body.namespaces.length === 0) return;
+      cursor = a.body.next_cursor;
+    }
   }
 
   /** Removes the namespace and everything in it (admin). */
@@ -293,9 +336,7 @@ export class Lockstep {
         if (o.signal !== undefined) put.signal = o.signal;
         if (o.retry !== undefined) put.retry = o.retry;
         const r = await this.put(key, next, put);
-        const out: UpdateResult<T> = { key, value: next, version: r.version, attempts: n };
-        if (r.revision !== undefined) out.revision = r.revision;
-        return out;
+        return { key, value: next, version: r.version, revision: r.revision, attempts: n };
       } catch (e) {
         if (!isCode(e, "version_mismatch")) throw e;
         const remote = (e.current ?? null) as Current<T> | null;
@@ -375,7 +416,7 @@ export class Lockstep {
     return new Gate(this, id);
   }
 
-  /** A scope of the idempotency store (one of the application's endpoints). */
+  /** A scope of the idempotency store (one of the application's endpoints): `begin`, `complete`, `abandon`, `get`, `run`. */
   idempotency<R = Json>(scope: string): IdempotencyScope<R> {
     return new IdempotencyScope<R>(this, scope);
   }

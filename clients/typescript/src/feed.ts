@@ -11,6 +11,7 @@ import type {
   EntryDeleteResult,
   EntryPage,
   FeedConfigResult,
+  FeedInfo,
   ImportResult,
   JsonObject,
   MarkReadResult,
@@ -99,6 +100,20 @@ export class Feed<D extends JsonObject = JsonObject> {
       opts,
     });
     return a.body;
+  }
+
+  /**
+   * The feed's configuration in force (`config`; `own_config` false when it
+   * is the namespace's defaults) and its entry and unread counts. A feed with
+   * no entries answers zero counts.
+   */
+  async get(opts?: ReadOptions): Promise<FeedInfo> {
+    return (await this.ctx.transport.send<FeedInfo>({ method: "GET", path: this.path, opts })).body;
+  }
+
+  /** Same as {@link Feed.get}. */
+  info(opts?: ReadOptions): Promise<FeedInfo> {
+    return this.get(opts);
   }
 
   /** One page of entries: `{entries, next_cursor, unread_count}`. */
@@ -198,7 +213,7 @@ export class Feed<D extends JsonObject = JsonObject> {
    */
   async import(entries: ReadonlyArray<{ id: string } & Record<string, unknown>>, opts: ImportOptions = {}): Promise<ImportResult> {
     const size = Math.max(1, Math.min(opts.chunkSize ?? 1000, 1000));
-    const total: ImportResult = { imported: 0, skipped: 0 };
+    const total: ImportResult = { imported: 0, skipped: 0, revision: 0 };
     for (let i = 0; i < entries.length || (i === 0 && entries.length === 0); i += size) {
       const chunk = entries.slice(i, i + size);
       const a = await this.ctx.transport.send<ImportResult>({
@@ -211,7 +226,7 @@ export class Feed<D extends JsonObject = JsonObject> {
       });
       total.imported += a.body.imported;
       total.skipped += a.body.skipped;
-      if (a.body.revision !== undefined) total.revision = a.body.revision;
+      total.revision = a.body.revision;
       if (entries.length === 0) break;
     }
     return total;

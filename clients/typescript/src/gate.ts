@@ -7,6 +7,8 @@
 import { isCode } from "./errors.js";
 import { seg, type CallOptions, type ReadOptions, type Transport } from "./http.js";
 import type {
+  CapabilityData,
+  CapabilityOp,
   GateData,
   GatePolicy,
   GatePutResult,
@@ -44,6 +46,28 @@ export interface AdmitOptions extends CallOptions {
 export interface FinalizeOptions extends CallOptions {
   /** Append this entry (id = the ticket's id) to `feed`, in the same atomic step. */
   append?: { feed: string; data: JsonObject };
+}
+
+/** Options of `gate.capability()`. */
+export interface CapabilityOptions extends CallOptions {
+  /** Its lifetime in ms, 1000..=2592000000 (30 days; the server's `capability_ttl_ms_max`). */
+  ttlMs: number;
+  /** The ticket operations it allows (default: all of `admit`, `check`, `commit`, `abort`, `finalize`). */
+  ops?: CapabilityOp[];
+}
+
+/** A minted capability (camelCase form of the wire's answer). */
+export interface Capability {
+  /** The capability (`lsc_…`): give it to `Lockstep.forCapability(url, namespace, capability)`. */
+  capability: string;
+  /** When it stops working (RFC 3339, the storage's clock). */
+  expiresAt: string;
+  /** The gate's epoch it is bound to. */
+  epoch: number;
+  /** The gate's id. */
+  gate: string;
+  /** The ticket operations it allows. */
+  ops: CapabilityOp[];
 }
 
 /** One gate of a namespace. */
@@ -104,13 +128,40 @@ export class Gate {
   revoke(opts?: CallOptions): Promise<GateTransitionResult> {
     return this.transition("revoke", opts);
   }
-  /** → deleted (final), epoch+1, voiding the old epoch's open tickets atomically. */
-  delete(opts?: CallOptions): Promise<GateTransitionResult> {
-    return this.transition("delete", opts);
+  /**
+   * → deleted (final), epoch+1, voiding the old epoch's open tickets
+   * atomically: `DELETE /gates/{id}` (admin; a repeat answers the same).
+   */
+  async delete(opts?: CallOptions): Promise<GateTransitionResult> {
+    const a = await this.ctx.transport.send<GateTransitionResult>({ method: "DELETE", path: this.path, write: true, opts });
+    return a.body;
   }
   /** revoked → open with a new epoch. */
   reopen(opts?: CallOptions): Promise<GateTransitionResult> {
     return this.transition("reopen", opts);
+  }
+
+  /**
+   * Mints a capability for this gate at its current epoch (writer; minting
+   * writes nothing): a signed, expiring bearer string that allows only the
+   * given ticket operations on this one gate, for an anonymous uploader
+   * (`Lockstep.forCapability(url, namespace, capability)`). It is refused
+   * with 410 `gate_closed` once the gate's epoch moves on (revoke, delete,
+   * reopen), decided in the same transaction as the operation it tries.
+   * 404 for a missing gate, 410 for a revoked or deleted one.
+   */
+  async capability(o: CapabilityOptions): Promise<Capability> {
+    const body: RequestBody<"mintCapability"> = { ttl_ms: o.ttlMs };
+    if (o.ops !== undefined) body.ops = o.ops;
+    const a = await this.ctx.transport.send<CapabilityData>({
+      method: "POST",
+      path: `${this.path}/capabilities`,
+      body,
+      // Minting writes nothing: a retry mints another one, which is harmless.
+      opts: o,
+    });
+    const c = a.body;
+    return { capability: c.capability, expiresAt: c.expires_at, epoch: c.epoch, gate: c.gate, ops: c.ops };
   }
 
   /**

@@ -4,8 +4,9 @@
  * the stored response.
  */
 
-import { seg, type CallOptions, type Transport } from "./http.js";
-import type { AbandonResult, BeginResult, CompleteResult, Json, RequestBody } from "./types.js";
+import { isCode } from "./errors.js";
+import { seg, type CallOptions, type ReadOptions, type Transport } from "./http.js";
+import type { AbandonResult, BeginResult, CompleteResult, IdempotencyEntry, Json, RequestBody } from "./types.js";
 
 /** The context an idempotency scope needs from its client. */
 export interface IdempotencyContext {
@@ -51,6 +52,20 @@ export class IdempotencyScope<R = Json> {
       opts: o,
     });
     return a.body;
+  }
+
+  /**
+   * The key's state, or null when unknown (never begun, given up or
+   * expired): `{state: "started", locked_until, stale}` (never the owner's
+   * token) or `{state: "completed", response}`. It writes nothing.
+   */
+  async get(key: string, opts?: ReadOptions): Promise<IdempotencyEntry<R> | null> {
+    try {
+      return (await this.ctx.transport.send<IdempotencyEntry<R>>({ method: "GET", path: this.path(key), opts })).body;
+    } catch (e) {
+      if (isCode(e, "not_found")) return null;
+      throw e;
+    }
   }
 
   /** Stores the response of an owned key (409 `lease_lost` if the ownership ran out and was taken over). */

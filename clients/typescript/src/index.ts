@@ -28,7 +28,7 @@ export type { AcquireOptions } from "./lease.js";
 export { Feed } from "./feed.js";
 export type { EntriesOptions, EntryIterator, FeedConfig, ImportOptions, ReadSelector } from "./feed.js";
 export { Gate, Ticket } from "./gate.js";
-export type { AdmitOptions, FinalizeOptions, GateCreateOptions } from "./gate.js";
+export type { AdmitOptions, Capability, CapabilityOptions, FinalizeOptions, GateCreateOptions } from "./gate.js";
 export { IdempotencyScope } from "./idempotency.js";
 export type { BeginOptions } from "./idempotency.js";
 export type { ChangeFilter, ChangesOptions, WatchOptions } from "./changes.js";

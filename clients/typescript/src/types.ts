@@ -9,8 +9,10 @@
  * Rust types. Field names are the wire's (snake_case) so that the swap is
  * mechanical.
  *
- * Members that the server is gaining (e.g. `revision` on every write answer)
- * are optional here.
+ * Every write answer carries the `revision` it committed at (acquire's is its
+ * fence; gate and ticket answers name the revision of the object's last write,
+ * so a repeat answers byte-identically): `revision` is required wherever the
+ * server always sends it.
  */
 
 import type { operations } from "./generated/openapi.js";
@@ -65,6 +67,11 @@ export interface Info {
   [member: string]: unknown;
 }
 
+/** `GET /v1/namespaces` (admin). */
+export interface NamespacePage extends Page {
+  namespaces: string[];
+}
+
 /** `DELETE /v1/ns/{ns}`. */
 export interface NamespaceDeleted {
   namespace: string;
@@ -89,7 +96,7 @@ export interface RecordData<T = Json> {
 export interface PutResult {
   key: string;
   version: number;
-  revision?: number;
+  revision: number;
   /** Client-side: true when the server answered 201. */
   created: boolean;
 }
@@ -99,13 +106,14 @@ export interface PatchResult<T = Json> {
   key: string;
   version: number;
   value: T;
-  revision?: number;
+  revision: number;
 }
 
-/** `DELETE /records/{key}`; `deleted: false` (client-side) when it was absent. */
+/** `DELETE /records/{key}`; `deleted: false` (client-side, without `revision`) when it was absent. */
 export interface DeleteResult {
   key: string;
   deleted: boolean;
+  /** The revision of the delete; absent when nothing was deleted. */
   revision?: number;
 }
 
@@ -170,7 +178,7 @@ export interface LeaseData {
   holder: string | null;
   acquired_at: Time;
   expires_at: Time;
-  revision?: number;
+  revision: number;
 }
 
 /** `GET /leases/{name}`. */
@@ -187,13 +195,13 @@ export interface LeaseState {
 /** `POST /leases/{name}/release`. */
 export interface ReleaseResult {
   released: boolean;
-  revision?: number;
+  revision: number;
 }
 
 /** `POST /leases/{name}/break`. */
 export interface BreakResult {
   broken: boolean;
-  revision?: number;
+  revision: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -209,7 +217,7 @@ export interface GatePolicy {
   pending?: "reject" | "recover";
 }
 
-/** `GET /gates/{id}`; `PUT` adds `revision`. */
+/** `GET /gates/{id}` and every gate answer; `revision` is that of the gate's last write. */
 export interface GateData {
   id: string;
   state: GateState;
@@ -218,7 +226,7 @@ export interface GateData {
   meta: Json;
   created_at: Time;
   updated_at: Time;
-  revision?: number;
+  revision: number;
 }
 
 /** `PUT /gates/{id}`; `created` is client-side (201). */
@@ -234,7 +242,7 @@ export interface GateTransitionResult extends GateData {
   voided: number;
   /** Committed, unfinalized tickets of the old epoch (terminal transitions). */
   pending: number;
-  revision?: number;
+  revision: number;
 }
 
 /** A ticket, as every ticket answer carries it. */
@@ -250,7 +258,21 @@ export interface TicketData {
   updated_at: Time;
   /** `POST /gates/{id}/tickets`: false when an existing open ticket was returned. */
   created?: boolean;
-  revision?: number;
+  revision: number;
+}
+
+/** A ticket operation a capability may allow (`admit` is `POST /gates/{id}/tickets`). */
+export type CapabilityOp = "admit" | "check" | "commit" | "abort" | "finalize";
+
+/** `POST /gates/{id}/capabilities`: 201. */
+export interface CapabilityData {
+  /** The capability (`lsc_…`): send it as the bearer token. */
+  capability: string;
+  expires_at: Time;
+  /** The gate's epoch it is bound to: once the epoch moves on it is refused with 410. */
+  epoch: number;
+  gate: string;
+  ops: CapabilityOp[];
 }
 
 /** `GET /gates/{id}/tickets`. */
@@ -294,25 +316,26 @@ export interface FeedConfigData {
 export interface FeedConfigResult {
   feed: string;
   config: FeedConfigData;
-  revision?: number;
+  revision: number;
 }
 
 /** `POST /feeds/{feed}/import`. */
 export interface ImportResult {
   imported: number;
   skipped: number;
-  revision?: number;
+  revision: number;
 }
 
 /** `POST /feeds/{feed}/read`. */
 export interface MarkReadResult {
-  revision?: number;
+  revision: number;
 }
 
-/** `DELETE /feeds/{feed}/entries/{id}`; `deleted: false` (client-side) when absent. */
+/** `DELETE /feeds/{feed}/entries/{id}`; `deleted: false` (client-side, without `revision`) when absent. */
 export interface EntryDeleteResult {
   id: string;
   deleted: boolean;
+  /** The revision of the delete; absent when nothing was deleted. */
   revision?: number;
 }
 
@@ -328,24 +351,50 @@ export interface FeedPage extends Page {
   feeds: FeedSummary[];
 }
 
+/** `GET /feeds/{feed}`: the configuration in force (its own, else the namespace's defaults) and the counts. */
+export interface FeedInfo {
+  feed: string;
+  /** The configuration in force. */
+  config: FeedConfigData;
+  /** Whether `config` is the feed's own (false: the namespace's defaults, `PUT /feed-defaults`). */
+  own_config: boolean;
+  /** Visible entries. */
+  entries: number;
+  unread_count: number;
+}
+
 // ---------------------------------------------------------------------------
 // Idempotency store (§9)
 
 /** `POST /idempotency/{scope}/{key}`. */
 export type BeginResult<R = Json> =
-  | { state: "started"; token: string; revision?: number }
+  | { state: "started"; token: string; revision: number }
   | { state: "completed"; response: R };
+
+/** `GET /idempotency/{scope}/{key}`: the key's state, never the owner's token. */
+export type IdempotencyEntry<R = Json> =
+  | {
+      scope: string;
+      key: string;
+      state: "started";
+      /** Until when the owner holds it. */
+      locked_until: Time;
+      /** The owner's lock ran out: the next `begin` takes it over. */
+      stale: boolean;
+      expires_at: Time;
+    }
+  | { scope: string; key: string; state: "completed"; response: R; expires_at: Time };
 
 /** `PUT /idempotency/{scope}/{key}`. */
 export interface CompleteResult {
   state: "completed";
-  revision?: number;
+  revision: number;
 }
 
 /** `DELETE /idempotency/{scope}/{key}`. */
 export interface AbandonResult {
   released: boolean;
-  revision?: number;
+  revision: number;
 }
 
 // ---------------------------------------------------------------------------

@@ -130,6 +130,41 @@ test("a revoke racing admits over 3 instances: nothing admitted after it", { ...
   console.log(`# pg revoke race: ${admitted} admitted before, ${outcomes.length - admitted} refused (410), ${late.length} sent after the revoke`);
 });
 
+test("a capability minted on one instance works on the others; a revoke on a third closes it on all", { ...SERVER_TEST, skip }, async () => {
+  const ns = uniqueNs("pgcap");
+  const cs = clients(ns);
+  await cs[0]!.gate("link").create();
+  const { capability } = await cs[0]!.gate("link").capability({ ttlMs: 60_000 });
+  // The uploaders, one per instance, hold the capability only.
+  const ups = servers.map((s) => Lockstep.forCapability(s.url, ns, capability, { retry: false }));
+  const tickets = await Promise.all(ups.map((u, i) => u.gate("link").admit({ ticketId: `u${i}` })));
+  // Each ticket's steps on another instance than its admit's.
+  for (const [i, t] of tickets.entries()) {
+    const link = ups[(i + 1) % 3]!.gate("link");
+    await link.ticket(t.id).check();
+    await link.ticket(t.id).commit();
+  }
+  await ups[2]!.gate("link").ticket("u0").finalize({ append: { feed: "recent", data: { upload: "u0" } } });
+  const forbidden = await ups[1]!.get("k").catch((x: unknown) => x);
+  assert.ok(forbidden instanceof LockstepError && forbidden.code === "forbidden");
+  const revoked = await cs[2]!.gate("link").revoke();
+  assert.equal(revoked.pending, 2);
+  // The next operation, on any instance, is 410.
+  const refused = await Promise.all(
+    ups.flatMap((u) => [u.gate("link").admit(), u.gate("link").ticket("u1").finalize()].map((p) => p.catch((x: unknown) => x))),
+  );
+  assert.ok(refused.every((e) => e instanceof LockstepError && e.status === 410 && e.code === "gate_closed"), String(refused));
+  let byCapability = 0;
+  for await (const c of cs[1]!.changes({ kind: "gate", prefix: "link" })) {
+    if (c.actor === "capability:link") {
+      byCapability++;
+      assert.ok(c.revision < revoked.revision, "nothing of the capability after the revoke");
+    }
+  }
+  assert.equal(byCapability, 3 + 3 + 1, "3 admits, 3 commits, 1 finalize");
+  console.log(`# pg capability over 3 instances: ${byCapability} operations accepted before the revoke, ${refused.length} refused (410) after it`);
+});
+
 test("watch on one instance sees the writes of the others in order, once each", { ...SERVER_TEST, skip }, async () => {
   const cs = clients();
   const ac = new AbortController();

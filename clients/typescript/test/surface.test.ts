@@ -429,3 +429,168 @@ test("bad input is a 400 LockstepError, not retried", SERVER_TEST, async () => {
   const e = await ls.acquire("x", { ttlMs: 1 }).catch((x: unknown) => x);
   assert.ok(e instanceof LockstepError && e.status === 400 && e.code === "invalid_request");
 });
+
+test("capabilities: an upload with a capability only; 403 elsewhere, 401 tampered, 410 once revoked (seeds/001, SPEC §11)", SERVER_TEST, async () => {
+  const ns = uniqueNs("cap");
+  const ls = client(ns);
+  const gate = ls.gate("link/cap");
+  await gate.create({ policy: { pending: "reject" } });
+  await ls.gate("link/other").create();
+  const otherTicket = await ls.gate("link/other").admit({ ticketId: "o-1" });
+
+  const cap = await gate.capability({ ttlMs: 60_000 });
+  assert.match(cap.capability, /^lsc_/);
+  assert.equal(cap.epoch, 1);
+  assert.equal(cap.gate, "link/cap");
+  assert.deepEqual([...cap.ops].sort(), ["abort", "admit", "check", "commit", "finalize"]);
+  assert.ok(Date.parse(cap.expiresAt) > Date.now());
+
+  // The anonymous uploader holds the capability and nothing else.
+  const up = Lockstep.forCapability(server.url, ns, cap.capability, { retry: false });
+  const link = up.gate("link/cap");
+  const t = await link.admit({ ticketId: "u-1", meta: { name: "a.jpg" } });
+  assert.equal(t.epoch, 1);
+  assert.equal((await t.check()).state, "open");
+  assert.equal((await t.commit()).state, "committed");
+  const fin = await t.finalize({ append: { feed: "recent/owner", data: { upload: "u-1" } } });
+  assert.equal(fin.state, "finalized");
+  assert.equal(typeof fin.revision, "number");
+  // Repeats answer the same, byte for byte.
+  assert.deepEqual(await link.ticket("u-1").finalize({ append: { feed: "recent/owner", data: { upload: "u-1" } } }), fin);
+  assert.deepEqual((await ls.feed("recent/owner").page()).entries.map((e) => e.id), ["u-1"]);
+  const aborted = await link.admit();
+  assert.equal((await aborted.abort()).state, "aborted");
+
+  // 403: another gate, or any route but the gate's ticket operations.
+  const refusals: Array<[string, () => Promise<unknown>]> = [
+    ["admit on another gate", () => up.gate("link/other").admit()],
+    ["a ticket of another gate", () => up.gate("link/other").ticket(otherTicket.id).check()],
+    ["read the gate", () => link.get()],
+    ["list its tickets", () => link.tickets().next()],
+    ["revoke the gate", () => link.revoke()],
+    ["delete the gate", () => link.delete()],
+    ["mint a capability", () => link.capability({ ttlMs: 60_000 })],
+    ["read a record", () => up.get("k")],
+    ["write a record", () => up.put("k", 1)],
+    ["read the feed", () => up.feed("recent/owner").page()],
+    ["the change log", () => up.changes().next()],
+    ["the namespaces", () => up.namespaces().next()],
+  ];
+  for (const [what, p] of refusals) {
+    const e = await p().catch((x: unknown) => x);
+    assert.ok(e instanceof LockstepError && e.status === 403 && e.code === "forbidden", `${what}: ${String(e)}`);
+  }
+  // A capability narrowed to some operations: the others are 403.
+  const narrow = await gate.capability({ ttlMs: 60_000, ops: ["admit", "check"] });
+  assert.deepEqual([...narrow.ops].sort(), ["admit", "check"]);
+  const nt = await Lockstep.forCapability(server.url, ns, narrow.capability, { retry: false }).gate("link/cap").admit({ ticketId: "n-1" });
+  await nt.check();
+  const notAllowed = await nt.commit().catch((x: unknown) => x);
+  assert.ok(notAllowed instanceof LockstepError && notAllowed.status === 403 && notAllowed.code === "forbidden", String(notAllowed));
+
+  // 401: tampered with (a claim changed, or the signature), or not a capability at all.
+  const [claims, mac] = cap.capability.slice(4).split(".") as [string, string];
+  const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === "A" ? "B" : "A") + s.slice(i + 1);
+  for (const bad of [`lsc_${flip(claims, 3)}.${mac}`, `lsc_${claims}.${flip(mac, 3)}`, `lsc_${claims}`]) {
+    const e = await Lockstep.forCapability(server.url, ns, bad, { retry: false }).gate("link/cap").admit().catch((x: unknown) => x);
+    assert.ok(e instanceof LockstepError && e.status === 401 && e.code === "unauthorized", String(e));
+  }
+  // Out of range TTLs are the owner's 400.
+  const shortTtl = await gate.capability({ ttlMs: 10 }).catch((x: unknown) => x);
+  assert.ok(shortTtl instanceof LockstepError && shortTtl.status === 400 && shortTtl.code === "invalid_request");
+
+  // 410 once the owner revokes: the very next operation, whatever it is.
+  const pending = await link.admit({ ticketId: "u-2" });
+  await pending.check();
+  const revoked = await gate.revoke();
+  assert.equal(revoked.epoch, 2);
+  for (const [what, p] of [
+    ["check", () => pending.check()],
+    ["commit", () => pending.commit()],
+    ["finalize", () => pending.finalize()],
+    ["abort", () => pending.abort()],
+    ["admit", () => link.admit()],
+    ["a finalized ticket's finalize", () => link.ticket("u-1").finalize()],
+  ] as Array<[string, () => Promise<unknown>]>) {
+    const e = await p().catch((x: unknown) => x);
+    assert.ok(e instanceof LockstepError && e.status === 410 && e.code === "gate_closed", `${what}: ${String(e)}`);
+  }
+  // Minting on a revoked gate is 410 too; after reopen a new capability works
+  // and the old one stays refused (its epoch is gone for good).
+  const mintClosed = await gate.capability({ ttlMs: 60_000 }).catch((x: unknown) => x);
+  assert.ok(mintClosed instanceof LockstepError && mintClosed.code === "gate_closed");
+  await gate.reopen();
+  const fresh = await gate.capability({ ttlMs: 60_000, ops: ["admit"] });
+  assert.equal(fresh.epoch, 3);
+  assert.equal((await Lockstep.forCapability(server.url, ns, fresh.capability).gate("link/cap").admit()).epoch, 3);
+  const old = await link.admit().catch((x: unknown) => x);
+  assert.ok(old instanceof LockstepError && old.code === "gate_closed");
+
+  // The change log names the capability as the actor of its operations.
+  const actors = new Map<string, string>();
+  for await (const c of ls.changes({ kind: "gate", prefix: "link/cap" })) actors.set(`${c.revision}:${c.op}`, c.actor);
+  const capOps = [...actors].filter(([, a]) => a === "capability:link/cap").map(([k]) => k.split(":")[1]);
+  assert.deepEqual(capOps, ["admit", "commit", "finalize", "admit", "abort", "admit", "admit", "admit"]);
+});
+
+test("new reads: feed.get(), idempotency(scope).get(key), gate.delete() via DELETE, namespaces(), changes by cursor", SERVER_TEST, async () => {
+  const ns = uniqueNs("reads");
+  const ls = client(ns);
+  const feed = ls.feed("inbox");
+  assert.deepEqual(await feed.get(), { feed: "inbox", config: {}, own_config: false, entries: 0, unread_count: 0 });
+  await feed.append({ id: "a", data: {} });
+  await feed.append({ id: "b", data: {} });
+  await feed.markRead({ ids: ["a"] });
+  const cfg = await feed.configure({ maxEntries: 10 });
+  assert.equal(typeof cfg.revision, "number");
+  const info = await feed.info();
+  assert.equal(info.entries, 2);
+  assert.equal(info.unread_count, 1);
+  assert.equal(info.config.max_entries, 10);
+  assert.equal(info.own_config, true);
+
+  const store = ls.idempotency<{ ok: boolean }>("pay");
+  assert.equal(await store.get("k1"), null);
+  const b = await store.begin("k1", { fingerprint: "f", lockMs: 60_000 });
+  assert.equal(b.state, "started");
+  const started = await store.get("k1");
+  assert.ok(started?.state === "started" && started.stale === false && typeof started.locked_until === "string");
+  assert.ok(!("token" in started), "never the owner's token");
+  if (b.state === "started") {
+    assert.equal(typeof b.revision, "number");
+    assert.equal(typeof (await store.complete("k1", b.token, { ok: true })).revision, "number");
+  }
+  const completed = await store.get("k1");
+  assert.ok(completed?.state === "completed");
+  assert.deepEqual(completed.response, { ok: true });
+  assert.equal(completed.scope, "pay");
+  assert.equal(completed.key, "k1");
+
+  const gate = ls.gate("g");
+  await gate.create();
+  await gate.admit({ ticketId: "t" });
+  const deleted = await gate.delete();
+  assert.equal(deleted.state, "deleted");
+  assert.equal(deleted.voided, 1);
+  assert.equal(deleted.epoch, 2);
+  const repeat = await gate.delete();
+  assert.equal(repeat.changed, false);
+  assert.equal(repeat.revision, deleted.revision, "a repeat names the gate's last write");
+  const log: Change[] = [];
+  for await (const c of ls.changes({ kind: "gate" })) log.push(c);
+  assert.equal(log.filter((c) => c.op === "delete").length, 1);
+
+  const names: string[] = [];
+  for await (const n of ls.namespaces({ pageSize: 1 })) names.push(n);
+  assert.ok(names.includes(ns), `${ns} listed`);
+  assert.deepEqual(names, [...names].sort());
+  assert.equal(new Set(names).size, names.length);
+
+  // /changes pages by `cursor=`: page size 1, every change once, in order.
+  const one: Change[] = [];
+  for await (const c of ls.changes({ pageSize: 1 })) one.push(c);
+  const all: Change[] = [];
+  for await (const c of ls.changes({ pageSize: 1000 })) all.push(c);
+  assert.deepEqual(one, all);
+  assert.ok(all.length >= 8);
+});

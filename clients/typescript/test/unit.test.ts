@@ -354,3 +354,44 @@ test("lease keep-alive: an acquire that waited longer than the TTL renews at onc
     clearInterval(hold2);
   }
 });
+
+test("capabilities: minted camelCase, sent as the bearer; 401, 403 and 410 are refusals not retried", async () => {
+  const { fetch, calls } = scripted([
+    ok({ capability: "lsc_abc.def", expires_at: "2026-01-01T00:00:00Z", epoch: 3, gate: "link/1", ops: ["admit", "check"] }, 201),
+    problem(401, "unauthorized", {}, { "www-authenticate": 'Bearer error="invalid_token"' }),
+    problem(403, "forbidden"),
+    problem(410, "gate_closed"),
+    // A 401 without a problem document (a proxy's) still has its code.
+    () => new Response("no", { status: 401 }),
+  ]);
+  const owner = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch, token: "lst_owner" });
+  const cap = await owner.gate("link/1").capability({ ttlMs: 60_000, ops: ["admit", "check"] });
+  assert.deepEqual(cap, { capability: "lsc_abc.def", expiresAt: "2026-01-01T00:00:00Z", epoch: 3, gate: "link/1", ops: ["admit", "check"] });
+  assert.equal(calls[0]!.url, "http://x.invalid/v1/ns/n/gates/link%2F1/capabilities");
+  assert.deepEqual(JSON.parse(String(calls[0]!.init.body)), { ttl_ms: 60_000, ops: ["admit", "check"] });
+  assert.equal(header(calls[0]!, "authorization"), "Bearer lst_owner");
+
+  const up = Lockstep.forCapability("http://x.invalid", "n", cap.capability, { fetch, retry: { attempts: 5, baseDelayMs: 1 } });
+  for (const [status, code] of [[401, "unauthorized"], [403, "forbidden"], [410, "gate_closed"], [401, "unauthorized"]] as const) {
+    const n = calls.length;
+    const e = await up.gate("link/1").admit().catch((x: unknown) => x);
+    assert.ok(e instanceof LockstepError && e.status === status && e.code === code, String(e));
+    assert.equal(calls.length, n + 1, "not retried");
+    assert.equal(header(calls[n]!, "authorization"), "Bearer lsc_abc.def");
+    assert.equal(calls[n]!.url, "http://x.invalid/v1/ns/n/gates/link%2F1/tickets");
+  }
+});
+
+test("changes: the first page `after`, the next ones by `cursor=`", async () => {
+  const change = (revision: number) => ({ revision, index: 0, kind: "record", key: "k", op: "put", actor: "a", forced: false, at: "t" });
+  const { fetch, calls } = scripted([
+    ok({ changes: [change(5), change(6)], next_cursor: "6" }),
+    ok({ changes: [change(7)], next_cursor: null }),
+  ]);
+  const ls = new Lockstep({ url: "http://x.invalid", namespace: "n", fetch });
+  const seen: number[] = [];
+  for await (const c of ls.changes({ after: 4, prefix: "k", pageSize: 2 })) seen.push(c.revision);
+  assert.deepEqual(seen, [5, 6, 7]);
+  assert.equal(calls[0]!.url, "http://x.invalid/v1/ns/n/changes?after=4&prefix=k&limit=2");
+  assert.equal(calls[1]!.url, "http://x.invalid/v1/ns/n/changes?cursor=6&prefix=k&limit=2");
+});

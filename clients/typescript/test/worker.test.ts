@@ -178,16 +178,33 @@ for (const backend of backends) {
 
     type StepJson = { step: string; ok: boolean; sentAt: number; doneAt: number; status?: number; code?: string; ticket?: TicketJson & { revision?: number; updated_at: string } };
 
-    test("seed 001: a revoke racing uploads: nothing admitted or committed after it", SERVER_TEST, async () => {
+    test("seed 001: a revoke racing uploads that hold only a capability: nothing accepted after it", SERVER_TEST, async () => {
       const ns = uniqueNs("w001");
       const owner = "owner@example.com";
       const link = "link-001";
+      const other = "link-other";
       const N = 48;
-      // Committed uploads still finalize after the revoke (recover policy).
+      // Committed uploads are still finalized after the revoke (recover
+      // policy), by the owner: the uploaders' capability is refused by then.
       assert.equal((await call<{ created: boolean }>(0, "/gate", { ns, link, policy: "recover" })).body.created, true);
+      assert.equal((await call<{ created: boolean }>(1, "/gate", { ns, link: other })).body.created, true);
+      // The owner mints the link's capability; the uploaders get it and nothing else.
+      const minted = await call<{ capability: string; epoch: number; ops: string[]; expiresAt: string }>(0, "/mint", { ns, link, ttlMs: 600_000 });
+      assert.equal(minted.status, 200, JSON.stringify(minted.body));
+      const capability = minted.body.capability;
+      assert.match(capability, /^lsc_/);
+      assert.equal(minted.body.epoch, 1);
+      assert.deepEqual([...minted.body.ops].sort(), ["abort", "admit", "check", "commit", "finalize"]);
+
+      // 0. The capability is not the owner's access: all else is refused.
+      const probe = (await call<Record<string, { status: number; code: string }>>(1, "/probe", { ns, link, other, owner, capability })).body;
+      for (const [what, r] of Object.entries(probe)) {
+        const want = what === "tampered capability" ? [401, "unauthorized"] : [403, "forbidden"];
+        assert.deepEqual([r.status, r.code], want, `${what}: ${JSON.stringify(r)}`);
+      }
 
       const upload = (i: number) =>
-        call<{ id: string; log: StepJson[] }>(i, "/flow", { ns, link, id: `up-${i}`, owner, delayMs: (i * 7) % 40 });
+        call<{ id: string; log: StepJson[] }>(i, "/flow", { ns, link, id: `up-${i}`, owner, delayMs: (i * 7) % 40, capability });
       // The first half of the uploads start 10 ms apart; the owner revokes
       // while they are at every step of their flow ...
       const early = Array.from({ length: N / 2 }, async (_, i) => {
@@ -195,7 +212,7 @@ for (const backend of backends) {
         return upload(i);
       });
       await new Promise((r) => setTimeout(r, 150));
-      const revoke = await call<{ state: string; epoch: number; voided: number; pending: number; sentAt: number; doneAt: number; revision?: number }>(1, "/revoke", { ns, link });
+      const revoke = await call<{ state: string; epoch: number; voided: number; pending: number; sentAt: number; doneAt: number; revision: number }>(1, "/revoke", { ns, link });
       assert.equal(revoke.status, 200, JSON.stringify(revoke.body));
       assert.equal(revoke.body.state, "revoked");
       // ... and the second half arrive after the revoke answered, on both isolates.
@@ -207,50 +224,65 @@ for (const backend of backends) {
       const count = (step: string, ok: boolean) => results.filter((r) => r.log.some((s) => s.step === step && s.ok === ok)).length;
       const admitted = count("admit", true);
       const committed = count("commit", true);
-      const finalized = count("finalize", true);
+      const finalizedByUploader = count("finalize", true);
       const refused = results.flatMap((r) => r.log.filter((s) => !s.ok));
 
       // 1. Every refusal is a deterministic 410 gate_closed (no 5xx, no surprises).
       assert.ok(refused.every((s) => s.status === 410 && s.code === "gate_closed"), JSON.stringify(refused.filter((s) => s.code !== "gate_closed")));
-      // 2. No admit or commit sent after the revoke succeeded was accepted.
-      const lateOk = results.flatMap((r) => r.log.filter((s) => (s.step === "admit" || s.step === "commit") && s.ok && s.sentAt > revoke.body.doneAt));
+      // 2. No operation of the capability sent after the revoke answered was accepted.
+      const lateOk = results.flatMap((r) => r.log.filter((s) => s.ok && s.sentAt > revoke.body.doneAt));
       assert.deepEqual(lateOk, []);
       // 3. Every accepted ticket is of the old epoch.
       const epochs = new Set(results.flatMap((r) => r.log.filter((s) => s.ok).map((s) => s.ticket!.epoch)));
       assert.deepEqual([...epochs], [1]);
-      // 4. The server's view: tickets open at the revoke were voided by it, the
-      //    committed ones finalized (recovered if after the revoke), and the feed
-      //    holds exactly one entry per finalized ticket.
+      // 4. After the revoke the capability is refused even for what it had
+      //    admitted: the owner recovers the committed uploads left over.
+      const recovered = (await call<{ tickets: TicketJson[] }>(0, "/recover", { ns, link, owner })).body.tickets;
+      assert.equal(recovered.length, committed - finalizedByUploader);
+      assert.ok(recovered.every((t) => t.state === "finalized" && t.recovered));
+      const again = await call<{ id: string; log: StepJson[] }>(1, "/flow", { ns, link, id: "after-recover", owner, capability });
+      assert.deepEqual(again.body.log.map((s) => [s.step, s.status]), [["admit", 410]]);
+      // 5. The server's view: tickets open at the revoke were voided by it, every
+      //    committed one finalized once, and the feed holds exactly one entry per
+      //    finalized ticket.
       const tickets = (await call<{ tickets: TicketJson[] }>(0, "/tickets", { ns, link })).body.tickets;
       const byState = (s: string) => tickets.filter((t) => t.state === s).length;
       assert.equal(tickets.length, admitted);
-      assert.equal(byState("finalized"), finalized);
-      assert.equal(byState("finalized"), committed, "every committed upload was finalized (recover)");
+      assert.equal(byState("finalized"), committed, "every committed upload was finalized (by its uploader, or recovered by the owner)");
       assert.equal(byState("voided"), admitted - committed);
       assert.equal(revoke.body.voided, admitted - committed, "the revoke voided every ticket still open");
+      assert.equal(revoke.body.pending, recovered.length, "the committed uploads pending at the revoke are the ones the owner recovered");
       const feed = (await call<FeedJson>(0, "/feed", { ns, owner })).body;
-      assert.equal(feed.entries.length, finalized);
-      assert.equal(new Set(feed.entries.map((e) => e.id)).size, finalized);
-      const recovered = tickets.filter((t) => t.recovered).length;
-      // 5. Timing-free, from the change log: every admit and commit of the link
-      //    committed at a revision before the revoke's.
-      const log: Array<{ revision: number; op: string }> = [];
-      for await (const c of new Lockstep({ url: urls[0]!, namespace: ns }).changes({ kind: "gate", prefix: link })) {
+      assert.equal(feed.entries.length, committed);
+      assert.equal(new Set(feed.entries.map((e) => e.id)).size, committed);
+      // 6. Timing-free, from the change log: every change made with the
+      //    capability (actor `capability:<link>`) committed at a revision
+      //    before the revoke's, and the log agrees with what the uploaders saw.
+      const log: Array<{ revision: number; op: string; actor: string }> = [];
+      for await (const c of new Lockstep({ url: urls[0]!, namespace: ns }).changes({ kind: "gate", prefix: link, pageSize: 20 })) {
         if (c.key === link) log.push(c);
       }
       const revokeRev = log.find((c) => c.op === "revoke")!.revision;
-      const afterRevoke = log.filter((c) => (c.op === "admit" || c.op === "commit") && c.revision > revokeRev);
+      assert.equal(revokeRev, revoke.body.revision);
+      const byCapability = log.filter((c) => c.actor === `capability:${link}`);
+      const afterRevoke = byCapability.filter((c) => c.revision > revokeRev);
       assert.deepEqual(afterRevoke, []);
-      assert.equal(log.filter((c) => c.op === "admit").length, admitted);
-      assert.equal(log.filter((c) => c.op === "commit").length, committed);
+      assert.equal(byCapability.filter((c) => c.op === "admit").length, admitted);
+      assert.equal(byCapability.filter((c) => c.op === "commit").length, committed);
+      assert.equal(byCapability.filter((c) => c.op === "finalize").length, finalizedByUploader);
+      const ownerFinalizes = log.filter((c) => c.op === "finalize" && c.actor !== `capability:${link}`);
+      assert.equal(ownerFinalizes.length, recovered.length);
+      assert.ok(ownerFinalizes.every((c) => c.revision > revokeRev));
 
       console.log(
-        `# worker[${tag}] seed 001: uploads=${N} admitted=${admitted} committed=${committed} finalized=${finalized} (recovered=${recovered}) ` +
-          `voided=${byState("voided")} refused_410=${refused.length} (admit=${refused.filter((s) => s.step === "admit").length}, ` +
-          `check=${refused.filter((s) => s.step === "check").length}, commit=${refused.filter((s) => s.step === "commit").length}); ` +
-          `revoke voided=${revoke.body.voided} pending=${revoke.body.pending}; accepted after revoke=${lateOk.length} ` +
-          `(change log: admit/commit after the revoke's revision ${revokeRev}: ${afterRevoke.length}); ` +
-      `uploads started after the revoke: ${N / 2}, refused at admit: ${lateRefused}; feed entries=${feed.entries.length}`,
+        `# worker[${tag}] seed 001 (uploaders hold a capability): uploads=${N} admitted=${admitted} committed=${committed} ` +
+          `finalized by uploader=${finalizedByUploader} recovered by owner=${recovered.length} voided=${byState("voided")} ` +
+          `refused_410=${refused.length} (admit=${refused.filter((s) => s.step === "admit").length}, ` +
+          `check=${refused.filter((s) => s.step === "check").length}, commit=${refused.filter((s) => s.step === "commit").length}, ` +
+          `finalize=${refused.filter((s) => s.step === "finalize").length}); revoke voided=${revoke.body.voided} pending=${revoke.body.pending}; ` +
+          `accepted after revoke=${lateOk.length} (change log: capability changes after the revoke's revision ${revokeRev}: ${afterRevoke.length} of ${byCapability.length}); ` +
+          `uploads started after the revoke: ${N / 2}, refused at admit: ${lateRefused}; capability refused elsewhere: ` +
+          `${Object.values(probe).filter((r) => r.status === 403).length}x403 ${Object.values(probe).filter((r) => r.status === 401).length}x401; feed entries=${feed.entries.length}`,
       );
     });
 

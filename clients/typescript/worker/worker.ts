@@ -3,12 +3,20 @@
  * of seeds/000 and seeds/001 would: the test bundles it with esbuild, runs it
  * in workerd through miniflare, and drives it with concurrent requests.
  *
+ * The owner's routes use the Worker's own access (`LOCKSTEP_TOKEN`, or none on
+ * a loopback server without tokens). The anonymous uploader's routes take the
+ * link's `capability` (minted by the owner with /mint, as a receive link's URL
+ * would carry it) and use nothing else: `Lockstep.forCapability(...)`.
+ *
  * Routes (all POST, JSON in and out; `ns` names the namespace):
- * - /gate      {ns, link, policy?}                 create the link's gate
- * - /upload    {ns, link, id}                      admit, check, commit (one upload)
- * - /finalize  {ns, link, id, owner, data}         finalize, appending to the owner's feed
- * - /flow      {ns, link, id, owner, delayMs}      upload then finalize; answers a step log
- * - /revoke    {ns, link}                          revoke the link
+ * - /gate      {ns, link, policy?}                 owner: create the link's gate
+ * - /mint      {ns, link, ttlMs, ops?}             owner: mint the link's capability
+ * - /upload    {ns, link, id, capability?}         uploader: admit, check, commit (one upload)
+ * - /finalize  {ns, link, id, owner, data, capability?}  uploader: finalize, appending to the owner's feed
+ * - /flow      {ns, link, id, owner, delayMs, capability?}  uploader: upload then finalize; answers a step log
+ * - /probe     {ns, link, capability, other}       uploader: what else the capability is refused
+ * - /revoke    {ns, link}                          owner: revoke the link
+ * - /recover   {ns, link, owner}                   owner: finalize the committed uploads (recover policy)
  * - /import    {ns, owner, legacy}                 import a legacy array into the feed
  * - /read      {ns, owner, ids? | upTo? | all?}    mark entries read
  * - /feed      {ns, owner}                         every entry id, the unread count
@@ -16,7 +24,7 @@
  * - /settle    {ns, stream, key, amount}           seeds/002: withLock + the idempotency store
  */
 
-import { Lockstep, LockstepError, type JsonObject, type ReadSelector, type TicketData } from "../src/index.js";
+import { Lockstep, LockstepError, type CapabilityOp, type JsonObject, type ReadSelector, type TicketData } from "../src/index.js";
 
 export interface Env {
   LOCKSTEP_URL: string;
@@ -38,6 +46,13 @@ interface Step {
 }
 
 const recentFeed = (owner: string) => `recent/${owner}`;
+
+/** The capability with one character of its claims changed (its signature no longer verifies). */
+function tamper(capability: string): string {
+  const i = "lsc_".length + 5;
+  const c = capability[i] === "A" ? "B" : "A";
+  return capability.slice(0, i) + c + capability.slice(i + 1);
+}
 
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -65,34 +80,45 @@ export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const route = new URL(request.url).pathname;
     const b = (await request.json()) as Body;
+    // The stories count refusals: 423 is answered, not waited out.
+    const retry = { attempts: 4, baseDelayMs: 20 };
     const ls = new Lockstep({
       url: env.LOCKSTEP_URL,
       namespace: b.ns,
       ...(env.LOCKSTEP_TOKEN ? { token: env.LOCKSTEP_TOKEN } : {}),
-      // The stories count refusals: 423 is answered, not waited out.
-      retry: { attempts: 4, baseDelayMs: 20 },
+      retry,
     });
+    // The anonymous uploader: the link's capability and nothing else (the
+    // owner's client when the request carries none, as seeds/000's story does).
+    const cap = typeof b["capability"] === "string" ? b["capability"] : undefined;
+    const uploader = cap ? Lockstep.forCapability(env.LOCKSTEP_URL, b.ns, cap, { retry }) : ls;
     try {
       switch (route) {
         case "/gate": {
           const policy = (b["policy"] as "reject" | "recover" | undefined) ?? "reject";
           return json(await ls.gate(String(b["link"])).create({ policy: { pending: policy } }));
         }
+        case "/mint": {
+          const ops = b["ops"] as CapabilityOp[] | undefined;
+          return json(
+            await ls.gate(String(b["link"])).capability({ ttlMs: Number(b["ttlMs"] ?? 600_000), ...(ops ? { ops } : {}) }),
+          );
+        }
         case "/upload": {
-          const gate = ls.gate(String(b["link"]));
+          const gate = uploader.gate(String(b["link"]));
           const t = await gate.admit({ ticketId: String(b["id"]) });
           await t.check();
           // ... the blob would be written to R2 here ...
           return json(await t.commit());
         }
         case "/finalize": {
-          const t = ls.gate(String(b["link"])).ticket(String(b["id"]));
+          const t = uploader.gate(String(b["link"])).ticket(String(b["id"]));
           return json(
             await t.finalize({ append: { feed: recentFeed(String(b["owner"])), data: b["data"] as JsonObject } }),
           );
         }
         case "/flow": {
-          const gate = ls.gate(String(b["link"]));
+          const gate = uploader.gate(String(b["link"]));
           const id = String(b["id"]);
           const log: Step[] = [];
           const noRetry = { retry: false as const };
@@ -112,6 +138,52 @@ export default {
             }
           }
           return json({ id, log });
+        }
+        case "/probe": {
+          // Everything but the link's ticket operations is refused to the
+          // capability: the outcome (status and code) of each attempt.
+          const link = uploader.gate(String(b["link"]));
+          const attempts: Record<string, () => Promise<unknown>> = {
+            "admit on another gate": () => uploader.gate(String(b["other"])).admit({ retry: false }),
+            "revoke its own gate": () => link.revoke({ retry: false }),
+            "read its own gate": () => link.get({ retry: false }),
+            "list its gate's tickets": async () => {
+              for await (const t of link.tickets({ retry: false })) return t;
+            },
+            "mint another capability": () => link.capability({ ttlMs: 60_000, retry: false }),
+            "read the owner's feed": () => uploader.feed(recentFeed(String(b["owner"] ?? "owner"))).page({ retry: false }),
+            "write a record": () => uploader.put("x", 1, { retry: false }),
+            "tampered capability": () =>
+              Lockstep.forCapability(env.LOCKSTEP_URL, b.ns, tamper(cap ?? ""), { retry: false })
+                .gate(String(b["link"]))
+                .admit({ retry: false }),
+          };
+          const out: Record<string, { status: number; code: string }> = {};
+          for (const [name, fn] of Object.entries(attempts)) {
+            try {
+              await fn();
+              out[name] = { status: 200, code: "accepted" };
+            } catch (e) {
+              if (!(e instanceof LockstepError)) throw e;
+              out[name] = { status: e.status, code: e.code };
+            }
+          }
+          return json(out);
+        }
+        case "/recover": {
+          // The owner finalizes, with their own access, the uploads that were
+          // committed before the revoke but not finalized by their uploader
+          // (whose capability is refused since): the gate's `recover` policy.
+          const gate = ls.gate(String(b["link"]));
+          const done: TicketData[] = [];
+          for await (const t of gate.tickets({ state: "committed", pageSize: 100 })) {
+            done.push(
+              await gate.ticket(t.ticket_id).finalize({
+                append: { feed: recentFeed(String(b["owner"])), data: { upload: t.ticket_id, recovered: true } },
+              }),
+            );
+          }
+          return json({ tickets: done });
         }
         case "/revoke": {
           const sentAt = Date.now();
