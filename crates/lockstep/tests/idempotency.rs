@@ -578,6 +578,26 @@ async fn replay_semantics_per_endpoint(url: String) {
     let again = keyed(&h, "POST", &path("/leases/w/acquire"), "wait-2", &short).await;
     assert_replay_of(&again, &first, "the timed-out wait, replayed");
 
+    // A client that goes away while its keyed acquire waits gives the key up:
+    // its retry runs (and waits, here in vain) instead of answering
+    // idempotency_key_in_use until the key's 90 s lock runs out.
+    let long = json!({"ttl_ms": 60_000, "wait_ms": 2_000});
+    let gone = try_send(
+        keyed_req(&h, "POST", &path("/leases/w/acquire"), "wait-3", &long)
+            .timeout(Duration::from_millis(300)),
+    )
+    .await;
+    assert!(gone.is_err(), "the client gave up waiting");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = keyed(&h, "POST", &path("/leases/w/acquire"), "wait-3", &long).await;
+        if r.code() != Some("idempotency_key_in_use") || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_problem(&r, 409, "lease_held", "the retry of an abandoned keyed wait runs");
+
     // Feed append: the replay is the 201 of the first append (an unkeyed
     // repeat is the idempotent 200 created: false).
     let entries = path("/feeds/inbox/entries");

@@ -143,6 +143,15 @@ pub async fn acquire(
             Err(replayed) => return Ok(replayed),
         },
     };
+    // If the client goes away while it waits, the key is given up at once.
+    let mut key_guard = keyed.as_ref().map(|(r, token)| KeyRelease {
+        st: st.clone(),
+        ns: ns.clone(),
+        caller: caller.name.clone(),
+        req: r.clone(),
+        token: token.clone(),
+        armed: true,
+    });
     let answer = render(|c| match &c.outcome {
         Outcome::Lease(l) => Ok(Reply::ok(held_json(l, l.fence))),
         other => Err(unexpected(other)),
@@ -154,6 +163,9 @@ pub async fn acquire(
         })
     });
     let result = acquire_waiting(&st, &ns, &name, &caller.name, body, completion).await;
+    if let Some(g) = key_guard.as_mut() {
+        g.armed = false; // answered below: the key is completed or released there
+    }
     match (result, keyed) {
         (Ok(l), _) => Ok(answer(&lockstep_store::Committed {
             outcome: Outcome::Lease(l),
@@ -180,6 +192,31 @@ pub async fn acquire(
             }
             Err(e)
         }
+    }
+}
+
+/// Gives a keyed acquire's `Idempotency-Key` up when the request ends without
+/// an answer (its client went away while it waited), so that a retry with the
+/// same key runs at once instead of answering `idempotency_key_in_use` until
+/// the key's lock runs out. A key completed meanwhile (the lease was granted
+/// as the client left) is not given up: only a started key can be.
+struct KeyRelease {
+    st: AppState,
+    ns: String,
+    caller: String,
+    req: idempotency::IdemRequest,
+    token: String,
+    armed: bool,
+}
+
+impl Drop for KeyRelease {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (st, ns, caller) = (self.st.clone(), self.ns.clone(), self.caller.clone());
+        let (req, token) = (self.req.clone(), self.token.clone());
+        tokio::spawn(async move { idempotency::release(&st, &ns, &caller, &req, token).await });
     }
 }
 
