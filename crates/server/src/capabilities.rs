@@ -5,7 +5,6 @@
 //! stored in the database, so every instance over one PostgreSQL shares it.
 
 use crate::extract::{Caller, Json, Name, Ns};
-use crate::routes::leases::random_id;
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -56,12 +55,10 @@ impl CapabilityKeys {
         let key = self
             .stored
             .get_or_try_init(|| async {
-                let mut fresh = Vec::new();
-                for _ in 0..2 {
-                    fresh.extend(URL_SAFE_NO_PAD.decode(random_id()?).unwrap_or_default());
-                }
+                let mut fresh = [0u8; 32];
+                getrandom::fill(&mut fresh).map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
                 let stored = store
-                    .setting_or_insert(STORED_KEY, &URL_SAFE_NO_PAD.encode(&fresh))
+                    .setting_or_insert(STORED_KEY, &URL_SAFE_NO_PAD.encode(fresh))
                     .await?;
                 URL_SAFE_NO_PAD
                     .decode(stored)
