@@ -574,6 +574,17 @@ pub(crate) fn parse_stored<T: serde::de::DeserializeOwned>(text: &str) -> Result
 }
 
 /// A revision as stored (SQL has signed 64-bit integers).
+/// A stored non-negative integer (a revision, fence, epoch or id) read back:
+/// a negative one is corrupt data, answered as an internal error, never 0.
+pub(crate) fn stored_u64(what: &str, v: i64) -> Result<u64, Error> {
+    u64::try_from(v).map_err(|_| Error::Internal(format!("stored {what} {v} is negative")))
+}
+
+/// The same inside a SQLite row mapper: column `col` is out of range.
+pub(crate) fn sqlite_u64(col: usize, v: i64) -> rusqlite::Result<u64> {
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(col, v))
+}
+
 pub(crate) fn rev_i64(revision: u64) -> Result<i64, Error> {
     i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))
 }

@@ -17,7 +17,7 @@ fn entry_from_row(feed: &str, r: &tokio_postgres::Row) -> Result<Entry, Error> {
         id: r.try_get(0).map_err(pg_error)?,
         at: Millis(r.try_get(1).map_err(pg_error)?),
         data: crate::parse_stored(&data)?,
-        revision: u64::try_from(r.try_get::<_, i64>(3).map_err(pg_error)?).unwrap_or(0),
+        revision: crate::stored_u64("entry revision", r.try_get(3).map_err(pg_error)?)?,
         read: r.try_get(4).map_err(pg_error)?,
         scrubbed: r.try_get(5).map_err(pg_error)?,
     })

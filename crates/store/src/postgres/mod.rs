@@ -437,7 +437,7 @@ impl PgStore {
                     )
                     .await?;
                 let rev: i64 = tx.query_one(&current, &[]).await?.try_get(0)?;
-                (probed, u64::try_from(rev).unwrap_or(0))
+                (probed, crate::stored_u64("revision", rev)?)
             };
             persist(&tx, ns, &effect, revision, now).await?;
             let answer = Ok(Committed {
@@ -476,7 +476,7 @@ impl PgStore {
                 .try_get(0)
                 .map_err(pg_error)?;
             tx.commit().await.map_err(pg_error)?;
-            Ok(u64::try_from(rev).unwrap_or(0))
+            crate::stored_u64("revision", rev)
         })
     }
 
@@ -755,7 +755,7 @@ async fn load_snapshot(
                 name: row.try_get(0)?,
                 token: row.try_get(1)?,
                 holder: row.try_get(2)?,
-                fence: u64::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0),
+                fence: crate::stored_u64("fence", row.try_get(3)?)?,
                 acquired_at: Millis(row.try_get(4)?),
                 expires_at: Millis(row.try_get(5)?),
             };
@@ -772,7 +772,7 @@ async fn load_snapshot(
         for row in tx.query(&stmt, &[&ns, &waiter_names]).await? {
             let name: String = row.try_get(0)?;
             let w = Waiter {
-                id: u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0),
+                id: crate::stored_u64("waiter id", row.try_get(1)?)?,
                 alive_until: Millis(row.try_get(2)?),
             };
             let entry = snapshot.entry(RowKey::Waiters(name.clone())).or_insert(None);
@@ -793,7 +793,7 @@ async fn load_snapshot(
             .await?;
         for row in tx.query(&stmt, &[&ns, &resources]).await? {
             let resource: String = row.try_get(0)?;
-            let fence = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
+            let fence = crate::stored_u64("fence", row.try_get(1)?)?;
             snapshot.insert(
                 RowKey::Fence(resource.clone()),
                 Some(Row::Fence { resource, fence }),

@@ -1,6 +1,6 @@
 //! Gate and ticket rows on SQLite.
 
-use crate::{rev_i64, Error};
+use crate::{rev_i64, stored_u64, Error};
 use lockstep_core::gate::{Gate, GateState, Pending, Policy, Ticket, TicketState};
 use lockstep_core::{Millis, Row};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -11,11 +11,6 @@ fn json(s: &str) -> Result<serde_json::Value, Error> {
 
 fn text(v: &serde_json::Value) -> Result<String, Error> {
     serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
-}
-
-/// A stored non-negative integer; a negative one is corrupt data, never 0.
-fn stored_u64(what: &str, v: i64) -> Result<u64, Error> {
-    u64::try_from(v).map_err(|_| Error::Internal(format!("stored {what} {v} is negative")))
 }
 
 fn bad(what: &str, v: &str) -> Error {

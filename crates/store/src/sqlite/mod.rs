@@ -453,7 +453,7 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
                 "SELECT token, holder, fence, acquired_at, expires_at FROM leases WHERE ns = ?1 AND name = ?2",
             )?
             .query_row(params![ns, name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get(3)?, r.get(4)?))
+                Ok((r.get(0)?, r.get(1)?, crate::sqlite_u64(2, r.get(2)?)?, r.get(3)?, r.get(4)?))
             })
             .optional()?
             .map(|(token, holder, fence, acquired_at, expires_at)| {
@@ -461,7 +461,7 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
                     name: name.clone(),
                     token,
                     holder,
-                    fence: u64::try_from(fence).unwrap_or(0),
+                    fence,
                     acquired_at: Millis(acquired_at),
                     expires_at: Millis(expires_at),
                 })
@@ -472,16 +472,16 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
             )?;
             let waiters = stmt
                 .query_map(params![ns, name], |r| {
-                    Ok(Waiter { id: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), alive_until: Millis(r.get(1)?) })
+                    Ok(Waiter { id: crate::sqlite_u64(0, r.get(0)?)?, alive_until: Millis(r.get(1)?) })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             (!waiters.is_empty()).then(|| Row::Waiters { name: name.clone(), waiters })
         }
         RowKey::Fence(resource) => c
             .prepare_cached("SELECT fence FROM fences WHERE ns = ?1 AND resource = ?2")?
-            .query_row(params![ns, resource], |r| r.get::<_, i64>(0))
+            .query_row(params![ns, resource], |r| crate::sqlite_u64(0, r.get(0)?))
             .optional()?
-            .map(|f| Row::Fence { resource: resource.clone(), fence: u64::try_from(f).unwrap_or(0) }),
+            .map(|fence| Row::Fence { resource: resource.clone(), fence }),
         RowKey::FeedEntry(feed, id) => feeds::load_entry(c, ns, feed, id)?,
         RowKey::Gate(id) => gates::load_gate(c, ns, id)?.map(Row::Gate),
         RowKey::Ticket(id) => gates::load_ticket(c, ns, id)?.map(Row::Ticket),
