@@ -102,23 +102,6 @@ fn tokens() -> Auth {
     Auth::new(set, false)
 }
 
-/// A concrete path for a template: namespace `app`, a valid value for every
-/// other parameter.
-fn concrete(template: &str) -> String {
-    template
-        .split('/')
-        .map(|seg| match seg {
-            "{ns}" => "app",
-            "{*key}" => "k",
-            "{transition}" => "pause",
-            "{op}" => "check",
-            s if s.starts_with('{') => "x",
-            s => s,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 async fn call(st: &AppState, method: &str, path: &str, who: Who, body: Option<Value>) -> Answer {
     common::call(st, method, path, who.secret(), body).await
 }
@@ -142,7 +125,7 @@ async fn access_matrix_of_every_route() {
     let mut checked = 0;
     for e in api::endpoints() {
         let access = e.access_rule().unwrap_or(Access::Admin);
-        let path = concrete(e.path());
+        let path = common::concrete(e.path(), "x");
         for who in EVERYONE {
             let a = call(&st, e.method(), &path, who, None).await;
             let got = match a.status.as_u16() {
@@ -297,7 +280,14 @@ async fn open_mode_makes_every_caller_an_anonymous_admin() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(&dir, None).await;
     for e in api::endpoints() {
-        let a = call(&st, e.method(), &concrete(e.path()), Who::NoToken, None).await;
+        let a = call(
+            &st,
+            e.method(),
+            &common::concrete(e.path(), "x"),
+            Who::NoToken,
+            None,
+        )
+        .await;
         assert!(
             !matches!(a.status.as_u16(), 401 | 403),
             "{} {}: {}",

@@ -63,22 +63,6 @@ async fn expired(st: &AppState, g: &str) -> String {
     capability::sign(&claims, &keys[0]).unwrap()
 }
 
-fn concrete(template: &str, gate: &str) -> String {
-    template
-        .split('/')
-        .map(|seg| match seg {
-            "{ns}" => "app",
-            "{name}" => gate,
-            "{*key}" => "k",
-            "{transition}" => "pause",
-            "{op}" => "check",
-            s if s.starts_with('{') => "x",
-            s => s,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 fn is_ticket_route(method: &str, path: &str) -> bool {
     method == "post"
         && (path == "/v1/ns/{ns}/gates/{name}/tickets"
@@ -144,7 +128,7 @@ async fn access_matrix_of_capabilities() {
     let mut failures = Vec::new();
     for e in api::endpoints() {
         let (method, template) = (e.method(), e.path());
-        let path = concrete(template, "g");
+        let path = common::concrete(template, "g");
         let body = match method {
             "get" | "delete" => None,
             _ => Some(json!({})),

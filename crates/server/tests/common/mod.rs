@@ -66,3 +66,21 @@ pub async fn call(
         body,
     }
 }
+
+/// A concrete path for a route template: namespace `app`, `gate` for
+/// `{name}`, and a valid value for every other parameter.
+pub fn concrete(template: &str, gate: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| match seg {
+            "{ns}" => "app",
+            "{name}" => gate,
+            "{*key}" => "k",
+            "{transition}" => "pause",
+            "{op}" => "check",
+            s if s.starts_with('{') => "x",
+            s => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
