@@ -1,0 +1,4 @@
+//! The one integration-test binary of lockstep-core.
+
+mod fuzz;
+mod model;

@@ -1,0 +1,202 @@
+//! A seeded model test of `lockstep_core::execute`: random histories of
+//! commands over a small key space run against the core (over a `BTreeMap` of
+//! rows, applied the way a backend applies an effect) and against a plain
+//! `BTreeMap` model of SPEC §4-§9; after every step the answers, the change
+//! entries and the visible state must agree, and every effect must keep the
+//! invariants (see `driver::check_effect`).
+//!
+//! `LOCKSTEP_MODEL_SEED=<n>` replays one seed; `LOCKSTEP_MODEL_SEEDS` and
+//! `LOCKSTEP_MODEL_STEPS` change how many seeds (default 200) and steps per
+//! seed (default 200) run. A failure prints its seed, the history and a
+//! shrunk history that still fails.
+
+mod answer;
+mod driver;
+mod gen;
+mod rows;
+mod spec;
+mod view;
+
+use driver::{replay, run_seed, show, shrink, Fault};
+use gen::Step;
+use lockstep_core::feed::{FeedConfig, NewEntry};
+use lockstep_core::Command;
+use std::collections::BTreeMap;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn steps() -> usize {
+    env_u64("LOCKSTEP_MODEL_STEPS").map_or(200, |n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn seeds() -> Vec<u64> {
+    match env_u64("LOCKSTEP_MODEL_SEED") {
+        Some(seed) => vec![seed],
+        None => (0..env_u64("LOCKSTEP_MODEL_SEEDS").unwrap_or(200)).collect(),
+    }
+}
+
+/// Runs `seed`; on failure, the panic message a developer needs.
+fn check_seed(seed: u64, steps: usize, fault: Fault) -> Result<BTreeMap<String, usize>, String> {
+    let (history, failure) = match run_seed(seed, steps, fault) {
+        Ok(seen) => return Ok(seen),
+        Err(e) => e,
+    };
+    let (short, short_failure) = shrink(history.clone(), fault, failure.kind);
+    Err(format!(
+        "the core and the model disagree: LOCKSTEP_MODEL_SEED={seed} (step {} of {steps})\n{}\n\n\
+         shrunk to {} steps:\n{}\n{}\n\nfull history:\n{}",
+        failure.step,
+        failure.detail,
+        short.len(),
+        show(&short),
+        short_failure.detail,
+        show(&history),
+    ))
+}
+
+#[test]
+fn execute_agrees_with_the_model() {
+    let steps = steps();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for seed in seeds() {
+        match check_seed(seed, steps, Fault::None) {
+            Ok(s) => s.into_iter().for_each(|(k, n)| *seen.entry(k).or_default() += n),
+            Err(report) => panic!("{report}"),
+        }
+    }
+    eprintln!("answers seen: {seen:#?}");
+    if std::env::var_os("LOCKSTEP_MODEL_SEED").is_none() {
+        reaches_every_answer(&seen);
+    }
+}
+
+/// The histories reach every kind of answer (else the model test would pass
+/// without testing it).
+fn reaches_every_answer(seen: &BTreeMap<String, usize>) {
+    let missing: Vec<&str> = EXPECTED_ANSWERS
+        .iter()
+        .copied()
+        .filter(|a| !seen.keys().any(|k| k.ends_with(&format!(" -> {a}"))))
+        .collect();
+    assert!(missing.is_empty(), "never answered: {missing:?}; seen: {seen:#?}");
+}
+
+const EXPECTED_ANSWERS: &[&str] = &[
+    "Record",
+    "Deleted",
+    "Txn",
+    "Expired",
+    "Lease",
+    "Queued",
+    "Released",
+    "Broken",
+    "LeaseExpired",
+    "LeftQueue",
+    "Appended",
+    "Imported",
+    "MarkedRead",
+    "EntryDeleted",
+    "Configured",
+    "Retained",
+    "GatePut",
+    "Transitioned",
+    "Admitted",
+    "TicketDone",
+    "TicketVoided",
+    "IdemStarted",
+    "IdemReplay",
+    "IdemCompleted",
+    "IdemReleased",
+    "Refused not_found",
+    "Refused version_mismatch",
+    "Refused precondition_failed",
+    "Refused patch_test_failed",
+    "Refused invalid_patch",
+    "Refused invalid_request",
+    "Refused lease_held",
+    "Refused lease_lost",
+    "Refused ticket_conflict",
+    "Refused invalid_transition",
+    "Refused gate_closed",
+    "Refused gate_paused",
+    "Refused unauthorized",
+    "Refused idempotency_key_in_use",
+    "Refused idempotency_key_reused",
+];
+
+/// The checker is not vacuous: a store that persists a stale version is
+/// caught by the state comparison, and one that forgets to consume a write's
+/// revision by the invariants.
+#[test]
+fn the_checker_notices_a_broken_store() {
+    for (fault, kind) in [(Fault::StaleVersion, "state"), (Fault::KeepRevision, "invariant")] {
+        let caught = (0..20).find_map(|seed| run_seed(seed, 200, fault).err());
+        let Some((history, failure)) = caught else {
+            panic!("{fault:?} went unnoticed in 20 seeds");
+        };
+        assert_eq!(failure.kind, kind, "{fault:?}: {}", failure.detail);
+        // The same history passes without the fault up to that step, and the
+        // shrunk one still fails with it.
+        assert!(replay(&history, Fault::None, false).is_ok());
+        let (short, again) = shrink(history, fault, kind);
+        assert!(short.len() <= 3, "{fault:?} shrunk to\n{}", show(&short));
+        assert_eq!(again.kind, kind);
+    }
+}
+
+/// Replays a hand-written history against the strict model (the SPEC's reading
+/// also where the core is known to disagree).
+fn strict_replay(steps: Vec<(i64, Command)>) {
+    let steps: Vec<Step> = steps
+        .into_iter()
+        .map(|(advance_ms, cmd)| Step { advance_ms, cmd })
+        .collect();
+    if let Err(f) = replay(&steps, Fault::None, true) {
+        panic!("step {} of\n{}\n{}", f.step, show(&steps), f.detail);
+    }
+}
+
+fn max_age(feed: &str, ms: u64) -> Command {
+    Command::Configure {
+        feed: feed.into(),
+        config: FeedConfig {
+            max_age_ms: Some(ms),
+            ..FeedConfig::default()
+        },
+    }
+}
+
+fn append(feed: &str, id: &str) -> Command {
+    Command::Append {
+        feed: feed.into(),
+        entry: NewEntry {
+            id: id.into(),
+            data: serde_json::Map::new(),
+            at: None,
+        },
+    }
+}
+
+/// Known disagreement 1 (found by seed 3): SPEC §8 hides an entry past its
+/// feed's `max_age_ms` at once, and the core itself treats it as gone when it
+/// is appended again (`created: true`); but `DELETE` of it answers 200 and logs
+/// a `delete` change, where a reader who cannot see it expects 404 (as for an
+/// expired record, SPEC §4).
+#[test]
+#[ignore = "known disagreement: the core deletes a feed entry hidden by age (SPEC §8 reading: 404)"]
+fn known_disagreement_delete_of_an_aged_out_entry() {
+    strict_replay(vec![
+        (0, max_age("f", 500)),
+        (0, append("f", "e1")),
+        (
+            500,
+            Command::DeleteEntry {
+                feed: "f".into(),
+                id: "e1".into(),
+            },
+        ),
+    ]);
+}
