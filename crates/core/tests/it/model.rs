@@ -5,9 +5,9 @@
 //! entries and the visible state must agree, and every effect must keep the
 //! invariants (see `driver::check_effect`).
 //!
-//! `LOCKSTEP_MODEL_SEED=<n>` replays one seed; `LOCKSTEP_MODEL_SEEDS` and
-//! `LOCKSTEP_MODEL_STEPS` change how many seeds (default 200) and steps per
-//! seed (default 200) run. A failure prints its seed, the history and a
+//! `LOCKSTEP_MODEL_SEED=<n>` replays one seed; `LOCKSTEP_MODEL_SEEDS`,
+//! `LOCKSTEP_MODEL_FIRST_SEED` and `LOCKSTEP_MODEL_STEPS` change how many seeds
+//! (default 200, from 0) and steps per seed (default 200) run. A failure prints its seed, the history and a
 //! shrunk history that still fails.
 
 mod answer;
@@ -34,7 +34,10 @@ fn steps() -> usize {
 fn seeds() -> Vec<u64> {
     match env_u64("LOCKSTEP_MODEL_SEED") {
         Some(seed) => vec![seed],
-        None => (0..env_u64("LOCKSTEP_MODEL_SEEDS").unwrap_or(200)).collect(),
+        None => {
+            let first = env_u64("LOCKSTEP_MODEL_FIRST_SEED").unwrap_or(0);
+            (first..first.saturating_add(env_u64("LOCKSTEP_MODEL_SEEDS").unwrap_or(200))).collect()
+        }
     }
 }
 

@@ -184,7 +184,11 @@ impl From<&Change> for ChangeSig {
 /// The stable code of a refusal (SPEC §3), with the current version of a
 /// record conflict, and the holder of a held lease.
 pub fn refusal(e: &Error) -> String {
-    let version = |c: &Option<lockstep_core::Current>| c.as_ref().map_or(0, |c| c.version);
+    // SPEC §3: the conflict carries `current: {version, value}`, or null when absent.
+    let version = |c: &Option<lockstep_core::Current>| match c {
+        Some(c) => format!("{}={}", c.version, c.value),
+        None => "null".to_owned(),
+    };
     match e {
         Error::InvalidRequest(_) => "invalid_request".into(),
         Error::Unauthorized(_) => "unauthorized".into(),

@@ -83,6 +83,31 @@ impl Harness {
         };
         let result = std::panic::catch_unwind(|| execute(&step.cmd, &snapshot, &ctx))
             .map_err(|p| fail(i, "panic", format!("execute panicked: {}", panic_text(&p))))?;
+        // The PostgreSQL backend probes at revision u64::MAX first and keeps the
+        // probe's effect when it makes no visible write: that must be the same.
+        let probe = Ctx {
+            revision: u64::MAX,
+            ..ctx
+        };
+        let probed = std::panic::catch_unwind(|| execute(&step.cmd, &snapshot, &probe)).map_err(|p| {
+            fail(
+                i,
+                "panic",
+                format!("execute panicked at the probe revision: {}", panic_text(&p)),
+            )
+        })?;
+        let same = match (&result, &probed) {
+            (Err(a), Err(b)) => a == b,
+            (Ok(a), Ok(b)) => a.writes() == b.writes() && (a.writes() || a == b),
+            _ => false,
+        };
+        if !same {
+            return Err(fail(
+                i,
+                "probe",
+                format!("at revision {rev}: {result:?}\nat the probe revision: {probed:?}"),
+            ));
+        }
         if let Ok(effect) = &result {
             check_effect(&step.cmd, &snapshot, effect, rev, now, self.committed)
                 .map_err(|d| fail(i, "invariant", d))?;

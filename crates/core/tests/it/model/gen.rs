@@ -212,8 +212,19 @@ impl Gen {
                 })
                 .collect()
         };
-        let success = branch(r);
+        let mut success = branch(r);
         let failure = branch(r);
+        if r.chance(2) {
+            // Over the 64-item limit: 413.
+            success.extend((0..64).map(|_| Op::Get(KeyOp { key: "a".into() })));
+        }
+        if r.chance(3) {
+            success.push(Op::Put(PutOp {
+                key: "a".into(),
+                value: json!(1),
+                ttl_ms: Some(0),
+            }));
+        }
         Txn {
             compare,
             success,
@@ -369,11 +380,14 @@ impl Gen {
             62..=63 => {
                 let ids = ENTRY_IDS.iter().map(|s| (*s).to_owned()).collect();
                 if r.chance(50) {
-                    Command::PurgeEntries {
-                        feed,
-                        ids,
-                        before: None,
-                    }
+                    // `before`: the oldest position the cap kept when the sweeper looked.
+                    let before = r.chance(40).then(|| {
+                        (
+                            Millis(now - r.pick(&[0, 100, 1_000])),
+                            r.pick(&ENTRY_IDS).to_owned(),
+                        )
+                    });
+                    Command::PurgeEntries { feed, ids, before }
                 } else {
                     Command::ScrubEntries { feed, ids }
                 }

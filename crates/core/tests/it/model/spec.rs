@@ -205,15 +205,20 @@ fn etag_matches(m: &EtagMatch, live: Option<&Rec>) -> bool {
 /// SPEC §4: `expected_version` answers 409 with the current version; the
 /// `If-Match` / `If-None-Match` headers answer 412.
 fn precondition(p: &Precondition, live: Option<&Rec>) -> Result<(), String> {
-    let v = live.map_or(0, |r| r.version);
+    let v = current(live);
     match p {
         Precondition::None => Ok(()),
-        Precondition::ExpectedVersion(n) if *n == v => Ok(()),
+        Precondition::ExpectedVersion(n) if *n == live.map_or(0, |r| r.version) => Ok(()),
         Precondition::ExpectedVersion(_) => Err(format!("version_mismatch@{v}")),
         Precondition::IfMatch(m) if etag_matches(m, live) => Ok(()),
         Precondition::IfNoneMatch(m) if !etag_matches(m, live) => Ok(()),
         Precondition::IfMatch(_) | Precondition::IfNoneMatch(_) => Err(format!("precondition_failed@{v}")),
     }
+}
+
+/// A record conflict's `current`: `version=value`, or `null` when absent.
+fn current(live: Option<&Rec>) -> String {
+    live.map_or_else(|| "null".to_owned(), |r| format!("{}={}", r.version, r.value))
 }
 
 fn ms(v: u64) -> i64 {
@@ -388,7 +393,7 @@ impl Model {
                         let ops = serde_json::to_value(p).unwrap_or(Value::Null);
                         match json_patch(&cur.value, &ops) {
                             Ok(v) => v,
-                            Err(true) => return refused(format!("patch_test_failed@{}", cur.version)),
+                            Err(true) => return refused(format!("patch_test_failed@{}", current(Some(cur)))),
                             Err(false) => return refused("invalid_patch"),
                         }
                     }
