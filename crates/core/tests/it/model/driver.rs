@@ -7,9 +7,7 @@ use super::gen::{Gen, Rand, Step};
 use super::rows::Rows;
 use super::spec::Model;
 use super::view::diff;
-use lockstep_core::{
-    execute, Command, Ctx, Effect, Limits, Millis, Mutation, Outcome, Row, RowKey, Snapshot,
-};
+use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Row, RowKey, Snapshot};
 use std::collections::BTreeMap;
 
 /// The storage clock at the start of every history.
@@ -123,25 +121,22 @@ impl Harness {
             }
         }
         // A new waiter's id is the core's to choose: any id above every earlier one.
-        let queued = match (&step.cmd, &result) {
-            (Command::Acquire { name, req }, Ok(e)) if req.wait == Some(None) => match &e.outcome {
-                Outcome::Queued { id, .. } if *id <= self.model.last_waiter_id(name) => {
+        let (answer, changes) = of_core(&result);
+        let queued = match (&step.cmd, &answer) {
+            (Command::Acquire { name, req }, Answer::Queued { id }) if req.wait == Some(None) => {
+                let last = self.model.waiter_id_floor(name);
+                if *id <= last {
                     return Err(fail(
                         i,
                         "invariant",
-                        format!(
-                            "waiter id {id} handed out again (last {})",
-                            self.model.last_waiter_id(name)
-                        ),
-                    ))
+                        format!("waiter id {id} handed out again (last {last})"),
+                    ));
                 }
-                Outcome::Queued { id, .. } => Some(*id),
-                _ => None,
-            },
+                Some(*id)
+            }
             _ => None,
         };
         let expect = self.model.step(&step.cmd, rev, self.now, &self.limits, queued);
-        let (answer, changes) = of_core(&result);
         let cmd_kind = format!("{:?}", step.cmd);
         let cmd_kind = cmd_kind.split([' ', '(']).next().unwrap_or_default();
         *self
