@@ -220,7 +220,8 @@ fn show_changes(c: &[ChangeSig]) -> String {
 /// The invariants of every effect, whatever the command:
 /// - change entries carry the command's revision and `now`, indexed 0, 1, ...;
 /// - it writes only rows it loaded (a gate's voided tickets under its
-///   unfinished-tickets row), and a non-write touches bookkeeping rows only;
+///   unfinished-tickets row), each once, and a non-write touches bookkeeping
+///   rows only;
 /// - every version, fence and revision it writes is this revision, above
 ///   every earlier one; a lease's fence only grows.
 fn check_effect(
@@ -243,6 +244,7 @@ fn check_effect(
             ));
         }
     }
+    let mut written = std::collections::BTreeSet::new();
     for m in &effect.mutations {
         let key = match m {
             Mutation::Put(row) => row.key(),
@@ -253,6 +255,11 @@ fn check_effect(
             || matches!(&key, RowKey::Ticket(_))
                 && matches!(m, Mutation::Put(Row::Ticket(t))
                     if snapshot.contains_key(&RowKey::GateTickets(t.gate.clone())));
+        if !written.insert(key.clone()) {
+            return Err(format!(
+                "{key:?} is written twice by one effect (one mutation per row)"
+            ));
+        }
         if !covered {
             return Err(format!("{m:?} writes a row {cmd:?} did not load"));
         }
