@@ -8,13 +8,14 @@
 //!   key's effect happened at most once and its replay agrees with the state;
 //! - replay semantics per endpoint, key syntax, scopes;
 //! - the application store (seeds/002): start, in use, reused, complete,
-//!   takeover, give up, bad input;
-//! - the overhead of a keyed write (measured and printed, not asserted: run with
-//!   `--nocapture`).
+//!   takeover, give up, bad input.
+//!
+//! The overhead of a keyed write is measured by `lockstep bench --scenarios
+//! keyed-overhead`.
 //!
 //! ```text
 //! LOCKSTEP_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
-//!     cargo test -p lockstep --test it idempotency:: -- --test-threads=2 --nocapture
+//!     cargo test -p lockstep --test it idempotency:: -- --test-threads=2
 //! ```
 
 #![allow(clippy::unwrap_used)]
@@ -172,11 +173,6 @@ async fn int_value(h: &Http, key: &str) -> Option<i64> {
         404 => None,
         other => panic!("GET {key} answered {other}: {}", r.text),
     }
-}
-
-fn median_and_p90(mut v: Vec<Duration>) -> (Duration, Duration) {
-    v.sort_unstable();
-    (v[v.len() / 2], v[v.len() * 9 / 10])
 }
 
 // ---------------------------------------------------------------------------
@@ -959,82 +955,6 @@ async fn application_store(url: String) {
             .await,
         "lock_ms 100 after the bad requests",
     );
-}
-
-// ---------------------------------------------------------------------------
-// 6: overhead (measured, not asserted).
-
-/// (median, p90) of the unkeyed and of the keyed writes.
-type Latencies = ((Duration, Duration), (Duration, Duration));
-
-/// Latencies of `n` unkeyed and `n` keyed PUTs, interleaved so drift (caches,
-/// WAL growth) weighs on both alike; `Err` on an unexpected answer.
-async fn measure(h: &Http, n: usize, warmup: usize) -> Result<Latencies, String> {
-    let check = |r: &Resp, keyed: bool| {
-        if r.status == 201 && !is_replay(r) {
-            Ok(())
-        } else {
-            Err(format!(
-                "a {} PUT answered {}: {}",
-                if keyed { "keyed" } else { "unkeyed" },
-                r.status,
-                r.text
-            ))
-        }
-    };
-    for i in 0..warmup {
-        let r = keyed(
-            h,
-            "PUT",
-            &rec(&format!("w{i}")),
-            &format!("w-{i}"),
-            &json!({"value": i}),
-        )
-        .await;
-        check(&r, true)?;
-    }
-    let mut plain = Vec::with_capacity(n);
-    let mut keyed_t = Vec::with_capacity(n);
-    for i in 0..n {
-        let body = json!({"value": {"i": i}});
-        let t = Instant::now();
-        let r = h.json("PUT", &rec(&format!("u{i}")), &body).await;
-        plain.push(t.elapsed());
-        check(&r, false)?;
-        let t = Instant::now();
-        let r = keyed(h, "PUT", &rec(&format!("k{i}")), &format!("ovh-{i}"), &body).await;
-        keyed_t.push(t.elapsed());
-        check(&r, true)?;
-    }
-    Ok((median_and_p90(plain), median_and_p90(keyed_t)))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn overhead_of_keyed_writes() {
-    const N: usize = 500;
-    const WARMUP: usize = 20;
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(db) = database(backend).await else {
-            continue;
-        };
-        let server = Server::start(&db.url());
-        let h = Http::new(&server.url);
-        match measure(&h, N, WARMUP).await {
-            Ok(((pm, p90), (km, k90))) => println!(
-                "idempotency overhead on {backend:?}: {N} sequential PUT /records/k<i>: unkeyed median \
-                 {:.3} ms (p90 {:.3} ms), keyed median {:.3} ms (p90 {:.3} ms), keyed/unkeyed median ratio {:.2}",
-                pm.as_secs_f64() * 1e3,
-                p90.as_secs_f64() * 1e3,
-                km.as_secs_f64() * 1e3,
-                k90.as_secs_f64() * 1e3,
-                km.as_secs_f64() / pm.as_secs_f64()
-            ),
-            // Not asserted here: the other cases assert what went wrong.
-            Err(why) => println!("idempotency overhead on {backend:?}: not measurable: {why}"),
-        }
-        drop(server);
-        drop(db);
-    }
 }
 
 // ---------------------------------------------------------------------------
