@@ -30,8 +30,8 @@ pub enum Backend {
 /// `postgres::$case`, each calling `$run(Backend, super::$case).await`
 /// (`$run` is a path seen from the invoking module, e.g. `super::run`).
 ///
-/// ```ignore
-/// lockstep_testkit::backends!(crate::common::run; put_versions, reopen);
+/// ```text
+/// lockstep_testkit::backends!(lockstep_testkit::store::run; put_versions, reopen);
 /// ```
 #[macro_export]
 macro_rules! backends {

@@ -13,7 +13,8 @@
 //!   twice.
 //!
 //! Without PostgreSQL (no `initdb`, or no `LOCKSTEP_TEST_DATABASE_URL`) they are
-//! skipped, except with `CI` set, where that fails.
+//! skipped, except when PostgreSQL is required (`CI`, `LOCKSTEP_REQUIRE_PG=1`),
+//! where that fails.
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,9 +75,9 @@ impl PgCluster {
     fn start() -> Option<PgCluster> {
         let Some(bin) = pg_bin_dir() else {
             assert!(
-                std::env::var_os("CI").is_none(),
-                "no initdb/pg_ctl under /usr/lib/postgresql/*/bin but CI is set: \
-                 scripts/ensure-postgres installs them"
+                !lockstep_testkit::pg::required(),
+                "no initdb/pg_ctl under /usr/lib/postgresql/*/bin but PostgreSQL is required \
+                 (CI or LOCKSTEP_REQUIRE_PG=1): scripts/ensure-postgres installs them"
             );
             println!("skipping: no initdb/pg_ctl under /usr/lib/postgresql/*/bin");
             return None;
