@@ -1,5 +1,6 @@
 //! The change log over HTTP (SPEC §10, §15 "Changes and watch"): `GET /changes`
-//! pages and `GET /watch` streams (Server-Sent Events) against the real binary.
+//! pages and `GET /watch` streams (Server-Sent Events) against a real server
+//! (in process; spawned where several instances or a shutdown are the point).
 //!
 //! - A watcher connected while 32 clients commit 5,000 writes (through one
 //!   SQLite server, or three `lockstep serve` processes over one PostgreSQL

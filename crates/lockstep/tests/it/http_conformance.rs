@@ -1,6 +1,7 @@
 //! HTTP conformance: every rule of SPEC §3–§5 (and §15 on records and
-//! transactions) checked through the real binary, once against a SQLite server
-//! and once against a PostgreSQL server, with the same case list.
+//! transactions) checked over HTTP against a real server in process, once over
+//! SQLite and once over PostgreSQL, with the same case list. The stateless
+//! rules (one request each) are table rows in crates/server/tests/it/rules.rs.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,6 +1,7 @@
 //! Idempotency end to end (SPEC §9, §15 "Idempotency"): the `Idempotency-Key`
-//! header on mutating endpoints and the application idempotency store, against
-//! the real `lockstep serve` binary, on SQLite and on PostgreSQL.
+//! header on mutating endpoints and the application idempotency store, over
+//! HTTP against a real server (spawned for SIGKILL and several instances), on
+//! SQLite and on PostgreSQL.
 //!
 //! - 50 concurrent identical keyed transactions apply once (one server; and three
 //!   servers on one PostgreSQL schema);

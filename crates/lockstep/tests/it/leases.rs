@@ -1,6 +1,6 @@
-//! Leases end to end (SPEC §5 lease and fence compares, §6, §15 "Leases") through
-//! the real binary: a SQLite server, and PostgreSQL servers (several processes on
-//! one schema where it matters).
+//! Leases end to end (SPEC §5 lease and fence compares, §6, §15 "Leases") over
+//! HTTP: a SQLite server, and PostgreSQL servers (several `lockstep serve`
+//! processes on one schema where it matters).
 //!
 //! The story (seeds/003): a cron run and a user refresh share one in-flight
 //! marker; the cron run's late "clear" must not wipe the marker that the refresh

@@ -1,10 +1,11 @@
 //! Storage conformance suite (SPEC §12): the same cases run against every backend
 //! of `lockstep_store::Store`. Each case is an `async fn case_name(env: Env)`;
-//! the `conformance!` list at the bottom generates `sqlite::case_name` and
-//! `postgres::case_name` tests for each.
+//! the `lockstep_testkit::backends!` list at the bottom generates
+//! `sqlite::case_name` and `postgres::case_name` tests for each.
 //!
 //! PostgreSQL runs against `LOCKSTEP_TEST_DATABASE_URL` (a fresh schema per
-//! test); without it the PostgreSQL cases are skipped, or fail when `CI` is set.
+//! test); without it the PostgreSQL cases are skipped, or fail when PostgreSQL
+//! is required (`CI`, `LOCKSTEP_REQUIRE_PG=1`).
 //!
 //! ```text
 //! LOCKSTEP_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \

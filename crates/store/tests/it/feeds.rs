@@ -1,6 +1,6 @@
 //! Feed conformance (SPEC §8, §15 "Feeds"): the same cases run against every
 //! backend of `lockstep_store::Store`, like `conformance.rs`. Each case is an
-//! `async fn case_name(env: Env)`; the `feeds!` list at the bottom generates
+//! `async fn case_name(env: Env)`; the `backends!` list at the bottom generates
 //! `sqlite::case_name` and `postgres::case_name`.
 //!
 //! The story behind them (seeds/000): a "recent receives" feed kept as one

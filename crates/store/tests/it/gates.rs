@@ -1,6 +1,6 @@
 //! Gate conformance (SPEC §7, §15 "Gates", docs/gates.md): the same cases run
 //! against every backend of `lockstep_store::Store`, like `conformance.rs`. Each
-//! case is an `async fn case_name(env: Env)`; the `gates!` list at the bottom
+//! case is an `async fn case_name(env: Env)`; the `backends!` list at the bottom
 //! generates `sqlite::case_name` and `postgres::case_name`.
 //!
 //! The story behind them (seeds/001): owner actions (pause, resume, revoke,

@@ -2,7 +2,7 @@
 //! (`IdemBegin` / `IdemComplete` / `IdemRelease`, takeover after the lock) and
 //! `Store::execute_completing`, which writes a request's rendered answer into its
 //! entry in the same storage transaction as the command's effect. The same cases
-//! run against every backend, like `conformance.rs`; the `idem!` list at the
+//! run against every backend, like `conformance.rs`; the `backends!` list at the
 //! bottom generates `sqlite::case_name` and `postgres::case_name`.
 //!
 //! ```text

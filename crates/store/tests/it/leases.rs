@@ -1,6 +1,6 @@
 //! Lease conformance (SPEC §5 lease and fence compares, §6, §15 "Leases"): the
 //! same cases run against every backend of `lockstep_store::Store`, like
-//! `conformance.rs`. Each case is an `async fn case_name(env: Env)`; the `leases!`
+//! `conformance.rs`. Each case is an `async fn case_name(env: Env)`; the `backends!`
 //! list at the bottom generates `sqlite::case_name` and `postgres::case_name`.
 //!
 //! The story behind the first case (seeds/003): a cron run and a user refresh
