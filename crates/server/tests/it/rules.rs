@@ -1,5 +1,5 @@
 //! HTTP rules as table rows (SPEC §2, §3, §15 "Input"): one request each
-//! (method, path, content type, body → status, problem code), sent in process
+//! (method, path, headers, body → status, problem code), sent in process
 //! through the whole router with `tower::ServiceExt::oneshot`, over a fresh
 //! store of each backend. Every error is `application/problem+json` with the
 //! RFC 9457 members; a success has no code. Adding a rule is one row.
@@ -23,6 +23,47 @@ struct Row {
     body: &'static [u8],
     status: u16,
     code: Option<&'static str>,
+}
+
+/// A row built at run time (long or repeated paths and bodies, headers).
+struct Req {
+    name: String,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, &'static str)>,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    code: Option<&'static str>,
+}
+
+impl From<&Row> for Req {
+    fn from(r: &Row) -> Req {
+        Req {
+            name: r.name.to_owned(),
+            method: r.method,
+            path: r.path.to_owned(),
+            headers: Vec::new(),
+            content_type: r.content_type,
+            body: r.body.to_vec(),
+            status: r.status,
+            code: r.code,
+        }
+    }
+}
+
+/// A request of `method` on `path` with a JSON `body`, answered 400 `invalid_request`.
+fn invalid(name: String, method: &'static str, path: String, body: &str) -> Req {
+    Req {
+        name,
+        method,
+        path,
+        headers: Vec::new(),
+        content_type: if body.is_empty() { None } else { JSON },
+        body: body.as_bytes().to_vec(),
+        status: 400,
+        code: BAD,
+    }
 }
 
 const JSON: Option<&str> = Some("application/json");
@@ -111,13 +152,125 @@ const MALFORMED_BODIES: &[Row] = &[
     Row { name: "txn in positional form", method: "POST", path: "/v1/ns/bad/txn", content_type: JSON, body: b"[[],[],[]]", status: 400, code: BAD },
 ];
 
+/// Cursors, content types, namespaces, query strings and preconditions that
+/// are refused before anything is read or written (and the neighbours that
+/// are fine).
+fn queries_types_and_names() -> Vec<Req> {
+    let rec = "/v1/ns/bad/records";
+    let value = r#"{"value":1}"#;
+    let mut rows = Vec::new();
+    // Garbage cursors.
+    for cursor in ["garbage", "AAAA", "%2F%2F", "eyJ9", &"A".repeat(5000)] {
+        rows.push(invalid(
+            format!("cursor {cursor:.20}"),
+            "GET",
+            format!("{rec}?cursor={cursor}"),
+            "",
+        ));
+    }
+    // Wrong Content-Type.
+    for ct in [None, Some("text/plain"), Some("application/xml"), MERGE] {
+        rows.push(Req {
+            content_type: ct,
+            status: 415,
+            code: Some("unsupported_media_type"),
+            ..invalid(
+                format!("PUT with content type {ct:?}"),
+                "PUT",
+                format!("{rec}/ct"),
+                value,
+            )
+        });
+    }
+    rows.push(Req {
+        content_type: Some("application/json; charset=utf-8"),
+        status: 201,
+        code: None,
+        ..invalid(
+            "a charset parameter is fine".into(),
+            "PUT",
+            format!("{rec}/ct"),
+            value,
+        )
+    });
+    rows.push(Req {
+        status: 415,
+        code: Some("unsupported_media_type"),
+        ..invalid(
+            "PATCH as application/json".into(),
+            "PATCH",
+            format!("{rec}/ct"),
+            r#"{"value":2}"#,
+        )
+    });
+    rows.push(Req {
+        content_type: Some("text/plain"),
+        status: 415,
+        code: Some("unsupported_media_type"),
+        ..invalid("txn as text/plain".into(), "POST", "/v1/ns/bad/txn".into(), "{}")
+    });
+    // Invalid namespaces.
+    let ns64 = "n".repeat(64);
+    for ns in ["Upper", "-dash", ".dot", "a%20b", "a%2Fb", "%C3%A9", &ns64] {
+        rows.push(invalid(
+            format!("namespace {ns:.20}"),
+            "PUT",
+            format!("/v1/ns/{ns}/records/k"),
+            value,
+        ));
+        rows.push(invalid(
+            format!("listing namespace {ns:.20}"),
+            "GET",
+            format!("/v1/ns/{ns}/records"),
+            "",
+        ));
+    }
+    rows.push(Req {
+        status: 201,
+        code: None,
+        ..invalid(
+            "a 63-character namespace".into(),
+            "PUT",
+            format!("/v1/ns/{}/records/k", "n".repeat(63)),
+            value,
+        )
+    });
+    // Query strings.
+    for q in ["limit=-1", "limit=1e3", "limit=", "prefix=a&prefix=b", "x=1"] {
+        rows.push(invalid(format!("query {q}"), "GET", format!("{rec}?{q}"), ""));
+    }
+    for q in [
+        "expected_version=-1",
+        "expected_version=x",
+        "expected_version=1&force=true",
+    ] {
+        rows.push(invalid(
+            format!("DELETE query {q}"),
+            "DELETE",
+            format!("{rec}/ct?{q}"),
+            "",
+        ));
+    }
+    // Malformed preconditions.
+    for (name, v) in [("if-match", "3"), ("if-match", "\"3"), ("if-none-match", "abc")] {
+        rows.push(Req {
+            headers: vec![(name, v)],
+            ..invalid(format!("{name}: {v}"), "PUT", format!("{rec}/ct"), value)
+        });
+    }
+    rows
+}
+
 /// Sends `row` through the router and checks the answer; the failure, if any.
-async fn check(st: &AppState, backend: &str, row: &Row) -> Result<(), String> {
-    let mut req = Request::builder().method(row.method).uri(row.path);
+async fn check(st: &AppState, backend: &str, row: &Req) -> Result<(), String> {
+    let mut req = Request::builder().method(row.method).uri(&row.path);
+    for (name, value) in &row.headers {
+        req = req.header(*name, *value);
+    }
     if let Some(ct) = row.content_type {
         req = req.header(header::CONTENT_TYPE, ct);
     }
-    let req = req.body(Body::from(row.body)).unwrap();
+    let req = req.body(Body::from(row.body.clone())).unwrap();
     let resp = lockstep_server::app(st.clone()).oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let content_type = resp
@@ -129,7 +282,7 @@ async fn check(st: &AppState, backend: &str, row: &Row) -> Result<(), String> {
     let text = String::from_utf8_lossy(&bytes);
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let code = body.get("code").and_then(Value::as_str);
-    let what = format!("[{backend}] {}: {} {}", row.name, row.method, row.path);
+    let what = format!("[{backend}] {}: {} {:.120}", row.name, row.method, row.path);
     let mut wrong = Vec::new();
     if status != row.status {
         wrong.push(format!("status {status}, expected {}", row.status));
@@ -159,12 +312,12 @@ async fn check(st: &AppState, backend: &str, row: &Row) -> Result<(), String> {
     }
 }
 
-/// Checks every row, then reports every failure at once.
-async fn check_all(env: &Env, rows: &[Row]) {
+/// Checks every row in order, then reports every failure at once.
+async fn check_all(env: &Env, rows: Vec<Req>) {
     let backend = if env.is_sqlite() { "sqlite" } else { "postgres" };
     let st = AppState::new(env.store.clone(), Limits::default());
     let mut failures = Vec::new();
-    for row in rows {
+    for row in &rows {
         if let Err(e) = check(&st, backend, row).await {
             failures.push(e);
         }
@@ -178,11 +331,11 @@ async fn check_all(env: &Env, rows: &[Row]) {
 }
 
 async fn routing_and_records(env: Env) {
-    check_all(&env, ROUTING_AND_RECORDS).await;
+    check_all(&env, ROUTING_AND_RECORDS.iter().map(Req::from).collect()).await;
 }
 
 async fn malformed_bodies(env: Env) {
-    check_all(&env, MALFORMED_BODIES).await;
+    check_all(&env, MALFORMED_BODIES.iter().map(Req::from).collect()).await;
     // Nothing of the refused writes.
     let st = AppState::new(env.store.clone(), Limits::default());
     for key in ["m", "u", "a", "b"] {
@@ -195,8 +348,13 @@ async fn malformed_bodies(env: Env) {
     }
 }
 
+async fn queries_types_and_namespaces(env: Env) {
+    check_all(&env, queries_types_and_names()).await;
+}
+
 lockstep_testkit::backends!(
     lockstep_testkit::store::run;
     routing_and_records,
     malformed_bodies,
+    queries_types_and_namespaces,
 );
