@@ -1,6 +1,8 @@
 //! `lockstep bench`: concurrent clients against a running server, one scenario
 //! after another; prints throughput and latency percentiles of each, and the
-//! ratios the issues ask for (spread/hot, keyed/unkeyed).
+//! ratios the issues ask for (spread/hot, keyed/unkeyed). `keyed-overhead`
+//! measures one client's sequential writes with and without an
+//! `Idempotency-Key`.
 
 use anyhow::Context;
 use lockstep_client::{Client, Method};
@@ -25,7 +27,8 @@ pub struct Args {
     /// Namespace to write in (a fresh suffix is added per run).
     #[arg(long, default_value = "bench")]
     ns: String,
-    /// Scenarios: records, leases, feeds, gates, idempotency, or all.
+    /// Scenarios: records, leases, feeds, gates, idempotency, keyed-overhead,
+    /// or all.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Bearer token (a writer of the bench namespace); none in open mode.
@@ -190,6 +193,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             percentile(&keyed.latencies_us, 0.5) as f64 / percentile(&plain.latencies_us, 0.5).max(1) as f64
         );
     }
+    if wants("keyed-overhead") {
+        keyed_overhead(&client, &ns).await;
+    }
     if wants("leases") {
         let cycle = op(|c, ns, w, _| async move {
             let base = format!("/v1/ns/{ns}/leases/lease-{w}");
@@ -266,4 +272,65 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         scenario(&client, &args, &ns, "gate admit+commit+finalize", cycle).await;
     }
     Ok(())
+}
+
+/// Sequential writes per kind in `keyed-overhead`.
+const OVERHEAD_WRITES: usize = 500;
+/// Keyed writes before `keyed-overhead` measures.
+const OVERHEAD_WARMUP: usize = 20;
+
+/// (median, p90) of `v`, in microseconds.
+fn median_and_p90(mut v: Vec<u64>) -> (u64, u64) {
+    v.sort_unstable();
+    (percentile(&v, 0.5), percentile(&v, 0.9))
+}
+
+/// One PUT of a fresh key: its latency in microseconds, or why it is not a
+/// plain creation (201).
+async fn timed_put(c: &Client, ns: &str, key: &str, body: &Value, idem: Option<&str>) -> Result<u64, String> {
+    let path = format!("/v1/ns/{ns}/records/{}", Client::segment(key));
+    let t = Instant::now();
+    let answer = c.call(Method::PUT, &path, Some(body), idem).await;
+    let us = t.elapsed().as_micros() as u64;
+    match answer {
+        Ok((201, _)) => Ok(us),
+        Ok((status, v)) => Err(format!(
+            "a {} PUT answered {status}: {v}",
+            if idem.is_some() { "keyed" } else { "unkeyed" }
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Latencies of unkeyed and keyed PUTs of fresh keys, interleaved so drift
+/// (caches, WAL growth) weighs on both alike.
+async fn overhead_latencies(c: &Client, ns: &str) -> Result<(Vec<u64>, Vec<u64>), String> {
+    for i in 0..OVERHEAD_WARMUP {
+        let body = json!({"value": i});
+        timed_put(c, ns, &format!("ovh/w{i}"), &body, Some(&format!("ovh-w-{i}"))).await?;
+    }
+    let (mut plain, mut keyed) = (Vec::new(), Vec::new());
+    for i in 0..OVERHEAD_WRITES {
+        let body = json!({"value": {"i": i}});
+        plain.push(timed_put(c, ns, &format!("ovh/u{i}"), &body, None).await?);
+        keyed.push(timed_put(c, ns, &format!("ovh/k{i}"), &body, Some(&format!("ovh-{i}"))).await?);
+    }
+    Ok((plain, keyed))
+}
+
+/// `keyed-overhead`: one line with the median and p90 latency of sequential
+/// unkeyed and keyed writes and their ratio (measured, never judged).
+async fn keyed_overhead(c: &Client, ns: &str) {
+    match overhead_latencies(c, ns).await {
+        Ok((plain, keyed)) => {
+            let (pm, p90) = median_and_p90(plain);
+            let (km, k90) = median_and_p90(keyed);
+            println!(
+                "keyed write overhead         {OVERHEAD_WRITES} sequential PUTs each: unkeyed p50 {pm} us (p90 {p90} us), \
+                 keyed p50 {km} us (p90 {k90} us), keyed/unkeyed p50 ratio {:.2}",
+                km as f64 / pm.max(1) as f64
+            );
+        }
+        Err(why) => println!("keyed write overhead         not measurable: {why}"),
+    }
 }

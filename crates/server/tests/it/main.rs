@@ -1,0 +1,10 @@
+//! The integration tests of lockstep-server, one binary: the router in
+//! process, driven with `tower::ServiceExt::oneshot`.
+
+mod common;
+
+mod access;
+mod capabilities;
+mod http_fuzz;
+mod quotas;
+mod rules;
