@@ -6,8 +6,11 @@
 pub mod clock;
 pub mod copy;
 pub mod error;
+mod kernel;
 pub mod metrics;
 pub mod postgres;
+pub mod schema;
+mod sql;
 pub mod sqlite;
 
 pub use error::Error;
@@ -26,6 +29,9 @@ pub struct Options {
     pub pool_size: usize,
     /// SQLite: most operations committed in one transaction.
     pub batch_max: usize,
+    /// Where time for TTLs, expiry and retention comes from (the system
+    /// clock unless a test gives a manual one).
+    pub clock: clock::Clock,
 }
 
 impl Default for Options {
@@ -34,30 +40,9 @@ impl Default for Options {
             limits: Limits::default(),
             pool_size: 16,
             batch_max: 256,
+            clock: clock::Clock::System,
         }
     }
-}
-
-/// Every table keyed by namespace besides `records` (and the change log, which
-/// keeps its history): what deleting a namespace empties.
-pub(crate) const NAMESPACE_TABLES: &[&str] = &[
-    "leases",
-    "lease_waiters",
-    "fences",
-    "feed_entries",
-    "feed_configs",
-    "gates",
-    "tickets",
-    "idempotency",
-];
-
-/// `SELECT ns FROM records UNION SELECT ns FROM …` over every namespaced table.
-pub(crate) fn namespaces_union() -> String {
-    std::iter::once("records")
-        .chain(NAMESPACE_TABLES.iter().copied())
-        .map(|t| format!("SELECT ns FROM {t}"))
-        .collect::<Vec<_>>()
-        .join(" UNION ")
 }
 
 /// What to do with the idempotency entry of a request once its command ran.
@@ -258,6 +243,20 @@ impl Store {
             Location::Sqlite(path) => Store::Sqlite(sqlite::SqliteStore::open(path, opts, metrics).await?),
             Location::Postgres(url) => Store::Postgres(postgres::PgStore::open(url, opts, metrics).await?),
         })
+    }
+
+    /// Closes the store: SQLite answers the writes queued so far, stops and
+    /// joins its writer thread and drops its connections (the file can be
+    /// opened again at once); PostgreSQL closes its pool. Every later call on
+    /// this store (or a clone) answers `Unavailable`.
+    pub async fn close(&self) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => {
+                s.close();
+                Ok(())
+            }
+        }
     }
 
     /// Applies one write command atomically, with its change entries.

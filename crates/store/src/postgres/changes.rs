@@ -10,11 +10,11 @@
 //! A page reads its rows, the latest revision and the compaction horizon in one
 //! statement, hence in one snapshot.
 
-use super::{pg_error, PgStore, NOW_MS, QUERY_TIMEOUT};
+use super::{now_sql, pg_error, PgStore, QUERY_TIMEOUT};
 use crate::sqlite::changes::{
     change_from_parts, deletable_through, rev_u64, whole_revisions, with_whole_revision, Fetched,
 };
-use crate::{rev_i64, ChangeBounds, ChangePage, Error};
+use crate::{rev_i64, sql, ChangeBounds, ChangePage, Error};
 use deadpool_postgres::GenericClient;
 use lockstep_core::Change;
 use std::time::{Duration, Instant};
@@ -146,6 +146,7 @@ async fn compact(
     client: &mut deadpool_postgres::Object,
     keep_ms: u64,
     keep_count: u64,
+    fixed_now: Option<i64>,
 ) -> Result<u64, Error> {
     let started = Instant::now();
     let keep_ms = i64::try_from(keep_ms).unwrap_or(i64::MAX);
@@ -153,10 +154,11 @@ async fn compact(
     let row = client
         .query_one(
             &format!(
-                "SELECT {NOW_MS},
-                        (SELECT revision FROM changes ORDER BY revision DESC, idx DESC LIMIT 1 OFFSET $1)"
+                "SELECT {},
+                        (SELECT revision FROM changes ORDER BY revision DESC, idx DESC LIMIT 1 OFFSET $1)",
+                now_sql(2)
             ),
-            &[&offset],
+            &[&offset, &fixed_now],
         )
         .await
         .map_err(pg_error)?;
@@ -191,15 +193,10 @@ async fn compact(
             return Ok(deleted);
         };
         let n = tx
-            .execute("DELETE FROM changes WHERE revision <= $1", &[&end])
+            .execute(sql::DELETE_CHANGES_THROUGH, &[&end])
             .await
             .map_err(pg_error)?;
-        tx.execute(
-            "UPDATE change_horizon SET revision = greatest(revision, $1) WHERE id = 1",
-            &[&end],
-        )
-        .await
-        .map_err(pg_error)?;
+        tx.execute(sql::RAISE_HORIZON, &[&end]).await.map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
         deleted += n;
         let stopped_early = oldest.last().is_some_and(|&(rev, _)| rev != end);
@@ -252,6 +249,8 @@ impl PgStore {
     /// Compacts the change log (see [`crate::Store::compact_changes`]).
     pub async fn compact_changes(&self, keep_ms: u64, keep_count: u64) -> Result<u64, Error> {
         let mut client = self.client().await?;
-        bounded!(client, { compact(&mut client, keep_ms, keep_count).await })
+        bounded!(client, {
+            compact(&mut client, keep_ms, keep_count, self.fixed_now()).await
+        })
     }
 }

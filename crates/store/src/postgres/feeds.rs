@@ -1,7 +1,7 @@
 //! Feed rows and feed queries on PostgreSQL: entries ordered by `(at, id)`,
 //! read marks, configuration, the visibility window and retention candidates.
 
-use super::{pg_error, Failure, NOW_MS};
+use super::{now_sql, pg_error, Failure};
 use crate::{rev_i64, Error, FeedPage, FeedSummary};
 use deadpool_postgres::GenericClient;
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
@@ -101,15 +101,6 @@ pub async fn put_config(
     Ok(())
 }
 
-/// Deletes one entry.
-pub async fn delete_entry(c: &impl GenericClient, ns: &str, feed: &str, id: &str) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached("DELETE FROM feed_entries WHERE ns = $1 AND feed = $2 AND id = $3")
-        .await?;
-    c.execute(&stmt, &[&ns, &feed, &id]).await?;
-    Ok(())
-}
-
 /// Clears the on-disk scrub marks of a feed (`""`: the whole namespace).
 pub async fn reset_scrubbed(c: &impl GenericClient, ns: &str, feed: &str) -> Result<(), Failure> {
     let stmt = c
@@ -203,9 +194,9 @@ async fn counts(c: &impl GenericClient, ns: &str, feed: &str, w: &Window) -> Res
     Ok((u64::try_from(n).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
 }
 
-async fn now(c: &impl GenericClient) -> Result<Millis, Failure> {
-    let stmt = c.prepare_cached(&format!("SELECT {NOW_MS}")).await?;
-    Ok(Millis(c.query_one(&stmt, &[]).await?.try_get(0)?))
+async fn now(c: &impl GenericClient, fixed: Option<i64>) -> Result<Millis, Failure> {
+    let stmt = c.prepare_cached(&format!("SELECT {}", now_sql(1))).await?;
+    Ok(Millis(c.query_one(&stmt, &[&fixed]).await?.try_get(0)?))
 }
 
 /// One page of visible entries with the feed's unread count, from one snapshot.
@@ -216,6 +207,7 @@ pub async fn list_entries(
     desc: bool,
     after: Option<&(Millis, String)>,
     limit: usize,
+    fixed_now: Option<i64>,
 ) -> Result<FeedPage, Failure> {
     let tx = c
         .build_transaction()
@@ -223,7 +215,7 @@ pub async fn list_entries(
         .read_only(true)
         .start()
         .await?;
-    let now = now(&tx).await?;
+    let now = now(&tx, fixed_now).await?;
     let config = effective_config(&tx, ns, feed).await?;
     let w = feed::window(&config, now);
     let (b_at, b_id) = cap_boundary(&tx, ns, feed, &w).await?;
@@ -266,6 +258,7 @@ pub async fn list_feeds(
     prefix: &str,
     after: Option<&str>,
     limit: usize,
+    fixed_now: Option<i64>,
 ) -> Result<Vec<FeedSummary>, Failure> {
     let tx = c
         .build_transaction()
@@ -273,7 +266,7 @@ pub async fn list_feeds(
         .read_only(true)
         .start()
         .await?;
-    let now = now(&tx).await?;
+    let now = now(&tx, fixed_now).await?;
     let strict = after.is_some_and(|a| a >= prefix);
     let lower = if strict { after.unwrap_or(prefix) } else { prefix };
     let upper = lockstep_core::names::prefix_upper_bound(prefix);
@@ -306,8 +299,12 @@ pub async fn list_feeds(
 }
 
 /// Retention work for the sweeper (see the SQLite twin).
-pub async fn retention(c: &impl GenericClient, batch: usize) -> Result<Vec<(String, Command)>, Failure> {
-    let now = now(c).await?;
+pub async fn retention(
+    c: &impl GenericClient,
+    batch: usize,
+    fixed_now: Option<i64>,
+) -> Result<Vec<(String, Command)>, Failure> {
+    let now = now(c, fixed_now).await?;
     let mut configs: BTreeMap<(String, String), FeedConfig> = BTreeMap::new();
     let stmt = c
         .prepare_cached("SELECT ns, feed, config FROM feed_configs")

@@ -1,6 +1,6 @@
 //! Idempotency entries on PostgreSQL (decoding shared with SQLite).
 
-use super::{pg_error, Failure, NOW_MS};
+use super::{now_sql, pg_error, Failure};
 use crate::sqlite::idempotency::{entry_from, response_text};
 use crate::Error;
 use deadpool_postgres::GenericClient;
@@ -66,26 +66,22 @@ pub async fn put(c: &impl GenericClient, ns: &str, e: &IdemEntry) -> Result<(), 
     Ok(())
 }
 
-/// Deletes an entry.
-pub async fn delete(c: &impl GenericClient, ns: &str, scope: &str, key: &str) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached("DELETE FROM idempotency WHERE ns = $1 AND scope = $2 AND key = $3")
-        .await?;
-    c.execute(&stmt, &[&ns, &scope, &key]).await?;
-    Ok(())
-}
-
 /// Sweeper commands for expired entries.
-pub async fn expired(c: &impl GenericClient, batch: usize) -> Result<Vec<(String, Command)>, Error> {
+pub async fn expired(
+    c: &impl GenericClient,
+    batch: usize,
+    fixed_now: Option<i64>,
+) -> Result<Vec<(String, Command)>, Error> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT ns, scope, key FROM idempotency WHERE expires_at <= {NOW_MS} ORDER BY expires_at LIMIT $1"
+            "SELECT ns, scope, key FROM idempotency WHERE expires_at <= {} ORDER BY expires_at LIMIT $1",
+            now_sql(2)
         ))
         .await
         .map_err(pg_error)?;
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);
     let mut out = Vec::new();
-    for r in c.query(&stmt, &[&limit]).await.map_err(pg_error)? {
+    for r in c.query(&stmt, &[&limit, &fixed_now]).await.map_err(pg_error)? {
         let scope = r.try_get(1).map_err(pg_error)?;
         let key = r.try_get(2).map_err(pg_error)?;
         out.push((

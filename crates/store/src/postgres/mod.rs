@@ -6,12 +6,14 @@
 //! persists rows and change entries in one statement. Serialization failures and
 //! deadlocks are retried here; a lost connection answers `Unavailable`.
 
+use crate::clock::Clock;
+use crate::kernel::{self, WriteTx};
 use crate::{
     record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use lockstep_core::lease::{Lease, Waiter};
-use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
+use lockstep_core::{Command, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,13 +125,19 @@ mod changes;
 /// deadlock cycle with them.
 pub(crate) const VISIBILITY_GATE: i64 = 0x6c73_7265_7669_7369; // "lsrevisi"
 
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
+/// The storage clock in SQL, with parameter `$n`: a manual clock's time when
+/// bound (tests), else PostgreSQL's `clock_timestamp()` (so that every
+/// instance over one database agrees).
+pub(crate) fn now_sql(n: usize) -> String {
+    format!("coalesce(${n}::int8, (extract(epoch from clock_timestamp()) * 1000)::int8)")
+}
 const ATTEMPTS_MAX: u32 = 20;
 
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    clock: Clock,
     limits: Arc<Limits>,
     metrics: Arc<StoreMetrics>,
 }
@@ -314,6 +322,7 @@ impl PgStore {
             .map_err(|e| Error::Config(format!("postgres pool: {e}")))?;
         Ok(PgStore {
             pool,
+            clock: opts.clock,
             limits: Arc::new(opts.limits),
             metrics,
         })
@@ -324,11 +333,21 @@ impl PgStore {
         &self.metrics
     }
 
+    /// Closes the pool: open connections close, later calls answer `Unavailable`.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     /// The pool's size (connections open), idle connections and callers
     /// waiting for one.
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
         (s.size, s.available, s.waiting)
+    }
+
+    /// The manual clock's time, bound where SQL reads the storage clock.
+    fn fixed_now(&self) -> Option<i64> {
+        self.clock.fixed().map(|m| m.0)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
@@ -369,89 +388,18 @@ impl PgStore {
     ) -> Result<Committed, Failure> {
         let mut client = self.client().await?;
         bounded!(client, {
-            let tx = client.transaction().await?;
-            let mut rows = cmd.rows();
-            rows.extend(completion.map(Completion::row));
-            let mut locks: Vec<i64> = rows
-                .iter()
-                .filter_map(RowKey::lock)
-                .map(|(kind, name)| lock_id(kind, ns, &name))
-                .collect();
-            locks.sort_unstable();
-            locks.dedup();
-            // The shared visibility gate first, then the rows' locks in order
-            // (see `VISIBILITY_GATE`).
-            let lock = tx
-                .prepare_cached(
-                    "SELECT pg_advisory_xact_lock(x)
-                     FROM (SELECT pg_advisory_xact_lock_shared($1)) AS gate, unnest($2::int8[]) AS x",
-                )
-                .await?;
-            // Pipelined: the load is sent right behind the locks, and PostgreSQL
-            // runs it only once they are held (one round trip instead of two).
-            let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&VISIBILITY_GATE, &locks];
-            let (locked, loaded) = tokio::join!(tx.query(&lock, &lock_params), load_snapshot(&tx, ns, &rows));
-            locked?;
-            let (mut snapshot, now) = loaded?;
-            if let Some(replay) = completion
-                .map(|cp| cp.admit(&mut snapshot, now))
-                .transpose()?
-                .flatten()
-            {
-                tx.commit().await?;
-                let outcome =
-                    lockstep_core::Outcome::IdemBegun(lockstep_core::idempotency::Began::Replay(replay));
-                return Ok(Committed { outcome, revision: 0 });
-            }
-            // Probe first: a command that makes no visible write (a refusal, a
-            // read-only transaction, a waiter's bookkeeping) consumes no revision.
-            let probe = Ctx {
-                revision: u64::MAX,
-                now,
+            let tx = PgTx {
+                tx: client.transaction().await?,
+                fixed_now: self.fixed_now(),
+            };
+            let job = kernel::Job {
+                ns,
+                cmd,
                 actor,
+                completion,
                 limits: &self.limits,
             };
-            let probed = match (execute(cmd, &snapshot, &probe), completion) {
-                (Ok(effect), _) => effect,
-                (Err(e), None) => return Err(Failure::Final(Error::Core(e))),
-                (Err(e), Some(cp)) => {
-                    // A refusal is an answer too: store it with the key, then report it.
-                    let answer = Err(Error::Core(e));
-                    if let Some(m) = cp.finish(&snapshot, &answer, now)? {
-                        persist_row(&tx, ns, &m).await?;
-                    }
-                    tx.commit().await?;
-                    return answer.map_err(Failure::Final);
-                }
-            };
-            let (effect, revision) = if probed.writes() {
-                let next = tx.prepare_cached("SELECT nextval('lockstep_revision')").await?;
-                let rev: i64 = tx.query_one(&next, &[]).await?.try_get(0)?;
-                let revision = u64::try_from(rev).map_err(|_| Error::Internal("negative revision".into()))?;
-                let ctx = Ctx { revision, ..probe };
-                (execute(cmd, &snapshot, &ctx)?, revision)
-            } else {
-                let current = tx
-                    .prepare_cached(
-                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
-                    )
-                    .await?;
-                let rev: i64 = tx.query_one(&current, &[]).await?.try_get(0)?;
-                (probed, crate::stored_u64("revision", rev)?)
-            };
-            persist(&tx, ns, &effect, revision, now).await?;
-            let answer = Ok(Committed {
-                outcome: effect.outcome,
-                revision,
-            });
-            if let Some(m) = completion
-                .map(|cp| cp.finish(&snapshot, &answer, now))
-                .transpose()?
-                .flatten()
-            {
-                persist_row(&tx, ns, &m).await?;
-            }
-            tx.commit().await?;
+            let answer = kernel::run(tx, job).await?;
             self.metrics.commit_batch_size.observe(1);
             answer.map_err(Failure::Final)
         })
@@ -485,7 +433,9 @@ impl PgStore {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
-            load_snapshot(&tx, ns, &keys).await.map_err(final_error)
+            load_snapshot(&tx, ns, &keys, self.fixed_now())
+                .await
+                .map_err(final_error)
         })
     }
 
@@ -494,7 +444,7 @@ impl PgStore {
         let sql = format!(
             r#"SELECT ns FROM ({}) t WHERE $1::text IS NULL OR ns > $1::text COLLATE "C"
                ORDER BY ns COLLATE "C" LIMIT $2"#,
-            crate::namespaces_union()
+            crate::schema::namespaces_union()
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
@@ -517,9 +467,17 @@ impl PgStore {
     ) -> Result<FeedPage, Error> {
         let mut client = self.client().await?;
         bounded!(client, {
-            feeds::list_entries(&mut client, ns, feed, desc, after.as_ref(), limit)
-                .await
-                .map_err(final_error)
+            feeds::list_entries(
+                &mut client,
+                ns,
+                feed,
+                desc,
+                after.as_ref(),
+                limit,
+                self.fixed_now(),
+            )
+            .await
+            .map_err(final_error)
         })
     }
 
@@ -533,7 +491,7 @@ impl PgStore {
     ) -> Result<Vec<FeedSummary>, Error> {
         let mut client = self.client().await?;
         bounded!(client, {
-            feeds::list_feeds(&mut client, ns, prefix, after, limit)
+            feeds::list_feeds(&mut client, ns, prefix, after, limit, self.fixed_now())
                 .await
                 .map_err(final_error)
         })
@@ -575,11 +533,15 @@ impl PgStore {
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT key, value, version, created_at, updated_at, expires_at FROM records
-                     WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {NOW_MS})"
+                     WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {})",
+                    now_sql(3)
                 ))
                 .await
                 .map_err(pg_error)?;
-            let row = client.query_opt(&stmt, &[&ns, &key]).await.map_err(pg_error)?;
+            let row = client
+                .query_opt(&stmt, &[&ns, &key, &self.fixed_now()])
+                .await
+                .map_err(pg_error)?;
             row.map(|r| row_to_record(&r, 0)).transpose()
         })
     }
@@ -603,14 +565,15 @@ impl PgStore {
                 .prepare_cached(&format!(
                     "SELECT key, value, version, created_at, updated_at, expires_at FROM records
                      WHERE ns = $1 AND key {lower_op} $2 AND ($3::text IS NULL OR key < $3::text)
-                       AND (expires_at IS NULL OR expires_at > {NOW_MS})
-                     ORDER BY key LIMIT $4"
+                       AND (expires_at IS NULL OR expires_at > {})
+                     ORDER BY key LIMIT $4",
+                    now_sql(5)
                 ))
                 .await
                 .map_err(pg_error)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = client
-                .query(&stmt, &[&ns, &lower, &upper, &limit])
+                .query(&stmt, &[&ns, &lower, &upper, &limit, &self.fixed_now()])
                 .await
                 .map_err(pg_error)?;
             rows.iter().map(|r| row_to_record(r, 0)).collect()
@@ -625,29 +588,40 @@ impl PgStore {
             let limit = i64::try_from(batch).unwrap_or(i64::MAX);
             let records = client
                 .prepare_cached(&format!(
-                    "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= {NOW_MS}
-                     ORDER BY expires_at LIMIT $1"
+                    "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= {}
+                     ORDER BY expires_at LIMIT $1",
+                    now_sql(2)
                 ))
                 .await
                 .map_err(pg_error)?;
             let leases = client
                 .prepare_cached(&format!(
-                    "SELECT ns, name FROM leases WHERE token IS NOT NULL AND expires_at <= {NOW_MS}
-                     ORDER BY expires_at LIMIT $1"
+                    "SELECT ns, name FROM leases WHERE token IS NOT NULL AND expires_at <= {}
+                     ORDER BY expires_at LIMIT $1",
+                    now_sql(2)
                 ))
                 .await
                 .map_err(pg_error)?;
+            let fixed = self.fixed_now();
             let mut out = Vec::new();
-            for r in client.query(&records, &[&limit]).await.map_err(pg_error)? {
+            for r in client
+                .query(&records, &[&limit, &fixed])
+                .await
+                .map_err(pg_error)?
+            {
                 let key = r.try_get(1).map_err(pg_error)?;
                 out.push((r.try_get(0).map_err(pg_error)?, Command::Expire { key }));
             }
-            for r in client.query(&leases, &[&limit]).await.map_err(pg_error)? {
+            for r in client.query(&leases, &[&limit, &fixed]).await.map_err(pg_error)? {
                 let name = r.try_get(1).map_err(pg_error)?;
                 out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
             }
-            out.extend(feeds::retention(&client, batch).await.map_err(final_error)?);
-            out.extend(idempotency::expired(&client, batch).await?);
+            out.extend(
+                feeds::retention(&client, batch, fixed)
+                    .await
+                    .map_err(final_error)?,
+            );
+            out.extend(idempotency::expired(&client, batch, fixed).await?);
             Ok(out)
         })
     }
@@ -657,15 +631,13 @@ impl PgStore {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
-            let n = tx
-                .execute("DELETE FROM records WHERE ns = $1", &[&ns])
-                .await
-                .map_err(pg_error)?;
-            for table in crate::NAMESPACE_TABLES {
-                tx.execute(&format!("DELETE FROM {table} WHERE ns = $1"), &[&ns])
-                    .await
-                    .map_err(pg_error)?;
+            let mut n = None;
+            for sql in crate::sql::delete_namespace() {
+                let deleted = tx.execute(&sql, &[&ns]).await.map_err(pg_error)?;
+                // The first statement empties `records`: its count is the answer.
+                n.get_or_insert(deleted);
             }
+            let n = n.unwrap_or(0);
             tx.commit().await.map_err(pg_error)?;
             Ok(n)
         })
@@ -701,11 +673,90 @@ impl PgStore {
     }
 }
 
+/// One command's transaction.
+struct PgTx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    fixed_now: Option<i64>,
+}
+
+impl WriteTx for PgTx<'_> {
+    type Fail = Failure;
+
+    async fn lock_and_load(&mut self, ns: &str, keys: &[RowKey]) -> Result<(Snapshot, Millis), Failure> {
+        let mut locks: Vec<i64> = keys
+            .iter()
+            .filter_map(RowKey::lock)
+            .map(|(kind, name)| lock_id(kind, ns, &name))
+            .collect();
+        locks.sort_unstable();
+        locks.dedup();
+        // The shared visibility gate first, then the rows' locks in order
+        // (see `VISIBILITY_GATE`).
+        let lock = self
+            .tx
+            .prepare_cached(
+                "SELECT pg_advisory_xact_lock(x)
+                 FROM (SELECT pg_advisory_xact_lock_shared($1)) AS gate, unnest($2::int8[]) AS x",
+            )
+            .await?;
+        // Pipelined: the load is sent right behind the locks, and PostgreSQL
+        // runs it only once they are held (one round trip instead of two).
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&VISIBILITY_GATE, &locks];
+        let (locked, loaded) = tokio::join!(
+            self.tx.query(&lock, &lock_params),
+            load_snapshot(&self.tx, ns, keys, self.fixed_now)
+        );
+        locked?;
+        loaded
+    }
+
+    fn probe_revision(&self) -> u64 {
+        u64::MAX
+    }
+
+    async fn allocate_revision(&mut self) -> Result<u64, Failure> {
+        let next = self
+            .tx
+            .prepare_cached("SELECT nextval('lockstep_revision')")
+            .await?;
+        let rev: i64 = self.tx.query_one(&next, &[]).await?.try_get(0)?;
+        Ok(crate::stored_u64("revision", rev)?)
+    }
+
+    async fn current_revision(&mut self) -> Result<u64, Failure> {
+        let current = self
+            .tx
+            .prepare_cached("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision")
+            .await?;
+        let rev: i64 = self.tx.query_one(&current, &[]).await?.try_get(0)?;
+        Ok(crate::stored_u64("revision", rev)?)
+    }
+
+    async fn persist(
+        &mut self,
+        ns: &str,
+        effect: &Effect,
+        revision: u64,
+        now: Millis,
+    ) -> Result<(), Failure> {
+        persist(&self.tx, ns, effect, revision, now).await
+    }
+
+    async fn persist_mutation(&mut self, ns: &str, m: &Mutation) -> Result<(), Failure> {
+        persist_row(&self.tx, ns, m).await
+    }
+
+    async fn commit(self) -> Result<(), Failure> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
 /// Loads the rows of `keys` (locked by the caller) and the storage clock.
 async fn load_snapshot(
     tx: &deadpool_postgres::Transaction<'_>,
     ns: &str,
     keys: &[RowKey],
+    fixed_now: Option<i64>,
 ) -> Result<(Snapshot, Millis), Failure> {
     let mut snapshot: Snapshot = keys.iter().map(|k| (k.clone(), None)).collect();
     let of = |f: fn(&RowKey) -> Option<&str>| -> Vec<&str> { keys.iter().filter_map(f).collect() };
@@ -730,13 +781,14 @@ async fn load_snapshot(
     // records, so `now` never predates what the previous holder of a lock wrote.
     let load = tx
         .prepare_cached(&format!(
-            "SELECT {NOW_MS}, r.key, r.value, r.version, r.created_at, r.updated_at, r.expires_at
+            "SELECT {}, r.key, r.value, r.version, r.created_at, r.updated_at, r.expires_at
              FROM (SELECT 1) AS one
-             LEFT JOIN records r ON r.ns = $1 AND r.key = ANY($2::text[])"
+             LEFT JOIN records r ON r.ns = $1 AND r.key = ANY($2::text[])",
+            now_sql(3)
         ))
         .await?;
     let mut now = Millis(0);
-    for row in tx.query(&load, &[&ns, &record_keys]).await? {
+    for row in tx.query(&load, &[&ns, &record_keys, &fixed_now]).await? {
         now = Millis(row.try_get(0)?);
         if row.try_get::<_, Option<String>>(1)?.is_some() {
             let r = row_to_record(&row, 1)?;
@@ -1013,28 +1065,22 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
         Mutation::ResetScrubbed { feed } => feeds::reset_scrubbed(tx, ns, feed).await?,
         Mutation::Put(Row::Gate(g)) => gates::put_gate(tx, ns, g).await?,
         Mutation::Put(Row::Idem(e)) => idempotency::put(tx, ns, e).await?,
-        Mutation::Delete(RowKey::Idem(scope, key)) => idempotency::delete(tx, ns, scope, key).await?,
         Mutation::Put(Row::Ticket(t)) => gates::put_ticket(tx, ns, t).await?,
         Mutation::Put(Row::GateTickets { .. }) => {
             return Err(Failure::Final(Error::Internal(
                 "a gate's ticket set is written ticket by ticket".into(),
             )));
         }
-        Mutation::Delete(RowKey::FeedEntry(feed, id)) => feeds::delete_entry(tx, ns, feed, id).await?,
         Mutation::Delete(key) => {
-            let sql = match key {
-                RowKey::Record(_) => "DELETE FROM records WHERE ns = $1 AND key = $2",
-                RowKey::Lease(_) => "DELETE FROM leases WHERE ns = $1 AND name = $2",
-                RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = $1 AND name = $2",
-                RowKey::Fence(_) => "DELETE FROM fences WHERE ns = $1 AND resource = $2",
-                RowKey::FeedConfig(_) => "DELETE FROM feed_configs WHERE ns = $1 AND feed = $2",
-                RowKey::Gate(_) => "DELETE FROM gates WHERE ns = $1 AND id = $2",
-                RowKey::Ticket(_) => "DELETE FROM tickets WHERE ns = $1 AND id = $2",
-                RowKey::GateTickets(_) => "DELETE FROM tickets WHERE ns = $1 AND gate = $2",
-                RowKey::FeedEntry(..) | RowKey::Idem(..) => unreachable!("handled above"),
-            };
+            let (sql, names) = crate::sql::delete_row(key);
             let stmt = tx.prepare_cached(sql).await?;
-            tx.execute(&stmt, &[&ns, &key.name()]).await?;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&ns];
+            params.extend(
+                names
+                    .iter()
+                    .map(|n| n as &(dyn tokio_postgres::types::ToSql + Sync)),
+            );
+            tx.execute(&stmt, &params).await?;
         }
         Mutation::Put(Row::Record(_)) => {
             return Err(Failure::Final(Error::Internal(

@@ -9,7 +9,7 @@
 //! compacted holes for a complete one.
 
 use super::SqliteStore;
-use crate::{clock, rev_i64, ChangeBounds, ChangePage, Error};
+use crate::{rev_i64, sql, ChangeBounds, ChangePage, Error};
 use lockstep_core::{Change, ChangeKind, ChangeOp, Millis};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::time::{Duration, Instant};
@@ -195,11 +195,9 @@ fn list(
 
 /// Deletes the oldest revisions older than `keep_ms` (by `at`) or beyond the
 /// newest `keep_count` rows, in batches, each with the horizon update.
-fn compact(c: &Connection, keep_ms: u64, keep_count: u64) -> Result<u64, Error> {
+fn compact(c: &Connection, keep_ms: u64, keep_count: u64, now: Millis) -> Result<u64, Error> {
     let started = Instant::now();
-    let cutoff_at = clock::system_now()
-        .0
-        .saturating_sub(i64::try_from(keep_ms).unwrap_or(i64::MAX));
+    let cutoff_at = now.0.saturating_sub(i64::try_from(keep_ms).unwrap_or(i64::MAX));
     let offset = i64::try_from(keep_count).unwrap_or(i64::MAX);
     let count_cutoff: i64 = c
         .prepare_cached("SELECT revision FROM changes ORDER BY revision DESC, idx DESC LIMIT 1 OFFSET ?1")?
@@ -221,9 +219,9 @@ fn compact(c: &Connection, keep_ms: u64, keep_count: u64) -> Result<u64, Error> 
             return Ok(deleted);
         };
         let n = tx
-            .prepare_cached("DELETE FROM changes WHERE revision <= ?1")?
+            .prepare_cached(&sql::sqlite(sql::DELETE_CHANGES_THROUGH))?
             .execute(params![end])?;
-        tx.prepare_cached("UPDATE change_horizon SET revision = max(revision, ?1) WHERE id = 1")?
+        tx.prepare_cached(&sql::sqlite(sql::RAISE_HORIZON))?
             .execute(params![end])?;
         tx.commit()?;
         deleted += n as u64;
@@ -289,7 +287,9 @@ impl SqliteStore {
     /// a connection of its own beside the writer; SQLite's write lock (with the
     /// busy timeout) serializes the two.
     pub async fn compact_changes(&self, keep_ms: u64, keep_count: u64) -> Result<u64, Error> {
-        self.read(move |c| compact(c, keep_ms, keep_count)).await
+        let clock = self.inner.clock.clone();
+        self.read(move |c| compact(c, keep_ms, keep_count, clock.now()))
+            .await
     }
 }
 

@@ -83,13 +83,6 @@ pub fn put_config(c: &Connection, ns: &str, feed: &str, config: &FeedConfig) -> 
     Ok(())
 }
 
-/// Deletes one entry.
-pub fn delete_entry(c: &Connection, ns: &str, feed: &str, id: &str) -> Result<(), Error> {
-    c.prepare_cached("DELETE FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND id = ?3")?
-        .execute(params![ns, feed, id])?;
-    Ok(())
-}
-
 /// Clears the on-disk scrub marks of a feed (`""`: the whole namespace).
 pub fn reset_scrubbed(c: &Connection, ns: &str, feed: &str) -> Result<(), Error> {
     c.prepare_cached(

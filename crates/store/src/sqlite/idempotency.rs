@@ -61,13 +61,6 @@ pub fn put(c: &Connection, ns: &str, e: &IdemEntry) -> Result<(), Error> {
     Ok(())
 }
 
-/// Deletes an entry.
-pub fn delete(c: &Connection, ns: &str, scope: &str, key: &str) -> Result<(), Error> {
-    c.prepare_cached("DELETE FROM idempotency WHERE ns = ?1 AND scope = ?2 AND key = ?3")?
-        .execute(params![ns, scope, key])?;
-    Ok(())
-}
-
 /// Sweeper commands for expired entries.
 pub fn expired(c: &Connection, batch: usize, now: Millis) -> Result<Vec<(String, Command)>, Error> {
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);

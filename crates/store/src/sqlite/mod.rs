@@ -5,14 +5,13 @@
 //! all. A refused command rolls back its savepoint only. Readers use their own
 //! connections, so reads never wait for the writer.
 
+use crate::clock::Clock;
+use crate::kernel::{self, WriteTx};
 use crate::{
-    clock, record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options,
-    StoreMetrics,
+    record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
 };
 use lockstep_core::lease::{Lease, Waiter};
-use lockstep_core::{
-    execute, Command, Ctx, Effect, Limits, Millis, Mutation, Outcome, Record, Row, RowKey, Snapshot,
-};
+use lockstep_core::{Command, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -101,6 +100,8 @@ enum Job {
         ns: String,
         reply: oneshot::Sender<Result<u64, Error>>,
     },
+    /// Stop once every job queued before this one is answered.
+    Stop,
 }
 
 /// The embedded SQLite store. Cheap to clone.
@@ -111,6 +112,11 @@ pub struct SqliteStore {
 
 struct Inner {
     jobs: mpsc::Sender<Job>,
+    /// The writer thread, until the store is closed.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by `close`: reads are refused from then on.
+    closed: std::sync::atomic::AtomicBool,
+    clock: Clock,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     metrics: Arc<StoreMetrics>,
@@ -158,16 +164,20 @@ impl SqliteStore {
             conn,
             revision,
             limits: opts.limits,
+            clock: opts.clock.clone(),
             batch_max: opts.batch_max.max(1),
             metrics: metrics.clone(),
         };
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("lockstep-sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 jobs: tx,
+                writer: Mutex::new(Some(handle)),
+                closed: std::sync::atomic::AtomicBool::new(false),
+                clock: opts.clock,
                 readers: Mutex::new(Vec::new()),
                 path: path.to_owned(),
                 metrics,
@@ -178,6 +188,30 @@ impl SqliteStore {
     /// Storage metrics.
     pub fn metrics(&self) -> &StoreMetrics {
         &self.inner.metrics
+    }
+
+    /// Answers every write queued so far, stops the writer thread and waits
+    /// for it (its connection is closed when it returns), and closes the idle
+    /// reader connections: the file can be opened again at once. Later calls
+    /// (on any clone) answer `Unavailable`.
+    pub async fn close(&self) -> Result<(), Error> {
+        let poisoned = || Error::Internal("the SQLite writer handle is poisoned".into());
+        self.inner.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let handle = self.inner.writer.lock().map_err(|_| poisoned())?.take();
+        if let Some(handle) = handle {
+            // A writer that already stopped has dropped its queue: nothing to tell.
+            let _ = self.inner.jobs.send(Job::Stop).await;
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|e| Error::Internal(format!("joining the SQLite writer: {e}")))?
+                .map_err(|_| Error::Internal("the SQLite writer panicked".into()))?;
+        }
+        self.inner
+            .readers
+            .lock()
+            .map_err(|_| Error::Internal("reader pool poisoned".into()))?
+            .clear();
+        Ok(())
     }
 
     /// Commands queued for the writer and not taken yet.
@@ -227,6 +261,9 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Unavailable("the SQLite store is closed".into()));
+        }
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner
@@ -253,8 +290,9 @@ impl SqliteStore {
     /// Reads one live record.
     pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Record>, Error> {
         let (ns, key) = (ns.to_owned(), key.to_owned());
+        let clock = self.inner.clock.clone();
         self.read(move |c| {
-            let now = clock::system_now();
+            let now = clock.now();
             Ok(load(c, &ns, &key)?.filter(|r| r.is_live(now)))
         })
         .await
@@ -269,8 +307,9 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<Record>, Error> {
         let (ns, prefix, after) = (ns.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+        let clock = self.inner.clock.clone();
         self.read(move |c| {
-            let now = clock::system_now().0;
+            let now = clock.now().0;
             let (lower_op, lower) = match after {
                 Some(a) if a.as_str() >= prefix.as_str() => (">", a),
                 _ => (">=", prefix.clone()),
@@ -294,8 +333,9 @@ impl SqliteStore {
     /// Up to `batch` sweeper commands: expired records to purge and expired
     /// leases to free, each with its namespace.
     pub async fn expired(&self, batch: usize) -> Result<Vec<(String, Command)>, Error> {
+        let clock = self.inner.clock.clone();
         self.read(move |c| {
-            let now = clock::system_now().0;
+            let now = clock.now().0;
             let limit = i64::try_from(batch).unwrap_or(i64::MAX);
             let mut out = Vec::new();
             let mut stmt = c.prepare_cached(
@@ -314,8 +354,8 @@ impl SqliteStore {
                 let (ns, name): (String, String) = r?;
                 out.push((ns, Command::ExpireLease { name }));
             }
-            out.extend(feeds::retention(c, batch, clock::system_now())?);
-            out.extend(idempotency::expired(c, batch, clock::system_now())?);
+            out.extend(feeds::retention(c, batch, clock.now())?);
+            out.extend(idempotency::expired(c, batch, clock.now())?);
             Ok(out)
         })
         .await
@@ -325,13 +365,14 @@ impl SqliteStore {
     /// the storage clock.
     pub async fn read_rows(&self, ns: &str, keys: Vec<RowKey>) -> Result<(Snapshot, Millis), Error> {
         let ns = ns.to_owned();
+        let clock = self.inner.clock.clone();
         self.read(move |c| {
             let mut snapshot = Snapshot::new();
             for k in keys {
                 let row = load_row(c, &ns, &k)?;
                 snapshot.insert(k, row);
             }
-            Ok((snapshot, clock::system_now()))
+            Ok((snapshot, clock.now()))
         })
         .await
     }
@@ -340,7 +381,7 @@ impl SqliteStore {
     pub async fn namespaces(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Error> {
         let sql = format!(
             "SELECT ns FROM ({}) WHERE ?1 IS NULL OR ns > ?1 ORDER BY ns LIMIT ?2",
-            crate::namespaces_union()
+            crate::schema::namespaces_union()
         );
         let after = after.map(str::to_owned);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -362,10 +403,9 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<FeedPage, Error> {
         let (ns, feed) = (ns.to_owned(), feed.to_owned());
-        self.read(move |c| {
-            feeds::list_entries(c, &ns, &feed, desc, after.as_ref(), limit, clock::system_now())
-        })
-        .await
+        let clock = self.inner.clock.clone();
+        self.read(move |c| feeds::list_entries(c, &ns, &feed, desc, after.as_ref(), limit, clock.now()))
+            .await
     }
 
     /// Feeds by name with their counts.
@@ -377,7 +417,8 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<FeedSummary>, Error> {
         let (ns, prefix, after) = (ns.to_owned(), prefix.to_owned(), after.map(str::to_owned));
-        self.read(move |c| feeds::list_feeds(c, &ns, &prefix, after.as_deref(), limit, clock::system_now()))
+        let clock = self.inner.clock.clone();
+        self.read(move |c| feeds::list_feeds(c, &ns, &prefix, after.as_deref(), limit, clock.now()))
             .await
     }
 
@@ -554,27 +595,17 @@ fn persist_mutation(c: &Connection, ns: &str, m: &Mutation) -> Result<(), Error>
             Mutation::ResetScrubbed { feed } => feeds::reset_scrubbed(c, ns, feed)?,
             Mutation::Put(Row::Gate(g)) => gates::put_gate(c, ns, g)?,
             Mutation::Put(Row::Idem(e)) => idempotency::put(c, ns, e)?,
-            Mutation::Delete(RowKey::Idem(scope, key)) => idempotency::delete(c, ns, scope, key)?,
             Mutation::Put(Row::Ticket(t)) => gates::put_ticket(c, ns, t)?,
             Mutation::Put(Row::GateTickets { .. }) => {
                 return Err(Error::Internal(
                     "a gate's ticket set is written ticket by ticket".into(),
                 ))
             }
-            Mutation::Delete(RowKey::FeedEntry(feed, id)) => feeds::delete_entry(c, ns, feed, id)?,
             Mutation::Delete(key) => {
-                let sql = match key {
-                    RowKey::Record(_) => "DELETE FROM records WHERE ns = ?1 AND key = ?2",
-                    RowKey::Lease(_) => "DELETE FROM leases WHERE ns = ?1 AND name = ?2",
-                    RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = ?1 AND name = ?2",
-                    RowKey::Fence(_) => "DELETE FROM fences WHERE ns = ?1 AND resource = ?2",
-                    RowKey::FeedConfig(_) => "DELETE FROM feed_configs WHERE ns = ?1 AND feed = ?2",
-                    RowKey::Gate(_) => "DELETE FROM gates WHERE ns = ?1 AND id = ?2",
-                    RowKey::Ticket(_) => "DELETE FROM tickets WHERE ns = ?1 AND id = ?2",
-                    RowKey::GateTickets(_) => "DELETE FROM tickets WHERE ns = ?1 AND gate = ?2",
-                    RowKey::FeedEntry(..) | RowKey::Idem(..) => unreachable!("handled above"),
-                };
-                c.prepare_cached(sql)?.execute(params![ns, key.name()])?;
+                let (sql, names) = crate::sql::delete_row(key);
+                let params = std::iter::once(ns).chain(names);
+                c.prepare_cached(&crate::sql::sqlite(sql))?
+                    .execute(rusqlite::params_from_iter(params))?;
             }
         }
     }
@@ -607,6 +638,7 @@ struct Writer {
     conn: Connection,
     revision: u64,
     limits: Limits,
+    clock: Clock,
     batch_max: usize,
     metrics: Arc<StoreMetrics>,
 }
@@ -621,13 +653,21 @@ enum Reply {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < self.batch_max {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+        let mut stopping = false;
+        while let Some(first) = (!stopping).then(|| rx.blocking_recv()).flatten() {
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Stop => stopping = true,
+                    job => batch.push(job),
                 }
+                if !stopping && batch.len() < self.batch_max {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if batch.is_empty() {
+                continue;
             }
             self.metrics.commit_batch_size.observe(batch.len() as u64);
             let start = self.revision;
@@ -661,7 +701,7 @@ impl Writer {
     /// Runs a batch in one transaction, one savepoint per job. On a commit
     /// failure returns the error with the (now void) replies.
     fn commit_batch(&mut self, batch: Vec<Job>) -> Result<Vec<Reply>, (Error, Vec<Reply>)> {
-        let now = clock::system_now();
+        let now = self.clock.now();
         let mut replies = Vec::with_capacity(batch.len());
         let tx = match self
             .conn
@@ -676,6 +716,7 @@ impl Writer {
                         Job::DeleteNamespace { reply, .. } => {
                             Reply::Deleted(reply, Err(Error::Unavailable(String::new())))
                         }
+                        Job::Stop => continue,
                     });
                 }
                 return Err((e, replies));
@@ -692,39 +733,45 @@ impl Writer {
                     completion,
                     reply,
                 } => {
-                    let ctx = Ctx {
-                        revision: revision + 1,
-                        now,
-                        actor: &actor,
-                        limits: &self.limits,
-                    };
-                    let result = run_in_savepoint(&mut tx, |c| {
-                        run_command(c, &ns, &cmd, completion.as_ref(), &ctx, revision)
+                    let before = revision;
+                    let answer = tx.savepoint().map_err(Error::from).and_then(|sp| {
+                        let stx = SqliteTx {
+                            sp,
+                            revision: &mut revision,
+                            now,
+                        };
+                        let job = kernel::Job {
+                            ns: &ns,
+                            cmd: &cmd,
+                            actor: &actor,
+                            completion: completion.as_ref(),
+                            limits: &self.limits,
+                        };
+                        kernel::complete_now(kernel::run(stx, job))
                     });
-                    let answer = match result {
-                        Ok((answer, wrote)) => {
-                            if wrote {
-                                revision += 1;
-                            }
-                            answer
-                        }
-                        Err(e) => Err(e),
-                    };
+                    let answer = answer.unwrap_or_else(|e| {
+                        // Rolled back: the revision it may have taken is free again.
+                        revision = before;
+                        Err(e)
+                    });
                     replies.push(Reply::Exec(reply, answer));
                 }
                 Job::DeleteNamespace { ns, reply } => {
                     let result = run_in_savepoint(&mut tx, |c| {
-                        let n = c
-                            .prepare_cached("DELETE FROM records WHERE ns = ?1")?
-                            .execute(params![ns])?;
-                        for table in crate::NAMESPACE_TABLES {
-                            c.prepare_cached(&format!("DELETE FROM {table} WHERE ns = ?1"))?
+                        let mut n = None;
+                        for sql in crate::sql::delete_namespace() {
+                            let deleted = c
+                                .prepare_cached(&crate::sql::sqlite(&sql))?
                                 .execute(params![ns])?;
+                            // The first statement empties `records`: its count is the answer.
+                            n.get_or_insert(deleted as u64);
                         }
-                        Ok(n as u64)
+                        Ok(n.unwrap_or(0))
                     });
                     replies.push(Reply::Deleted(reply, result));
                 }
+                // Taken out of every batch by `run`.
+                Job::Stop => {}
             }
         }
         // A batch of reads and refusals writes nothing, so its commit costs no fsync.
@@ -746,64 +793,56 @@ impl Writer {
     }
 }
 
-/// Runs one command on the writer's transaction: loads its rows, applies the
-/// pure semantics, persists the effect and, with a completion, the request's
-/// idempotency entry. Returns the answer (a refusal too, when a completion must
-/// record it) and whether a revision was consumed; an `Err` rolls the
-/// command's savepoint back.
-fn run_command(
-    c: &Connection,
-    ns: &str,
-    cmd: &Command,
-    completion: Option<&Completion>,
-    ctx: &Ctx<'_>,
-    current: u64,
-) -> Result<(Result<Committed, Error>, bool), Error> {
-    let mut rows = cmd.rows();
-    rows.extend(completion.map(Completion::row));
-    let mut snapshot = Snapshot::new();
-    for key in rows {
-        let row = load_row(c, ns, &key)?;
-        snapshot.insert(key, row);
-    }
-    if let Some(replay) = completion
-        .map(|cp| cp.admit(&mut snapshot, ctx.now))
-        .transpose()?
-        .flatten()
-    {
-        let outcome = Outcome::IdemBegun(lockstep_core::idempotency::Began::Replay(replay));
-        return Ok((
-            Ok(Committed {
-                outcome,
-                revision: current,
-            }),
-            false,
-        ));
-    }
-    let (answer, wrote) = match execute(cmd, &snapshot, ctx) {
-        Ok(effect) => {
-            persist(c, ns, &effect)?;
-            let wrote = effect.writes();
-            let revision = if wrote { ctx.revision } else { current };
-            (
-                Ok(Committed {
-                    outcome: effect.outcome,
-                    revision,
-                }),
-                wrote,
-            )
+/// One command's savepoint inside the writer's batch transaction.
+struct SqliteTx<'a> {
+    sp: rusqlite::Savepoint<'a>,
+    /// The batch's running revision (restored by the writer on a rollback).
+    revision: &'a mut u64,
+    now: Millis,
+}
+
+impl WriteTx for SqliteTx<'_> {
+    type Fail = Error;
+
+    async fn lock_and_load(&mut self, ns: &str, keys: &[RowKey]) -> Result<(Snapshot, Millis), Error> {
+        // The single writer holds the write lock: loading is locking.
+        let mut snapshot = Snapshot::new();
+        for key in keys {
+            snapshot.insert(key.clone(), load_row(&self.sp, ns, key)?);
         }
-        Err(e) if completion.is_some() => (Err(Error::Core(e)), false),
-        Err(e) => return Err(Error::Core(e)),
-    };
-    if let Some(m) = completion
-        .map(|cp| cp.finish(&snapshot, &answer, ctx.now))
-        .transpose()?
-        .flatten()
-    {
-        persist_mutation(c, ns, &m)?;
+        Ok((snapshot, self.now))
     }
-    Ok((answer, wrote))
+
+    fn probe_revision(&self) -> u64 {
+        *self.revision + 1
+    }
+
+    async fn allocate_revision(&mut self) -> Result<u64, Error> {
+        *self.revision += 1;
+        Ok(*self.revision)
+    }
+
+    async fn current_revision(&mut self) -> Result<u64, Error> {
+        Ok(*self.revision)
+    }
+
+    async fn persist(
+        &mut self,
+        ns: &str,
+        effect: &Effect,
+        _revision: u64,
+        _now: Millis,
+    ) -> Result<(), Error> {
+        persist(&self.sp, ns, effect)
+    }
+
+    async fn persist_mutation(&mut self, ns: &str, m: &Mutation) -> Result<(), Error> {
+        persist_mutation(&self.sp, ns, m)
+    }
+
+    async fn commit(self) -> Result<(), Error> {
+        Ok(self.sp.commit()?)
+    }
 }
 
 /// Runs `f` inside a savepoint: released on success, rolled back on refusal.
