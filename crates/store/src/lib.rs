@@ -3,7 +3,9 @@
 //! `lockstep-core`, and persists the rows and change entries it returns,
 //! atomically. SQLite serves embedded mode, PostgreSQL shared mode.
 
+mod changelog;
 pub mod clock;
+mod codec;
 pub mod copy;
 pub mod error;
 mod kernel;
@@ -12,7 +14,9 @@ pub mod postgres;
 pub mod schema;
 mod sql;
 pub mod sqlite;
+mod sweep;
 
+pub(crate) use codec::{parse_stored, record_from_parts, rev_i64, sqlite_u64, stored_u64};
 pub use error::Error;
 pub use metrics::StoreMetrics;
 
@@ -46,15 +50,7 @@ impl Default for Options {
 }
 
 /// What to do with the idempotency entry of a request once its command ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finish {
-    /// Store this response (completing the entry) in the same transaction.
-    Store(lockstep_core::idempotency::StoredResponse),
-    /// Give the entry up (an answer that invites a retry).
-    Release,
-    /// Leave it started (an intermediate step, such as a waiting acquire).
-    Keep,
-}
+pub use lockstep_core::admission::Finish;
 
 /// Turns a command's answer into its stored response; supplied by the server,
 /// which alone knows the HTTP shape of answers.
@@ -89,59 +85,40 @@ impl std::fmt::Debug for Completion {
 }
 
 impl Completion {
-    /// The row of the entry.
-    pub(crate) fn row(&self) -> lockstep_core::RowKey {
-        lockstep_core::RowKey::Idem(self.scope.clone(), self.key.clone())
-    }
-
-    /// Admits the request to run its command: with `begin`, starts the key in
-    /// `snapshot` (or answers the replay to give instead of running); without,
-    /// refuses (409, retryable) unless this request still owns the key.
-    pub(crate) fn admit(
-        &self,
-        snapshot: &mut lockstep_core::Snapshot,
-        now: Millis,
-    ) -> Result<Option<lockstep_core::idempotency::StoredResponse>, Error> {
-        use lockstep_core::idempotency::{self, Began};
-        let e = lockstep_core::command::idem_entry(snapshot, &self.scope, &self.key);
-        match &self.begin {
-            None => {
-                idempotency::check_owner(e.as_ref(), &self.token, now)?;
-                Ok(None)
-            }
-            Some(b) => match idempotency::begin(e.as_ref(), &self.scope, &self.key, b, now)? {
-                Began::Started(started) => {
-                    snapshot.insert(self.row(), Some(lockstep_core::Row::Idem(started)));
-                    Ok(None)
-                }
-                Began::Replay(r) => Ok(Some(r)),
-            },
+    /// The entry's admission: the pure decisions of `lockstep_core::admission`.
+    fn admission(&self) -> lockstep_core::admission::Admission<'_> {
+        lockstep_core::admission::Admission {
+            scope: &self.scope,
+            key: &self.key,
+            token: &self.token,
+            begin: self.begin.as_ref(),
         }
     }
 
-    /// The entry write that records `answer`, if any.
+    /// The row of the entry.
+    pub(crate) fn row(&self) -> RowKey {
+        self.admission().row()
+    }
+
+    /// Admits the request to run its command (see
+    /// `lockstep_core::admission::Admission::admit`): `Some` is the replay to
+    /// answer instead of running.
+    pub(crate) fn admit(
+        &self,
+        snapshot: &mut Snapshot,
+        now: Millis,
+    ) -> Result<Option<lockstep_core::idempotency::StoredResponse>, Error> {
+        Ok(self.admission().admit(snapshot, now)?)
+    }
+
+    /// The entry write that records `answer` as the server renders it, if any.
     pub(crate) fn finish(
         &self,
-        snapshot: &lockstep_core::Snapshot,
+        snapshot: &Snapshot,
         answer: &Result<Committed, Error>,
         now: Millis,
     ) -> Result<Option<lockstep_core::Mutation>, Error> {
-        use lockstep_core::{Mutation, Row};
-        let e = lockstep_core::command::idem_entry(snapshot, &self.scope, &self.key);
-        Ok(match (self.render)(answer) {
-            Finish::Store(resp) => Some(Mutation::Put(Row::Idem(lockstep_core::idempotency::complete(
-                e.as_ref(),
-                &self.token,
-                resp,
-                now,
-            )?))),
-            Finish::Release => Some(Mutation::Delete(self.row())),
-            // A key begun in this transaction must be written to stay started.
-            Finish::Keep => match (&self.begin, e) {
-                (Some(_), Some(started)) => Some(Mutation::Put(Row::Idem(started))),
-                _ => None,
-            },
-        })
+        Ok(self.admission().finish(snapshot, (self.render)(answer), now)?)
     }
 }
 
@@ -537,53 +514,4 @@ impl Store {
             Store::Postgres(s) => s.metrics(),
         }
     }
-}
-
-/// Reads a stored row into a [`Record`] (shared by both backends).
-pub(crate) fn record_from_parts(
-    key: String,
-    value: &str,
-    version: i64,
-    created_at: i64,
-    updated_at: i64,
-    expires_at: Option<i64>,
-) -> Result<Record, Error> {
-    use lockstep_core::Millis;
-    Ok(Record {
-        key,
-        value: parse_stored(value)?,
-        version: u64::try_from(version).map_err(|_| Error::Internal("negative version".into()))?,
-        created_at: Millis(created_at),
-        updated_at: Millis(updated_at),
-        expires_at: expires_at.map(Millis),
-    })
-}
-
-/// Parses JSON text this store wrote. Values were checked against the depth
-/// limit before they were stored, so the parser's own recursion limit (which
-/// would refuse a value of exactly the allowed depth inside its wrapper) is off.
-pub(crate) fn parse_stored<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    let v =
-        T::deserialize(&mut de).map_err(|e| Error::Internal(format!("stored JSON is unreadable: {e}")))?;
-    de.end()
-        .map_err(|e| Error::Internal(format!("stored JSON is unreadable: {e}")))?;
-    Ok(v)
-}
-
-/// A revision as stored (SQL has signed 64-bit integers).
-/// A stored non-negative integer (a revision, fence, epoch or id) read back:
-/// a negative one is corrupt data, answered as an internal error, never 0.
-pub(crate) fn stored_u64(what: &str, v: i64) -> Result<u64, Error> {
-    u64::try_from(v).map_err(|_| Error::Internal(format!("stored {what} {v} is negative")))
-}
-
-/// The same inside a SQLite row mapper: column `col` is out of range.
-pub(crate) fn sqlite_u64(col: usize, v: i64) -> rusqlite::Result<u64> {
-    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(col, v))
-}
-
-pub(crate) fn rev_i64(revision: u64) -> Result<i64, Error> {
-    i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))
 }

@@ -1,7 +1,7 @@
 //! Idempotency entries on PostgreSQL (decoding shared with SQLite).
 
 use super::{now_sql, pg_error, Failure};
-use crate::sqlite::idempotency::{entry_from, response_text};
+use crate::codec::{entry_from, response_text};
 use crate::Error;
 use deadpool_postgres::GenericClient;
 use lockstep_core::idempotency::IdemEntry;

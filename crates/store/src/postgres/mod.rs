@@ -149,7 +149,7 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// Why one attempt failed: retry it, or give this answer.
-enum Failure {
+pub(crate) enum Failure {
     Retry(String),
     Final(Error),
 }
@@ -616,11 +616,10 @@ impl PgStore {
                 let name = r.try_get(1).map_err(pg_error)?;
                 out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
             }
-            out.extend(
-                feeds::retention(&client, batch, fixed)
-                    .await
-                    .map_err(final_error)?,
-            );
+            let now = feeds::storage_now(&client, fixed).await.map_err(final_error)?;
+            let mut reads = feeds::Retention(&client);
+            let retention = crate::sweep::retention(&mut reads, batch, now);
+            out.extend(retention.await.map_err(final_error)?);
             out.extend(idempotency::expired(&client, batch, fixed).await?);
             Ok(out)
         })

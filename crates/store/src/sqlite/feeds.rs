@@ -1,11 +1,13 @@
 //! Feed rows and feed queries on SQLite: entries ordered by `(at, id)`, read
 //! marks, configuration, the visibility window and retention candidates.
 
+use crate::codec::config_from;
+use crate::sweep::RetentionReads;
 use crate::{rev_i64, Error, FeedPage, FeedSummary};
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
-use lockstep_core::{Command, Millis, Row};
+use lockstep_core::retention::Configs;
+use lockstep_core::{Millis, Row};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
 
 const ENTRY_COLUMNS: &str = "id, at, data, revision, read, scrubbed";
 
@@ -46,8 +48,7 @@ pub fn load_config(c: &Connection, ns: &str, feed: &str) -> Result<Option<FeedCo
         .prepare_cached("SELECT config FROM feed_configs WHERE ns = ?1 AND feed = ?2")?
         .query_row(params![ns, feed], |r| r.get(0))
         .optional()?;
-    raw.map(|s| serde_json::from_str(&s).map_err(|e| Error::Internal(format!("stored feed config: {e}"))))
-        .transpose()
+    raw.as_deref().map(config_from).transpose()
 }
 
 /// Writes one entry.
@@ -235,66 +236,62 @@ pub fn list_feeds(
     Ok(out)
 }
 
-/// Retention work for the sweeper: for every feed under a retention policy, the
-/// entries that fell out of its window and those due for scrubbing on disk.
-pub fn retention(c: &Connection, batch: usize, now: Millis) -> Result<Vec<(String, Command)>, Error> {
-    let mut configs: BTreeMap<(String, String), FeedConfig> = BTreeMap::new();
-    let mut stmt = c.prepare_cached("SELECT ns, feed, config FROM feed_configs")?;
-    for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))? {
-        let (ns, feed, raw) = row?;
-        let cfg: FeedConfig =
-            serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("stored feed config: {e}")))?;
-        configs.insert((ns, feed), cfg);
-    }
-    if !configs.values().any(FeedConfig::has_retention) {
-        return Ok(vec![]);
-    }
-    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-    let mut out = Vec::new();
-    let mut feeds = c.prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")?;
-    let pairs: Vec<(String, String)> = feeds
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (ns, feed) in pairs {
-        let Some(cfg) = configs
-            .get(&(ns.clone(), feed.clone()))
-            .or_else(|| configs.get(&(ns.clone(), String::new())))
-        else {
-            continue;
-        };
-        let w = feed::window(cfg, now);
-        let (b_at, b_id) = cap_boundary(c, &ns, &feed, &w)?.unwrap_or((i64::MIN, String::new()));
-        let purge: Vec<String> = c
-            .prepare_cached(
-                "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND (at <= ?3 OR (at, id) < (?4, ?5))
-                 LIMIT ?6",
-            )?
-            .query_map(params![ns, feed, w.age_cut.0, b_at, b_id, limit], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        if !purge.is_empty() {
-            out.push((
-                ns.clone(),
-                Command::PurgeEntries {
-                    feed: feed.clone(),
-                    ids: purge,
-                    before: (b_at > i64::MIN).then(|| (Millis(b_at), b_id.clone())),
-                },
-            ));
+/// The retention queries on one connection (synchronous: the futures never wait).
+pub struct Retention<'a>(pub &'a Connection);
+
+impl RetentionReads for Retention<'_> {
+    type Fail = Error;
+
+    async fn configs(&mut self) -> Result<Configs, Error> {
+        let mut configs = Configs::new();
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT ns, feed, config FROM feed_configs")?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))? {
+            let (ns, feed, raw) = row?;
+            configs.insert((ns, feed), config_from(&raw)?);
         }
-        if let Some(s) = &cfg.scrub {
-            let due = now
-                .0
-                .saturating_sub(i64::try_from(s.after_ms).unwrap_or(i64::MAX));
-            let scrub: Vec<String> = c
-                .prepare_cached(
-                    "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND scrubbed = 0 AND at <= ?3 LIMIT ?4",
-                )?
-                .query_map(params![ns, feed, due, limit], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            if !scrub.is_empty() {
-                out.push((ns, Command::ScrubEntries { feed, ids: scrub }));
-            }
-        }
+        Ok(configs)
     }
-    Ok(out)
+
+    async fn feeds(&mut self) -> Result<Vec<(String, String)>, Error> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")?;
+        let pairs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(pairs.collect::<Result<_, _>>()?)
+    }
+
+    async fn cap_boundary(
+        &mut self,
+        ns: &str,
+        feed: &str,
+        w: &Window,
+    ) -> Result<Option<(i64, String)>, Error> {
+        cap_boundary(self.0, ns, feed, w)
+    }
+
+    async fn purge_ids(
+        &mut self,
+        ns: &str,
+        feed: &str,
+        age_cut: i64,
+        (b_at, b_id): &(i64, String),
+        limit: i64,
+    ) -> Result<Vec<String>, Error> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND (at <= ?3 OR (at, id) < (?4, ?5))
+             LIMIT ?6",
+        )?;
+        let ids = stmt.query_map(params![ns, feed, age_cut, b_at, b_id, limit], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    async fn scrub_ids(&mut self, ns: &str, feed: &str, due: i64, limit: i64) -> Result<Vec<String>, Error> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND scrubbed = 0 AND at <= ?3 LIMIT ?4",
+        )?;
+        let ids = stmt.query_map(params![ns, feed, due, limit], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
 }

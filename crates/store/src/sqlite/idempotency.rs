@@ -1,38 +1,10 @@
 //! Idempotency entries on SQLite.
 
-use crate::{parse_stored, Error};
+use crate::codec::{entry_from, response_text};
+use crate::Error;
 use lockstep_core::idempotency::IdemEntry;
 use lockstep_core::{Command, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
-
-/// Builds an entry from its stored columns (shared with PostgreSQL).
-pub fn entry_from(
-    scope: String,
-    key: String,
-    fingerprint: String,
-    token: String,
-    response: Option<String>,
-    locked_until: i64,
-    expires_at: i64,
-) -> Result<IdemEntry, Error> {
-    Ok(IdemEntry {
-        scope,
-        key,
-        fingerprint,
-        token,
-        response: response.map(|r| parse_stored(&r)).transpose()?,
-        locked_until: Millis(locked_until),
-        expires_at: Millis(expires_at),
-    })
-}
-
-/// The stored text of an entry's response.
-pub fn response_text(e: &IdemEntry) -> Result<Option<String>, Error> {
-    e.response
-        .as_ref()
-        .map(|r| serde_json::to_string(r).map_err(|err| Error::Internal(err.to_string())))
-        .transpose()
-}
 
 /// Loads an entry.
 pub fn load(c: &Connection, ns: &str, scope: &str, key: &str) -> Result<Option<IdemEntry>, Error> {

@@ -354,7 +354,9 @@ impl SqliteStore {
                 let (ns, name): (String, String) = r?;
                 out.push((ns, Command::ExpireLease { name }));
             }
-            out.extend(feeds::retention(c, batch, clock.now())?);
+            let mut reads = feeds::Retention(c);
+            let retention = crate::sweep::retention(&mut reads, batch, clock.now());
+            out.extend(kernel::complete_now(retention)?);
             out.extend(idempotency::expired(c, batch, clock.now())?);
             Ok(out)
         })
