@@ -303,6 +303,16 @@ impl Store {
         }
     }
 
+    /// How the database's tables differ from the one schema description
+    /// ([`schema::TABLES`]): empty when the migrations produced exactly it.
+    pub async fn schema_drift(&self) -> Result<Vec<String>, Error> {
+        let (dialect, found) = match self {
+            Store::Sqlite(s) => (schema::Dialect::Sqlite, s.introspect().await?),
+            Store::Postgres(s) => (schema::Dialect::Postgres, s.introspect().await?),
+        };
+        Ok(schema::compare(dialect, &found))
+    }
+
     /// Checks the storage is reachable.
     pub async fn ping(&self) -> Result<(), Error> {
         match self {

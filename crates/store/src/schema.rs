@@ -1,9 +1,13 @@
 //! The one description of the current schema: every table, its columns (type
 //! and nullability), primary key and indexes, and whether it is keyed by
-//! namespace. Copy's table list and the namespace delete come from it; both
-//! backends' migrations are checked against it by a test that introspects a
-//! freshly migrated database (`tests/schema.rs`), so the versioned migrations
-//! that existing databases went through stay exactly as they were.
+//! namespace. Copy's table list, the namespace delete and the namespace listing
+//! come from it. Both backends' versioned migrations (which existing databases
+//! went through, and which stay exactly as they were) are checked against it:
+//! [`crate::Store::schema_drift`] introspects a database and compares, and the
+//! conformance case `schema_matches_description` runs it on a freshly migrated
+//! database of each backend.
+
+use std::collections::BTreeMap;
 
 /// The type of a column, as both backends store it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +240,89 @@ pub(crate) fn namespaces_union() -> String {
         .join(" UNION ")
 }
 
+/// A table as a migrated database describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    /// Columns in order: name, the backend's type name (lower case), nullable.
+    pub cols: Vec<(String, String, bool)>,
+    /// The primary key's columns in order.
+    pub key: Vec<String>,
+    /// Secondary indexes by name: their columns in order.
+    pub indexes: BTreeMap<String, Vec<String>>,
+}
+
+/// Which backend's type names to expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// SQLite's declared types.
+    Sqlite,
+    /// PostgreSQL's `information_schema` data types.
+    Postgres,
+}
+
+impl Col {
+    fn type_name(self, d: Dialect) -> &'static str {
+        match (d, self) {
+            (Dialect::Sqlite, Col::Text) => "text",
+            (Dialect::Sqlite, _) => "integer",
+            (Dialect::Postgres, Col::Int) => "bigint",
+            (Dialect::Postgres, Col::Int4) => "integer",
+            (Dialect::Postgres, Col::Text) => "text",
+            (Dialect::Postgres, Col::Bool) => "boolean",
+        }
+    }
+}
+
+/// The differences between the tables a database holds and [`TABLES`] (empty
+/// when they agree). Primary-key columns are not compared for nullability:
+/// SQLite reports its implicit NOT NULL on them inconsistently.
+pub(crate) fn compare(d: Dialect, found: &BTreeMap<String, Found>) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in TABLES {
+        let Some(f) = found.get(t.name) else {
+            out.push(format!("table {} is missing", t.name));
+            continue;
+        };
+        let want: Vec<(String, String, bool)> = t
+            .cols
+            .iter()
+            .map(|c| (c.name.to_owned(), c.ty.type_name(d).to_owned(), c.nullable))
+            .collect();
+        let in_key = |name: &str| t.key.contains(&name);
+        let strip = |cols: &[(String, String, bool)]| -> Vec<(String, String, bool)> {
+            cols.iter()
+                .map(|(n, ty, null)| (n.clone(), ty.clone(), *null && !in_key(n)))
+                .collect()
+        };
+        if strip(&want) != strip(&f.cols) {
+            out.push(format!("{}: columns {:?}, described {:?}", t.name, f.cols, want));
+        }
+        if f.key != t.key {
+            out.push(format!(
+                "{}: primary key {:?}, described {:?}",
+                t.name, f.key, t.key
+            ));
+        }
+        let indexes: BTreeMap<String, Vec<String>> = t
+            .indexes
+            .iter()
+            .map(|(n, cols)| ((*n).to_owned(), cols.iter().map(|c| (*c).to_owned()).collect()))
+            .collect();
+        if f.indexes != indexes {
+            out.push(format!(
+                "{}: indexes {:?}, described {:?}",
+                t.name, f.indexes, indexes
+            ));
+        }
+    }
+    for name in found.keys() {
+        if !TABLES.iter().any(|t| t.name == name) {
+            out.push(format!("table {name} is not described"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +340,43 @@ mod tests {
                 "{}",
                 t.name
             );
+        }
+    }
+
+    fn described(d: Dialect) -> BTreeMap<String, Found> {
+        TABLES
+            .iter()
+            .map(|t| {
+                let found = Found {
+                    cols: t
+                        .cols
+                        .iter()
+                        .map(|c| (c.name.into(), c.ty.type_name(d).into(), c.nullable))
+                        .collect(),
+                    key: t.key.iter().map(|k| (*k).into()).collect(),
+                    indexes: t
+                        .indexes
+                        .iter()
+                        .map(|(n, c)| ((*n).into(), c.iter().map(|c| (*c).into()).collect()))
+                        .collect(),
+                };
+                (t.name.to_owned(), found)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn drift_is_reported() {
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            let mut found = described(d);
+            assert!(compare(d, &found).is_empty());
+            if let Some(t) = found.get_mut("leases") {
+                t.cols[2].2 = false;
+                t.indexes.clear();
+            }
+            found.insert("stray".into(), Found::default());
+            found.remove("settings");
+            assert_eq!(compare(d, &found).len(), 4, "{:?}", compare(d, &found));
         }
     }
 }

@@ -1341,6 +1341,11 @@ async fn manual_clock_expiry(env: Env) {
     assert_eq!(rows.get(&key), Some(&None), "the row is gone");
 }
 
+/// The freshly migrated database is exactly the one schema description.
+async fn schema_matches_description(env: Env) {
+    assert_eq!(env.store.schema_drift().await.unwrap(), Vec::<String>::new());
+}
+
 mod manual_clock {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sqlite_expiry() {
@@ -1391,4 +1396,5 @@ conformance!(
     reopen,
     values_round_trip,
     control_characters,
+    schema_matches_description,
 );

@@ -189,7 +189,10 @@ async fn counts(c: &impl GenericClient, ns: &str, feed: &str, w: &Window) -> Res
         .query_one(&stmt, &[&ns, &feed, &w.age_cut.0, &b_at, &b_id])
         .await?;
     let (n, unread): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
-    Ok((u64::try_from(n).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
+    Ok((
+        crate::stored_u64("count", n)?,
+        crate::stored_u64("count", unread)?,
+    ))
 }
 
 /// The storage clock's time (`fixed`: a manual clock's).

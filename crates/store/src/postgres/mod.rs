@@ -111,8 +111,9 @@ macro_rules! bounded {
     }};
 }
 
-// Declared after `bounded!`, which it uses.
+// Declared after `bounded!`, which they use.
 mod changes;
+mod introspect;
 
 /// The visibility gate. Every write transaction holds it in shared mode from its
 /// first statement to its commit (so writers never wait for each other on it,
@@ -240,46 +241,57 @@ pub async fn migrate(url: &str) -> Result<usize, Error> {
     });
     let result = async {
         // NOTICEs ("relation … already exists, skipping") are not news.
-        client.batch_execute("SET client_min_messages TO warning").await?;
+        client
+            .batch_execute("SET client_min_messages TO warning")
+            .await
+            .map_err(pg_error)?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
+            .await
+            .map_err(pg_error)?;
         client
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS lockstep_schema_migrations (
                    version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
             )
-            .await?;
+            .await
+            .map_err(pg_error)?;
         let applied: i32 = client
             .query_one(
                 "SELECT coalesce(max(version), 0) FROM lockstep_schema_migrations",
                 &[],
             )
-            .await?
-            .get(0);
-        let applied = usize::try_from(applied).unwrap_or(0);
+            .await
+            .map_err(pg_error)?
+            .try_get(0)
+            .map_err(pg_error)?;
+        // `coalesce`: a database without migrations has applied version 0.
+        let applied = usize::try_from(applied)
+            .map_err(|_| Error::Internal(format!("stored migration version {applied} is negative")))?;
         let mut ran = 0;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let tx = client.transaction().await?;
-            tx.batch_execute(sql).await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            tx.batch_execute(sql).await.map_err(pg_error)?;
             let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
             tx.execute(
                 "INSERT INTO lockstep_schema_migrations (version) VALUES ($1)",
                 &[&version],
             )
-            .await?;
-            tx.commit().await?;
+            .await
+            .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
             ran += 1;
         }
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        Ok::<usize, tokio_postgres::Error>(ran)
+            .await
+            .map_err(pg_error)?;
+        Ok::<usize, Error>(ran)
     }
     .await;
     drop(client);
     let _ = driver.await;
-    let ran = result.map_err(pg_error)?;
+    let ran = result?;
     if ran > 0 {
         tracing::info!(migrations = ran, "applied PostgreSQL migrations");
     }

@@ -151,7 +151,10 @@ fn counts(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<(u64, u64)
         .query_row(params![ns, feed, w.age_cut.0, b_at, b_id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
-    Ok((u64::try_from(n).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
+    Ok((
+        crate::stored_u64("count", n)?,
+        crate::stored_u64("count", unread)?,
+    ))
 }
 
 /// One page of visible entries after `after` in the given order, with the

@@ -21,6 +21,7 @@ pub(crate) mod changes;
 mod feeds;
 pub(crate) mod gates;
 pub(crate) mod idempotency;
+mod introspect;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records
 /// the last one applied.
