@@ -16,7 +16,7 @@ mod sql;
 pub mod sqlite;
 mod sweep;
 
-pub(crate) use codec::{parse_stored, record_from_parts, rev_i64, sqlite_u64, stored_u64};
+pub(crate) use codec::{parse_stored, record_from_parts, rev_i64, stored_u64};
 pub use error::Error;
 pub use metrics::StoreMetrics;
 

@@ -2,7 +2,7 @@
 //! read marks, configuration, the visibility window and retention candidates.
 
 use super::{now_sql, pg_error, Failure};
-use crate::codec::config_from;
+use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
 use crate::sweep::RetentionReads;
 use crate::{rev_i64, Error, FeedPage, FeedSummary};
 use deadpool_postgres::GenericClient;
@@ -10,19 +10,17 @@ use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
 use lockstep_core::retention::Configs;
 use lockstep_core::Millis;
 
-const ENTRY_COLUMNS: &str = "id, at, data, revision, read, scrubbed";
-
 fn entry_from_row(feed: &str, r: &tokio_postgres::Row) -> Result<Entry, Error> {
     let data: String = r.try_get(2).map_err(pg_error)?;
-    Ok(Entry {
-        feed: feed.to_owned(),
-        id: r.try_get(0).map_err(pg_error)?,
-        at: Millis(r.try_get(1).map_err(pg_error)?),
-        data: crate::parse_stored(&data)?,
-        revision: crate::stored_u64("entry revision", r.try_get(3).map_err(pg_error)?)?,
-        read: r.try_get(4).map_err(pg_error)?,
-        scrubbed: r.try_get(5).map_err(pg_error)?,
-    })
+    feed_entry_from(
+        feed,
+        r.try_get(0).map_err(pg_error)?,
+        r.try_get(1).map_err(pg_error)?,
+        &data,
+        r.try_get(3).map_err(pg_error)?,
+        r.try_get(4).map_err(pg_error)?,
+        r.try_get(5).map_err(pg_error)?,
+    )
 }
 
 /// Loads entries `ids` of `feed`.

@@ -7,12 +7,12 @@
 //! deadlocks are retried here; a lost connection answers `Unavailable`.
 
 use crate::clock::Clock;
+use crate::codec;
 use crate::kernel::{self, WriteTx};
 use crate::{
     record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use lockstep_core::lease::{Lease, Waiter};
 use lockstep_core::{Command, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -814,14 +814,14 @@ async fn load_snapshot(
             )
             .await?;
         for row in tx.query(&stmt, &[&ns, &lease_names]).await? {
-            let lease = Lease {
-                name: row.try_get(0)?,
-                token: row.try_get(1)?,
-                holder: row.try_get(2)?,
-                fence: crate::stored_u64("fence", row.try_get(3)?)?,
-                acquired_at: Millis(row.try_get(4)?),
-                expires_at: Millis(row.try_get(5)?),
-            };
+            let lease = codec::lease_from(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+            )?;
             snapshot.insert(RowKey::Lease(lease.name.clone()), Some(Row::Lease(lease)));
         }
     }
@@ -834,10 +834,7 @@ async fn load_snapshot(
             .await?;
         for row in tx.query(&stmt, &[&ns, &waiter_names]).await? {
             let name: String = row.try_get(0)?;
-            let w = Waiter {
-                id: crate::stored_u64("waiter id", row.try_get(1)?)?,
-                alive_until: Millis(row.try_get(2)?),
-            };
+            let w = codec::waiter_from(row.try_get(1)?, row.try_get(2)?)?;
             let entry = snapshot.entry(RowKey::Waiters(name.clone())).or_insert(None);
             match entry {
                 Some(Row::Waiters { waiters, .. }) => waiters.push(w),

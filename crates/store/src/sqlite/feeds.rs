@@ -1,7 +1,7 @@
 //! Feed rows and feed queries on SQLite: entries ordered by `(at, id)`, read
 //! marks, configuration, the visibility window and retention candidates.
 
-use crate::codec::config_from;
+use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
 use crate::sweep::RetentionReads;
 use crate::{rev_i64, Error, FeedPage, FeedSummary};
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
@@ -9,27 +9,15 @@ use lockstep_core::retention::Configs;
 use lockstep_core::{Millis, Row};
 use rusqlite::{params, Connection, OptionalExtension};
 
-const ENTRY_COLUMNS: &str = "id, at, data, revision, read, scrubbed";
+/// An entry's stored columns, in `ENTRY_COLUMNS` order.
+type EntryParts = (String, i64, String, i64, bool, bool);
 
-fn entry_from_row(feed: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
-    let data: String = r.get(2)?;
-    Ok((
-        Entry {
-            feed: feed.to_owned(),
-            id: r.get(0)?,
-            at: Millis(r.get(1)?),
-            data: serde_json::Map::new(),
-            revision: crate::sqlite_u64(3, r.get(3)?)?,
-            read: r.get(4)?,
-            scrubbed: r.get(5)?,
-        },
-        data,
-    ))
+fn entry_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryParts> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
-fn with_data((mut e, data): (Entry, String)) -> Result<Entry, Error> {
-    e.data = crate::parse_stored(&data)?;
-    Ok(e)
+fn entry_from(feed: &str, (id, at, data, revision, read, scrubbed): EntryParts) -> Result<Entry, Error> {
+    feed_entry_from(feed, id, at, &data, revision, read, scrubbed)
 }
 
 /// Loads one entry.
@@ -37,9 +25,11 @@ pub fn load_entry(c: &Connection, ns: &str, feed: &str, id: &str) -> Result<Opti
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND id = ?3");
     let got = c
         .prepare_cached(&sql)?
-        .query_row(params![ns, feed, id], |r| entry_from_row(feed, r))
+        .query_row(params![ns, feed, id], entry_parts)
         .optional()?;
-    got.map(with_data).transpose().map(|e| e.map(Row::FeedEntry))
+    got.map(|p| entry_from(feed, p))
+        .transpose()
+        .map(|e| e.map(Row::FeedEntry))
 }
 
 /// Loads one feed's own configuration (`""` = the namespace default).
@@ -187,11 +177,11 @@ pub fn list_entries(
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![ns, feed, w.age_cut.0, b_at, b_id, c_at, c_id, limit],
-        |r| entry_from_row(feed, r),
+        entry_parts,
     )?;
     let mut entries = Vec::new();
     for row in rows {
-        entries.push(feed::present(with_data(row?)?, &config, now));
+        entries.push(feed::present(entry_from(feed, row?)?, &config, now));
     }
     drop(stmt);
     let (_, unread_count) = counts(&tx, ns, feed, &w)?;

@@ -6,11 +6,11 @@
 //! connections, so reads never wait for the writer.
 
 use crate::clock::Clock;
+use crate::codec;
 use crate::kernel::{self, WriteTx};
 use crate::{
     record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
 };
-use lockstep_core::lease::{Lease, Waiter};
 use lockstep_core::{Command, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -497,35 +497,37 @@ fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<Row>, Error
                 "SELECT token, holder, fence, acquired_at, expires_at FROM leases WHERE ns = ?1 AND name = ?2",
             )?
             .query_row(params![ns, name], |r| {
-                Ok((r.get(0)?, r.get(1)?, crate::sqlite_u64(2, r.get(2)?)?, r.get(3)?, r.get(4)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()?
             .map(|(token, holder, fence, acquired_at, expires_at)| {
-                Row::Lease(Lease {
-                    name: name.clone(),
-                    token,
-                    holder,
-                    fence,
-                    acquired_at: Millis(acquired_at),
-                    expires_at: Millis(expires_at),
-                })
-            }),
+                codec::lease_from(name.clone(), token, holder, fence, acquired_at, expires_at)
+            })
+            .transpose()?
+            .map(Row::Lease),
         RowKey::Waiters(name) => {
             let mut stmt = c.prepare_cached(
                 "SELECT id, alive_until FROM lease_waiters WHERE ns = ?1 AND name = ?2 ORDER BY id",
             )?;
             let waiters = stmt
-                .query_map(params![ns, name], |r| {
-                    Ok(Waiter { id: crate::sqlite_u64(0, r.get(0)?)?, alive_until: Millis(r.get(1)?) })
-                })?
+                .query_map(params![ns, name], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .map(|r| r.map_err(Error::from).and_then(|(id, alive)| codec::waiter_from(id, alive)))
                 .collect::<Result<Vec<_>, _>>()?;
-            (!waiters.is_empty()).then(|| Row::Waiters { name: name.clone(), waiters })
+            (!waiters.is_empty()).then(|| Row::Waiters {
+                name: name.clone(),
+                waiters,
+            })
         }
         RowKey::Fence(resource) => c
             .prepare_cached("SELECT fence FROM fences WHERE ns = ?1 AND resource = ?2")?
-            .query_row(params![ns, resource], |r| crate::sqlite_u64(0, r.get(0)?))
+            .query_row(params![ns, resource], |r| r.get(0))
             .optional()?
-            .map(|fence| Row::Fence { resource: resource.clone(), fence }),
+            .map(|fence| crate::stored_u64("fence", fence))
+            .transpose()?
+            .map(|fence| Row::Fence {
+                resource: resource.clone(),
+                fence,
+            }),
         RowKey::FeedEntry(feed, id) => feeds::load_entry(c, ns, feed, id)?,
         RowKey::Gate(id) => gates::load_gate(c, ns, id)?.map(Row::Gate),
         RowKey::Ticket(id) => gates::load_ticket(c, ns, id)?.map(Row::Ticket),
