@@ -39,6 +39,54 @@ pub(crate) const DELETE_CHANGES_THROUGH: &str = "DELETE FROM changes WHERE revis
 pub(crate) const RAISE_HORIZON: &str =
     "UPDATE change_horizon SET revision = CASE WHEN revision < $1 THEN $1 ELSE revision END WHERE id = 1";
 
+/// Writes one row of `gates` (an upsert).
+pub(crate) const UPSERT_GATES: &str =
+    "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at, revision)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch,
+    pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at,
+    revision = excluded.revision";
+
+/// Writes one row of `tickets` (an upsert).
+pub(crate) const UPSERT_TICKETS: &str = "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, recovered = excluded.recovered,
+    finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at,
+    revision = excluded.revision";
+
+/// Writes one row of `feed_entries` (an upsert).
+pub(crate) const UPSERT_FEED_ENTRIES: &str =
+    "INSERT INTO feed_entries (ns, feed, id, at, data, revision, read, scrubbed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (ns, feed, id) DO UPDATE SET at = excluded.at, data = excluded.data,
+    revision = excluded.revision, read = excluded.read, scrubbed = excluded.scrubbed";
+
+/// Writes one row of `feed_configs` (an upsert).
+pub(crate) const UPSERT_FEED_CONFIGS: &str = "INSERT INTO feed_configs (ns, feed, config) VALUES ($1, $2, $3)
+    ON CONFLICT (ns, feed) DO UPDATE SET config = excluded.config";
+
+/// Writes one row of `leases` (an upsert).
+pub(crate) const UPSERT_LEASES: &str =
+    "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (ns, name) DO UPDATE SET token = excluded.token, holder = excluded.holder,
+    fence = excluded.fence, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at";
+
+/// Writes one row of `fences` (an upsert).
+pub(crate) const UPSERT_FENCES: &str = "INSERT INTO fences (ns, resource, fence) VALUES ($1, $2, $3)
+    ON CONFLICT (ns, resource) DO UPDATE SET fence = excluded.fence";
+
+/// Writes one row of `idempotency` (an upsert).
+pub(crate) const UPSERT_IDEMPOTENCY: &str =
+    "INSERT INTO idempotency (ns, scope, key, fingerprint, token, response, locked_until, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (ns, scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token,
+    response = excluded.response, locked_until = excluded.locked_until, expires_at = excluded.expires_at";
+
+/// Stores a setting unless one is stored already.
+pub(crate) const INSERT_SETTING: &str =
+    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+
 /// Renders `$n` placeholders as SQLite's `?n`.
 pub(crate) fn sqlite(sql: &str) -> String {
     sql.replace('$', "?")

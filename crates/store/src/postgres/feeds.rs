@@ -4,7 +4,7 @@
 use super::{now_sql, pg_error, Failure};
 use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
 use crate::sweep::RetentionReads;
-use crate::{rev_i64, Error, FeedPage, FeedSummary};
+use crate::{rev_i64, sql, Error, FeedPage, FeedSummary};
 use deadpool_postgres::GenericClient;
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
 use lockstep_core::retention::Configs;
@@ -62,14 +62,7 @@ pub async fn load_configs(
 /// Writes one entry.
 pub async fn put_entry(c: &impl GenericClient, ns: &str, e: &Entry) -> Result<(), Failure> {
     let data = serde_json::to_string(&e.data).map_err(|err| Error::Internal(err.to_string()))?;
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO feed_entries (ns, feed, id, at, data, revision, read, scrubbed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (ns, feed, id) DO UPDATE SET at = excluded.at, data = excluded.data,
-               revision = excluded.revision, read = excluded.read, scrubbed = excluded.scrubbed",
-        )
-        .await?;
+    let stmt = c.prepare_cached(sql::UPSERT_FEED_ENTRIES).await?;
     let rev = rev_i64(e.revision)?;
     c.execute(
         &stmt,
@@ -87,12 +80,7 @@ pub async fn put_config(
     config: &FeedConfig,
 ) -> Result<(), Failure> {
     let raw = serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO feed_configs (ns, feed, config) VALUES ($1, $2, $3)
-             ON CONFLICT (ns, feed) DO UPDATE SET config = excluded.config",
-        )
-        .await?;
+    let stmt = c.prepare_cached(sql::UPSERT_FEED_CONFIGS).await?;
     c.execute(&stmt, &[&ns, &feed, &raw]).await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::{now_sql, pg_error, Failure};
 use crate::codec::{entry_from, response_text};
-use crate::Error;
+use crate::{sql, Error};
 use deadpool_postgres::GenericClient;
 use lockstep_core::idempotency::IdemEntry;
 use lockstep_core::Command;
@@ -40,14 +40,7 @@ pub async fn load(
 
 /// Writes an entry.
 pub async fn put(c: &impl GenericClient, ns: &str, e: &IdemEntry) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO idempotency (ns, scope, key, fingerprint, token, response, locked_until, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (ns, scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token,
-               response = excluded.response, locked_until = excluded.locked_until, expires_at = excluded.expires_at",
-        )
-        .await?;
+    let stmt = c.prepare_cached(sql::UPSERT_IDEMPOTENCY).await?;
     let response = response_text(e)?;
     c.execute(
         &stmt,

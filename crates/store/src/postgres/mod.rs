@@ -9,6 +9,7 @@
 use crate::clock::Clock;
 use crate::codec;
 use crate::kernel::{self, WriteTx};
+use crate::sql;
 use crate::{
     record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
 };
@@ -643,7 +644,7 @@ impl PgStore {
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
             let mut n = None;
-            for sql in crate::sql::delete_namespace() {
+            for sql in sql::delete_namespace() {
                 let deleted = tx.execute(&sql, &[&ns]).await.map_err(pg_error)?;
                 // The first statement empties `records`: its count is the answer.
                 n.get_or_insert(deleted);
@@ -660,10 +661,7 @@ impl PgStore {
         let client = self.client().await?;
         bounded!(client, {
             client
-                .execute(
-                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                    &[&name, &candidate],
-                )
+                .execute(sql::INSERT_SETTING, &[&name, &candidate])
                 .await
                 .map_err(pg_error)?;
             let row = client
@@ -1017,14 +1015,7 @@ async fn persist(
 async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Mutation) -> Result<(), Failure> {
     match m {
         Mutation::Put(Row::Lease(l)) => {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (ns, name) DO UPDATE SET token = excluded.token, holder = excluded.holder,
-                       fence = excluded.fence, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-                )
-                .await?;
+            let stmt = tx.prepare_cached(sql::UPSERT_LEASES).await?;
             let fence = rev_i64(l.fence)?;
             tx.execute(
                 &stmt,
@@ -1059,12 +1050,7 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
             tx.execute(&stmt, &[&ns, name, &ids, &alive]).await?;
         }
         Mutation::Put(Row::Fence { resource, fence }) => {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO fences (ns, resource, fence) VALUES ($1, $2, $3)
-                     ON CONFLICT (ns, resource) DO UPDATE SET fence = excluded.fence",
-                )
-                .await?;
+            let stmt = tx.prepare_cached(sql::UPSERT_FENCES).await?;
             tx.execute(&stmt, &[&ns, resource, &rev_i64(*fence)?]).await?;
         }
         Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(tx, ns, e).await?,
@@ -1080,7 +1066,7 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
             )));
         }
         Mutation::Delete(key) => {
-            let (sql, names) = crate::sql::delete_row(key);
+            let (sql, names) = sql::delete_row(key);
             let stmt = tx.prepare_cached(sql).await?;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&ns];
             params.extend(

@@ -3,7 +3,7 @@
 
 use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
 use crate::sweep::RetentionReads;
-use crate::{rev_i64, Error, FeedPage, FeedSummary};
+use crate::{rev_i64, sql, Error, FeedPage, FeedSummary};
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
 use lockstep_core::retention::Configs;
 use lockstep_core::{Millis, Row};
@@ -44,33 +44,25 @@ pub fn load_config(c: &Connection, ns: &str, feed: &str) -> Result<Option<FeedCo
 /// Writes one entry.
 pub fn put_entry(c: &Connection, ns: &str, e: &Entry) -> Result<(), Error> {
     let data = serde_json::to_string(&e.data).map_err(|err| Error::Internal(err.to_string()))?;
-    c.prepare_cached(
-        "INSERT INTO feed_entries (ns, feed, id, at, data, revision, read, scrubbed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (ns, feed, id) DO UPDATE SET at = excluded.at, data = excluded.data,
-           revision = excluded.revision, read = excluded.read, scrubbed = excluded.scrubbed",
-    )?
-    .execute(params![
-        ns,
-        e.feed,
-        e.id,
-        e.at.0,
-        data,
-        rev_i64(e.revision)?,
-        e.read,
-        e.scrubbed
-    ])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_FEED_ENTRIES))?
+        .execute(params![
+            ns,
+            e.feed,
+            e.id,
+            e.at.0,
+            data,
+            rev_i64(e.revision)?,
+            e.read,
+            e.scrubbed
+        ])?;
     Ok(())
 }
 
 /// Writes a feed's configuration.
 pub fn put_config(c: &Connection, ns: &str, feed: &str, config: &FeedConfig) -> Result<(), Error> {
     let raw = serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
-    c.prepare_cached(
-        "INSERT INTO feed_configs (ns, feed, config) VALUES (?1, ?2, ?3)
-         ON CONFLICT (ns, feed) DO UPDATE SET config = excluded.config",
-    )?
-    .execute(params![ns, feed, raw])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_FEED_CONFIGS))?
+        .execute(params![ns, feed, raw])?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use crate::codec::{
     gate_from, json_text, pending_text, ticket_from, GateParts, TicketParts, GATE_COLUMNS, TICKET_COLUMNS,
 };
-use crate::{rev_i64, Error};
+use crate::{rev_i64, sql, Error};
 use lockstep_core::gate::{Gate, Ticket, TicketState};
 use lockstep_core::Row;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -74,50 +74,38 @@ pub fn load_unfinished(c: &Connection, ns: &str, gate: &str) -> Result<Option<Ro
 
 /// Writes a gate.
 pub fn put_gate(c: &Connection, ns: &str, g: &Gate) -> Result<(), Error> {
-    c.prepare_cached(
-        "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at, revision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch,
-           pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at,
-           revision = excluded.revision",
-    )?
-    .execute(params![
-        ns,
-        g.id,
-        g.state.as_str(),
-        rev_i64(g.epoch)?,
-        pending_text(g.policy.pending),
-        json_text(&g.meta)?,
-        g.created_at.0,
-        g.updated_at.0,
-        rev_i64(g.revision)?
-    ])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_GATES))?
+        .execute(params![
+            ns,
+            g.id,
+            g.state.as_str(),
+            rev_i64(g.epoch)?,
+            pending_text(g.policy.pending),
+            json_text(&g.meta)?,
+            g.created_at.0,
+            g.updated_at.0,
+            rev_i64(g.revision)?
+        ])?;
     Ok(())
 }
 
 /// Writes a ticket.
 pub fn put_ticket(c: &Connection, ns: &str, t: &Ticket) -> Result<(), Error> {
     let finalized = t.finalized_revision.map(rev_i64).transpose()?;
-    c.prepare_cached(
-        "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, recovered = excluded.recovered,
-           finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at,
-           revision = excluded.revision",
-    )?
-    .execute(params![
-        ns,
-        t.id,
-        t.gate,
-        rev_i64(t.epoch)?,
-        t.state.as_str(),
-        json_text(&t.meta)?,
-        t.recovered,
-        finalized,
-        t.created_at.0,
-        t.updated_at.0,
-        rev_i64(t.revision)?
-    ])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_TICKETS))?
+        .execute(params![
+            ns,
+            t.id,
+            t.gate,
+            rev_i64(t.epoch)?,
+            t.state.as_str(),
+            json_text(&t.meta)?,
+            t.recovered,
+            finalized,
+            t.created_at.0,
+            t.updated_at.0,
+            rev_i64(t.revision)?
+        ])?;
     Ok(())
 }
 

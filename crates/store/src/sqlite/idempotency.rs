@@ -1,7 +1,7 @@
 //! Idempotency entries on SQLite.
 
 use crate::codec::{entry_from, response_text};
-use crate::Error;
+use crate::{sql, Error};
 use lockstep_core::idempotency::IdemEntry;
 use lockstep_core::{Command, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -23,13 +23,17 @@ pub fn load(c: &Connection, ns: &str, scope: &str, key: &str) -> Result<Option<I
 
 /// Writes an entry.
 pub fn put(c: &Connection, ns: &str, e: &IdemEntry) -> Result<(), Error> {
-    c.prepare_cached(
-        "INSERT INTO idempotency (ns, scope, key, fingerprint, token, response, locked_until, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (ns, scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token,
-           response = excluded.response, locked_until = excluded.locked_until, expires_at = excluded.expires_at",
-    )?
-    .execute(params![ns, e.scope, e.key, e.fingerprint, e.token, response_text(e)?, e.locked_until.0, e.expires_at.0])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_IDEMPOTENCY))?
+        .execute(params![
+            ns,
+            e.scope,
+            e.key,
+            e.fingerprint,
+            e.token,
+            response_text(e)?,
+            e.locked_until.0,
+            e.expires_at.0
+        ])?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 use crate::clock::Clock;
 use crate::codec;
 use crate::kernel::{self, WriteTx};
+use crate::sql;
 use crate::{
     record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
 };
@@ -454,10 +455,7 @@ impl SqliteStore {
     pub async fn setting_or_insert(&self, name: &str, candidate: &str) -> Result<String, Error> {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.read(move |c| {
-            c.execute(
-                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-                params![name, candidate],
-            )?;
+            c.execute(&sql::sqlite(sql::INSERT_SETTING), params![name, candidate])?;
             Ok(
                 c.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| {
                     r.get(0)
@@ -569,13 +567,16 @@ fn persist_mutation(c: &Connection, ns: &str, m: &Mutation) -> Result<(), Error>
                 ])?;
             }
             Mutation::Put(Row::Lease(l)) => {
-                c.prepare_cached(
-                    "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (ns, name) DO UPDATE SET token = excluded.token, holder = excluded.holder,
-                       fence = excluded.fence, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-                )?
-                .execute(params![ns, l.name, l.token, l.holder, rev_i64(l.fence)?, l.acquired_at.0, l.expires_at.0])?;
+                c.prepare_cached(&sql::sqlite(sql::UPSERT_LEASES))?
+                    .execute(params![
+                        ns,
+                        l.name,
+                        l.token,
+                        l.holder,
+                        rev_i64(l.fence)?,
+                        l.acquired_at.0,
+                        l.expires_at.0
+                    ])?;
             }
             Mutation::Put(Row::Waiters { name, waiters }) => {
                 c.prepare_cached("DELETE FROM lease_waiters WHERE ns = ?1 AND name = ?2")?
@@ -588,11 +589,8 @@ fn persist_mutation(c: &Connection, ns: &str, m: &Mutation) -> Result<(), Error>
                 }
             }
             Mutation::Put(Row::Fence { resource, fence }) => {
-                c.prepare_cached(
-                    "INSERT INTO fences (ns, resource, fence) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (ns, resource) DO UPDATE SET fence = excluded.fence",
-                )?
-                .execute(params![ns, resource, rev_i64(*fence)?])?;
+                c.prepare_cached(&sql::sqlite(sql::UPSERT_FENCES))?
+                    .execute(params![ns, resource, rev_i64(*fence)?])?;
             }
             Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(c, ns, e)?,
             Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(c, ns, feed, config)?,
@@ -607,9 +605,9 @@ fn persist_mutation(c: &Connection, ns: &str, m: &Mutation) -> Result<(), Error>
                 ))
             }
             Mutation::Delete(key) => {
-                let (sql, names) = crate::sql::delete_row(key);
+                let (sql, names) = sql::delete_row(key);
                 let params = std::iter::once(ns).chain(names);
-                c.prepare_cached(&crate::sql::sqlite(sql))?
+                c.prepare_cached(&sql::sqlite(sql))?
                     .execute(rusqlite::params_from_iter(params))?;
             }
         }
@@ -764,10 +762,8 @@ impl Writer {
                 Job::DeleteNamespace { ns, reply } => {
                     let result = run_in_savepoint(&mut tx, |c| {
                         let mut n = None;
-                        for sql in crate::sql::delete_namespace() {
-                            let deleted = c
-                                .prepare_cached(&crate::sql::sqlite(&sql))?
-                                .execute(params![ns])?;
+                        for sql in sql::delete_namespace() {
+                            let deleted = c.prepare_cached(&sql::sqlite(&sql))?.execute(params![ns])?;
                             // The first statement empties `records`: its count is the answer.
                             n.get_or_insert(deleted as u64);
                         }
