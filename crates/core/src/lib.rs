@@ -5,9 +5,11 @@
 //! `now`, and returns the new state and an answer, or a typed refusal. Backends
 //! (lockstep-store) load, lock, call these functions and persist what they return.
 
+pub mod admission;
 pub mod capability;
 pub mod change;
 pub mod command;
+pub mod compaction;
 pub mod cursor;
 pub mod error;
 pub mod feed;
@@ -18,6 +20,7 @@ pub mod lease;
 pub mod limits;
 pub mod names;
 pub mod record;
+pub mod retention;
 pub mod time;
 pub mod txn;
 

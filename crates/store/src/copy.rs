@@ -12,144 +12,8 @@ use rusqlite::types::Value as SqlValue;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
-/// The type of a column, as both backends store it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Col {
-    /// 64-bit integer.
-    Int,
-    /// 32-bit integer in PostgreSQL.
-    Int4,
-    /// Text.
-    Text,
-    /// Boolean (0/1 in SQLite).
-    Bool,
-}
-
-/// A copied table: its columns in order (all of them).
-struct Table {
-    name: &'static str,
-    cols: &'static [(&'static str, Col)],
-}
-
-use Col::{Bool, Int, Int4, Text};
-
-/// Every table that holds state (the revision counter is copied apart).
-const TABLES: &[Table] = &[
-    Table {
-        name: "records",
-        cols: &[
-            ("ns", Text),
-            ("key", Text),
-            ("value", Text),
-            ("version", Int),
-            ("created_at", Int),
-            ("updated_at", Int),
-            ("expires_at", Int),
-        ],
-    },
-    Table {
-        name: "changes",
-        cols: &[
-            ("revision", Int),
-            ("idx", Int4),
-            ("ns", Text),
-            ("kind", Text),
-            ("key", Text),
-            ("op", Text),
-            ("actor", Text),
-            ("forced", Bool),
-            ("at", Int),
-        ],
-    },
-    Table {
-        name: "leases",
-        cols: &[
-            ("ns", Text),
-            ("name", Text),
-            ("token", Text),
-            ("holder", Text),
-            ("fence", Int),
-            ("acquired_at", Int),
-            ("expires_at", Int),
-        ],
-    },
-    Table {
-        name: "lease_waiters",
-        cols: &[("ns", Text), ("name", Text), ("id", Int), ("alive_until", Int)],
-    },
-    Table {
-        name: "fences",
-        cols: &[("ns", Text), ("resource", Text), ("fence", Int)],
-    },
-    Table {
-        name: "feed_entries",
-        cols: &[
-            ("ns", Text),
-            ("feed", Text),
-            ("id", Text),
-            ("at", Int),
-            ("data", Text),
-            ("revision", Int),
-            ("read", Bool),
-            ("scrubbed", Bool),
-        ],
-    },
-    Table {
-        name: "feed_configs",
-        cols: &[("ns", Text), ("feed", Text), ("config", Text)],
-    },
-    Table {
-        name: "gates",
-        cols: &[
-            ("ns", Text),
-            ("id", Text),
-            ("state", Text),
-            ("epoch", Int),
-            ("pending", Text),
-            ("meta", Text),
-            ("created_at", Int),
-            ("updated_at", Int),
-            ("revision", Int),
-        ],
-    },
-    Table {
-        name: "tickets",
-        cols: &[
-            ("ns", Text),
-            ("id", Text),
-            ("gate", Text),
-            ("epoch", Int),
-            ("state", Text),
-            ("meta", Text),
-            ("recovered", Bool),
-            ("finalized_revision", Int),
-            ("created_at", Int),
-            ("updated_at", Int),
-            ("revision", Int),
-        ],
-    },
-    Table {
-        name: "idempotency",
-        cols: &[
-            ("ns", Text),
-            ("scope", Text),
-            ("key", Text),
-            ("fingerprint", Text),
-            ("token", Text),
-            ("response", Text),
-            ("locked_until", Int),
-            ("expires_at", Int),
-        ],
-    },
-    Table {
-        name: "settings",
-        cols: &[("name", Text), ("value", Text)],
-    },
-    Table {
-        name: "change_horizon",
-        cols: &[("id", Int4), ("revision", Int)],
-    },
-];
+use crate::schema::Col::{Bool, Int, Int4, Text};
+use crate::schema::{Table, TABLES};
 
 /// One cell, backend-neutral (booleans as 0/1).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -187,7 +51,7 @@ async fn open(location: &Location) -> Result<Side, Error> {
 }
 
 fn columns(t: &Table) -> String {
-    t.cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    t.cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
 }
 
 impl Side {
@@ -216,8 +80,8 @@ impl Side {
                 let mut out = Vec::new();
                 for r in c.query(&sql, &[]).await.map_err(postgres::pg_error)? {
                     let mut row = Vec::with_capacity(t.cols.len());
-                    for (i, (_, ty)) in t.cols.iter().enumerate() {
-                        let cell = match ty {
+                    for (i, col) in t.cols.iter().enumerate() {
+                        let cell = match col.ty {
                             Int => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Cell::Int)),
                             Int4 => r
                                 .try_get::<_, Option<i32>>(i)
@@ -278,9 +142,9 @@ impl Side {
                 let stmt = tx.prepare(&sql).await.map_err(postgres::pg_error)?;
                 for row in rows {
                     let mut params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = Vec::new();
-                    for (cell, (_, ty)) in row.iter().zip(t.cols) {
+                    for (cell, col) in row.iter().zip(t.cols) {
                         let int = |c: &Cell| if let Cell::Int(v) = c { Some(*v) } else { None };
-                        params.push(match ty {
+                        params.push(match col.ty {
                             Int => Box::new(int(cell)),
                             Int4 => Box::new(int(cell).map(|v| i32::try_from(v).unwrap_or(i32::MAX))),
                             Bool => Box::new(int(cell).map(|v| v != 0)),
@@ -317,7 +181,7 @@ impl Side {
                 .and_then(|r| r.try_get(0))
                 .map_err(postgres::pg_error)?,
         };
-        Ok(u64::try_from(rev).unwrap_or(0))
+        crate::stored_u64("revision", rev)
     }
 
     async fn set_revision(&mut self, rev: u64) -> Result<(), Error> {

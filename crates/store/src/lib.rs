@@ -3,13 +3,20 @@
 //! `lockstep-core`, and persists the rows and change entries it returns,
 //! atomically. SQLite serves embedded mode, PostgreSQL shared mode.
 
+mod changelog;
 pub mod clock;
+mod codec;
 pub mod copy;
 pub mod error;
+mod kernel;
 pub mod metrics;
 pub mod postgres;
+pub mod schema;
+mod sql;
 pub mod sqlite;
+mod sweep;
 
+pub(crate) use codec::{parse_stored, record_from_parts, rev_i64, stored_u64};
 pub use error::Error;
 pub use metrics::StoreMetrics;
 
@@ -26,6 +33,9 @@ pub struct Options {
     pub pool_size: usize,
     /// SQLite: most operations committed in one transaction.
     pub batch_max: usize,
+    /// Where time for TTLs, expiry and retention comes from (the system
+    /// clock unless a test gives a manual one).
+    pub clock: clock::Clock,
 }
 
 impl Default for Options {
@@ -34,42 +44,13 @@ impl Default for Options {
             limits: Limits::default(),
             pool_size: 16,
             batch_max: 256,
+            clock: clock::Clock::System,
         }
     }
 }
 
-/// Every table keyed by namespace besides `records` (and the change log, which
-/// keeps its history): what deleting a namespace empties.
-pub(crate) const NAMESPACE_TABLES: &[&str] = &[
-    "leases",
-    "lease_waiters",
-    "fences",
-    "feed_entries",
-    "feed_configs",
-    "gates",
-    "tickets",
-    "idempotency",
-];
-
-/// `SELECT ns FROM records UNION SELECT ns FROM …` over every namespaced table.
-pub(crate) fn namespaces_union() -> String {
-    std::iter::once("records")
-        .chain(NAMESPACE_TABLES.iter().copied())
-        .map(|t| format!("SELECT ns FROM {t}"))
-        .collect::<Vec<_>>()
-        .join(" UNION ")
-}
-
 /// What to do with the idempotency entry of a request once its command ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finish {
-    /// Store this response (completing the entry) in the same transaction.
-    Store(lockstep_core::idempotency::StoredResponse),
-    /// Give the entry up (an answer that invites a retry).
-    Release,
-    /// Leave it started (an intermediate step, such as a waiting acquire).
-    Keep,
-}
+pub use lockstep_core::admission::Finish;
 
 /// Turns a command's answer into its stored response; supplied by the server,
 /// which alone knows the HTTP shape of answers.
@@ -104,59 +85,40 @@ impl std::fmt::Debug for Completion {
 }
 
 impl Completion {
-    /// The row of the entry.
-    pub(crate) fn row(&self) -> lockstep_core::RowKey {
-        lockstep_core::RowKey::Idem(self.scope.clone(), self.key.clone())
-    }
-
-    /// Admits the request to run its command: with `begin`, starts the key in
-    /// `snapshot` (or answers the replay to give instead of running); without,
-    /// refuses (409, retryable) unless this request still owns the key.
-    pub(crate) fn admit(
-        &self,
-        snapshot: &mut lockstep_core::Snapshot,
-        now: Millis,
-    ) -> Result<Option<lockstep_core::idempotency::StoredResponse>, Error> {
-        use lockstep_core::idempotency::{self, Began};
-        let e = lockstep_core::command::idem_entry(snapshot, &self.scope, &self.key);
-        match &self.begin {
-            None => {
-                idempotency::check_owner(e.as_ref(), &self.token, now)?;
-                Ok(None)
-            }
-            Some(b) => match idempotency::begin(e.as_ref(), &self.scope, &self.key, b, now)? {
-                Began::Started(started) => {
-                    snapshot.insert(self.row(), Some(lockstep_core::Row::Idem(started)));
-                    Ok(None)
-                }
-                Began::Replay(r) => Ok(Some(r)),
-            },
+    /// The entry's admission: the pure decisions of `lockstep_core::admission`.
+    fn admission(&self) -> lockstep_core::admission::Admission<'_> {
+        lockstep_core::admission::Admission {
+            scope: &self.scope,
+            key: &self.key,
+            token: &self.token,
+            begin: self.begin.as_ref(),
         }
     }
 
-    /// The entry write that records `answer`, if any.
+    /// The row of the entry.
+    pub(crate) fn row(&self) -> RowKey {
+        self.admission().row()
+    }
+
+    /// Admits the request to run its command (see
+    /// `lockstep_core::admission::Admission::admit`): `Some` is the replay to
+    /// answer instead of running.
+    pub(crate) fn admit(
+        &self,
+        snapshot: &mut Snapshot,
+        now: Millis,
+    ) -> Result<Option<lockstep_core::idempotency::StoredResponse>, Error> {
+        Ok(self.admission().admit(snapshot, now)?)
+    }
+
+    /// The entry write that records `answer` as the server renders it, if any.
     pub(crate) fn finish(
         &self,
-        snapshot: &lockstep_core::Snapshot,
+        snapshot: &Snapshot,
         answer: &Result<Committed, Error>,
         now: Millis,
     ) -> Result<Option<lockstep_core::Mutation>, Error> {
-        use lockstep_core::{Mutation, Row};
-        let e = lockstep_core::command::idem_entry(snapshot, &self.scope, &self.key);
-        Ok(match (self.render)(answer) {
-            Finish::Store(resp) => Some(Mutation::Put(Row::Idem(lockstep_core::idempotency::complete(
-                e.as_ref(),
-                &self.token,
-                resp,
-                now,
-            )?))),
-            Finish::Release => Some(Mutation::Delete(self.row())),
-            // A key begun in this transaction must be written to stay started.
-            Finish::Keep => match (&self.begin, e) {
-                (Some(_), Some(started)) => Some(Mutation::Put(Row::Idem(started))),
-                _ => None,
-            },
-        })
+        Ok(self.admission().finish(snapshot, (self.render)(answer), now)?)
     }
 }
 
@@ -260,6 +222,20 @@ impl Store {
         })
     }
 
+    /// Closes the store: SQLite answers the writes queued so far, stops and
+    /// joins its writer thread and drops its connections (the file can be
+    /// opened again at once); PostgreSQL closes its pool. Every later call on
+    /// this store (or a clone) answers `Unavailable`.
+    pub async fn close(&self) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => {
+                s.close();
+                Ok(())
+            }
+        }
+    }
+
     /// Applies one write command atomically, with its change entries.
     pub async fn execute(&self, ns: &str, cmd: Command, actor: &str) -> Result<Committed, Error> {
         self.execute_completing(ns, cmd, actor, None).await
@@ -325,6 +301,16 @@ impl Store {
             Store::Sqlite(s) => s.setting_or_insert(name, candidate).await,
             Store::Postgres(s) => s.setting_or_insert(name, candidate).await,
         }
+    }
+
+    /// How the database's tables differ from the one schema description
+    /// ([`schema::TABLES`]): empty when the migrations produced exactly it.
+    pub async fn schema_drift(&self) -> Result<Vec<String>, Error> {
+        let (dialect, found) = match self {
+            Store::Sqlite(s) => (schema::Dialect::Sqlite, s.introspect().await?),
+            Store::Postgres(s) => (schema::Dialect::Postgres, s.introspect().await?),
+        };
+        Ok(schema::compare(dialect, &found))
     }
 
     /// Checks the storage is reachable.
@@ -538,53 +524,4 @@ impl Store {
             Store::Postgres(s) => s.metrics(),
         }
     }
-}
-
-/// Reads a stored row into a [`Record`] (shared by both backends).
-pub(crate) fn record_from_parts(
-    key: String,
-    value: &str,
-    version: i64,
-    created_at: i64,
-    updated_at: i64,
-    expires_at: Option<i64>,
-) -> Result<Record, Error> {
-    use lockstep_core::Millis;
-    Ok(Record {
-        key,
-        value: parse_stored(value)?,
-        version: u64::try_from(version).map_err(|_| Error::Internal("negative version".into()))?,
-        created_at: Millis(created_at),
-        updated_at: Millis(updated_at),
-        expires_at: expires_at.map(Millis),
-    })
-}
-
-/// Parses JSON text this store wrote. Values were checked against the depth
-/// limit before they were stored, so the parser's own recursion limit (which
-/// would refuse a value of exactly the allowed depth inside its wrapper) is off.
-pub(crate) fn parse_stored<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    let v =
-        T::deserialize(&mut de).map_err(|e| Error::Internal(format!("stored JSON is unreadable: {e}")))?;
-    de.end()
-        .map_err(|e| Error::Internal(format!("stored JSON is unreadable: {e}")))?;
-    Ok(v)
-}
-
-/// A revision as stored (SQL has signed 64-bit integers).
-/// A stored non-negative integer (a revision, fence, epoch or id) read back:
-/// a negative one is corrupt data, answered as an internal error, never 0.
-pub(crate) fn stored_u64(what: &str, v: i64) -> Result<u64, Error> {
-    u64::try_from(v).map_err(|_| Error::Internal(format!("stored {what} {v} is negative")))
-}
-
-/// The same inside a SQLite row mapper: column `col` is out of range.
-pub(crate) fn sqlite_u64(col: usize, v: i64) -> rusqlite::Result<u64> {
-    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(col, v))
-}
-
-pub(crate) fn rev_i64(revision: u64) -> Result<i64, Error> {
-    i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))
 }

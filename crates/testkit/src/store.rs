@@ -10,6 +10,8 @@
 
 use crate::pg::Schema;
 use crate::Backend;
+use lockstep_core::Millis;
+use lockstep_store::clock::Clock;
 use lockstep_store::{Location, Options, Store};
 use std::future::Future;
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ enum Db {
 pub struct Env {
     /// The store under test.
     pub store: Store,
+    /// Its clock: the system clock, or the manual one of [`run_manual`].
+    pub clock: Clock,
     db: Db,
 }
 
@@ -73,7 +77,7 @@ impl Env {
         while out.len() < n {
             out.push(match &self.db {
                 Db::Sqlite { .. } => self.store.clone(),
-                Db::Postgres { url } => open(&Location::Postgres(url.clone())).await,
+                Db::Postgres { url } => open(&Location::Postgres(url.clone()), self.clock.clone()).await,
             });
         }
         out
@@ -83,27 +87,27 @@ impl Env {
     /// opens the same database again, as a restarted process would.
     pub async fn reopen(self) -> Env {
         let location = self.location();
-        let Env { store, db } = self;
-        drop(store);
-        // Let the SQLite writer thread notice its queue is closed.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Env { store, db, clock } = self;
+        store.close().await.expect("closing the store");
         Env {
-            store: open(&location).await,
+            store: open(&location, clock.clone()).await,
+            clock,
             db,
         }
     }
 }
 
 /// The options every store opened here uses.
-pub fn options() -> Options {
+pub fn options(clock: Clock) -> Options {
     Options {
         pool_size: PG_POOL_SIZE,
+        clock,
         ..Options::default()
     }
 }
 
-async fn open(location: &Location) -> Store {
-    Store::open(location, options())
+async fn open(location: &Location, clock: Clock) -> Store {
+    Store::open(location, options(clock))
         .await
         .unwrap_or_else(|e| panic!("cannot open the store at {location:?}: {e}"))
 }
@@ -115,24 +119,42 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     match backend {
-        Backend::Sqlite => run_sqlite(case).await,
-        Backend::Postgres => run_postgres(case).await,
+        Backend::Sqlite => run_sqlite(case, Clock::System).await,
+        Backend::Postgres => run_postgres(case, Clock::System).await,
     }
 }
 
-async fn run_sqlite<F, Fut>(case: F)
+/// The time a manual clock of [`run_manual`] starts at.
+pub const MANUAL_START: Millis = Millis(1_700_000_000_000);
+
+/// Runs `case` on a fresh database of `backend` whose store has a manual
+/// clock (at [`MANUAL_START`]), moved by the case through `env.clock`.
+pub async fn run_manual<F, Fut>(backend: Backend, case: F)
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let clock = Clock::manual(MANUAL_START);
+    match backend {
+        Backend::Sqlite => run_sqlite(case, clock).await,
+        Backend::Postgres => run_postgres(case, clock).await,
+    }
+}
+
+async fn run_sqlite<F, Fut>(case: F, clock: Clock)
 where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let dir = Arc::new(tempfile::tempdir().expect("cannot create a temporary directory"));
     let path = dir.path().join("lockstep.db");
-    let store = Store::open(&Location::Sqlite(path.clone()), Options::default())
+    let store = Store::open(&Location::Sqlite(path.clone()), options(clock.clone()))
         .await
         .unwrap_or_else(|e| panic!("cannot open SQLite at {}: {e}", path.display()));
     assert_eq!(store.backend(), "sqlite");
     let env = Env {
         store,
+        clock,
         db: Db::Sqlite {
             path,
             _dir: dir.clone(),
@@ -143,7 +165,7 @@ where
     finish(outcome);
 }
 
-async fn run_postgres<F, Fut>(case: F)
+async fn run_postgres<F, Fut>(case: F, clock: Clock)
 where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -152,11 +174,12 @@ where
         return;
     };
     let url = schema.url.clone();
-    let outcome = match Store::open(&Location::Postgres(url.clone()), options()).await {
+    let outcome = match Store::open(&Location::Postgres(url.clone()), options(clock.clone())).await {
         Ok(store) => {
             assert_eq!(store.backend(), "postgres");
             supervise(case(Env {
                 store,
+                clock,
                 db: Db::Postgres { url },
             }))
             .await

@@ -10,20 +10,14 @@
 //! A page reads its rows, the latest revision and the compaction horizon in one
 //! statement, hence in one snapshot.
 
-use super::{pg_error, PgStore, NOW_MS, QUERY_TIMEOUT};
-use crate::sqlite::changes::{
-    change_from_parts, deletable_through, rev_u64, whole_revisions, with_whole_revision, Fetched,
-};
-use crate::{rev_i64, ChangeBounds, ChangePage, Error};
+use super::{now_sql, pg_error, PgStore, QUERY_TIMEOUT};
+use crate::changelog::{whole_revisions, with_whole_revision, Fetched};
+use crate::codec::change_from_parts;
+use crate::sweep::{compact, Batch, Compaction};
+use crate::{rev_i64, sql, stored_u64, ChangeBounds, ChangePage, Error};
 use deadpool_postgres::GenericClient;
-use lockstep_core::Change;
-use std::time::{Duration, Instant};
-
-/// Rows examined and deleted per compaction transaction.
-const COMPACT_BATCH: i64 = 5_000;
-
-/// The longest one compaction call keeps deleting (it resumes at the next call).
-const COMPACT_BUDGET: Duration = Duration::from_secs(2);
+use lockstep_core::compaction::Cutoffs;
+use lockstep_core::{Change, Millis};
 
 /// Transaction-scoped advisory lock of a compaction batch: one instance
 /// compacts at a time, the others skip.
@@ -94,8 +88,9 @@ async fn list(
         horizon: 0,
     };
     for r in &rows {
-        fetched.horizon = rev_u64(r.try_get(0).map_err(pg_error)?)?;
-        fetched.latest = rev_u64(r.try_get(1).map_err(pg_error)?)?;
+        fetched.horizon = stored_u64("horizon", r.try_get(0).map_err(pg_error)?)?;
+        // `coalesce`: an empty log's latest revision is 0.
+        fetched.latest = stored_u64("revision", r.try_get(1).map_err(pg_error)?)?;
         if r.try_get::<_, Option<i64>>(2).map_err(pg_error)?.is_some() {
             fetched.rows.push(row_change(r, 2)?);
         }
@@ -134,38 +129,49 @@ async fn bounds(c: &impl GenericClient) -> Result<ChangeBounds, Error> {
         )
         .await
         .map_err(pg_error)?;
-    let horizon = rev_u64(row.try_get::<_, Option<i64>>(0).map_err(pg_error)?.unwrap_or(0))?;
-    let latest = rev_u64(row.try_get(1).map_err(pg_error)?)?;
+    let horizon = row
+        .try_get::<_, Option<i64>>(0)
+        .map_err(pg_error)?
+        .ok_or_else(|| Error::Internal("the change_horizon row is missing".into()))?;
+    let horizon = stored_u64("horizon", horizon)?;
+    // `coalesce`: an empty log's latest revision is 0.
+    let latest = stored_u64("revision", row.try_get(1).map_err(pg_error)?)?;
     Ok(ChangeBounds {
         horizon,
         latest: latest.max(horizon),
     })
 }
 
-async fn compact(
-    client: &mut deadpool_postgres::Object,
-    keep_ms: u64,
-    keep_count: u64,
-) -> Result<u64, Error> {
-    let started = Instant::now();
-    let keep_ms = i64::try_from(keep_ms).unwrap_or(i64::MAX);
-    let offset = i64::try_from(keep_count).unwrap_or(i64::MAX);
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT {NOW_MS},
-                        (SELECT revision FROM changes ORDER BY revision DESC, idx DESC LIMIT 1 OFFSET $1)"
-            ),
-            &[&offset],
-        )
-        .await
-        .map_err(pg_error)?;
-    let now: i64 = row.try_get(0).map_err(pg_error)?;
-    let count_cutoff: i64 = row.try_get::<_, Option<i64>>(1).map_err(pg_error)?.unwrap_or(0);
-    let cutoff_at = now.saturating_sub(keep_ms);
-    let mut deleted = 0u64;
-    loop {
-        let tx = client.transaction().await.map_err(pg_error)?;
+/// Compaction over one pooled connection.
+struct Compactor<'a> {
+    client: &'a mut deadpool_postgres::Object,
+    fixed_now: Option<i64>,
+}
+
+impl Compaction for Compactor<'_> {
+    type Fail = Error;
+
+    async fn start(&mut self, offset: i64) -> Result<(Millis, Option<i64>), Error> {
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT {},
+                            (SELECT revision FROM changes ORDER BY revision DESC, idx DESC LIMIT 1 OFFSET $1)",
+                    now_sql(2)
+                ),
+                &[&offset, &self.fixed_now],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok((
+            Millis(row.try_get(0).map_err(pg_error)?),
+            row.try_get(1).map_err(pg_error)?,
+        ))
+    }
+
+    async fn batch(&mut self, cutoffs: &Cutoffs, limit: i64) -> Result<Option<Batch>, Error> {
+        let tx = self.client.transaction().await.map_err(pg_error)?;
         let locked: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&COMPACT_LOCK])
             .await
@@ -173,12 +179,12 @@ async fn compact(
             .try_get(0)
             .map_err(pg_error)?;
         if !locked {
-            return Ok(deleted);
+            return Ok(None);
         }
         let oldest: Vec<(i64, i64)> = tx
             .query(
                 "SELECT revision, at FROM changes ORDER BY revision, idx LIMIT $1",
-                &[&COMPACT_BATCH],
+                &[&limit],
             )
             .await
             .map_err(pg_error)?
@@ -186,27 +192,17 @@ async fn compact(
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(pg_error)?;
-        let Some(end) = deletable_through(&oldest, cutoff_at, count_cutoff) else {
-            tx.commit().await.map_err(pg_error)?;
-            return Ok(deleted);
-        };
-        let n = tx
-            .execute("DELETE FROM changes WHERE revision <= $1", &[&end])
-            .await
-            .map_err(pg_error)?;
-        tx.execute(
-            "UPDATE change_horizon SET revision = greatest(revision, $1) WHERE id = 1",
-            &[&end],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
-        deleted += n;
-        let stopped_early = oldest.last().is_some_and(|&(rev, _)| rev != end);
-        let full = i64::try_from(oldest.len()).unwrap_or(i64::MAX) >= COMPACT_BATCH;
-        if !full || stopped_early || started.elapsed() > COMPACT_BUDGET {
-            return Ok(deleted);
+        let end = cutoffs.deletable_through(&oldest);
+        let mut deleted = 0;
+        if let Some(end) = end {
+            deleted = tx
+                .execute(sql::DELETE_CHANGES_THROUGH, &[&end])
+                .await
+                .map_err(pg_error)?;
+            tx.execute(sql::RAISE_HORIZON, &[&end]).await.map_err(pg_error)?;
         }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(Some(Batch { oldest, end, deleted }))
     }
 }
 
@@ -252,6 +248,13 @@ impl PgStore {
     /// Compacts the change log (see [`crate::Store::compact_changes`]).
     pub async fn compact_changes(&self, keep_ms: u64, keep_count: u64) -> Result<u64, Error> {
         let mut client = self.client().await?;
-        bounded!(client, { compact(&mut client, keep_ms, keep_count).await })
+        let fixed_now = self.fixed_now();
+        bounded!(client, {
+            let mut compactor = Compactor {
+                client: &mut client,
+                fixed_now,
+            };
+            compact(&mut compactor, keep_ms, keep_count).await
+        })
     }
 }

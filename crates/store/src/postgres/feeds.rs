@@ -1,30 +1,26 @@
 //! Feed rows and feed queries on PostgreSQL: entries ordered by `(at, id)`,
 //! read marks, configuration, the visibility window and retention candidates.
 
-use super::{pg_error, Failure, NOW_MS};
-use crate::{rev_i64, Error, FeedPage, FeedSummary};
+use super::{now_sql, pg_error, Failure};
+use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
+use crate::sweep::RetentionReads;
+use crate::{rev_i64, sql, Error, FeedPage, FeedSummary};
 use deadpool_postgres::GenericClient;
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
-use lockstep_core::{Command, Millis};
-use std::collections::BTreeMap;
-
-const ENTRY_COLUMNS: &str = "id, at, data, revision, read, scrubbed";
+use lockstep_core::retention::Configs;
+use lockstep_core::Millis;
 
 fn entry_from_row(feed: &str, r: &tokio_postgres::Row) -> Result<Entry, Error> {
     let data: String = r.try_get(2).map_err(pg_error)?;
-    Ok(Entry {
-        feed: feed.to_owned(),
-        id: r.try_get(0).map_err(pg_error)?,
-        at: Millis(r.try_get(1).map_err(pg_error)?),
-        data: crate::parse_stored(&data)?,
-        revision: crate::stored_u64("entry revision", r.try_get(3).map_err(pg_error)?)?,
-        read: r.try_get(4).map_err(pg_error)?,
-        scrubbed: r.try_get(5).map_err(pg_error)?,
-    })
-}
-
-fn config_from(raw: &str) -> Result<FeedConfig, Error> {
-    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("stored feed config: {e}")))
+    feed_entry_from(
+        feed,
+        r.try_get(0).map_err(pg_error)?,
+        r.try_get(1).map_err(pg_error)?,
+        &data,
+        r.try_get(3).map_err(pg_error)?,
+        r.try_get(4).map_err(pg_error)?,
+        r.try_get(5).map_err(pg_error)?,
+    )
 }
 
 /// Loads entries `ids` of `feed`.
@@ -66,14 +62,7 @@ pub async fn load_configs(
 /// Writes one entry.
 pub async fn put_entry(c: &impl GenericClient, ns: &str, e: &Entry) -> Result<(), Failure> {
     let data = serde_json::to_string(&e.data).map_err(|err| Error::Internal(err.to_string()))?;
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO feed_entries (ns, feed, id, at, data, revision, read, scrubbed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (ns, feed, id) DO UPDATE SET at = excluded.at, data = excluded.data,
-               revision = excluded.revision, read = excluded.read, scrubbed = excluded.scrubbed",
-        )
-        .await?;
+    let stmt = c.prepare_cached(sql::UPSERT_FEED_ENTRIES).await?;
     let rev = rev_i64(e.revision)?;
     c.execute(
         &stmt,
@@ -91,22 +80,8 @@ pub async fn put_config(
     config: &FeedConfig,
 ) -> Result<(), Failure> {
     let raw = serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO feed_configs (ns, feed, config) VALUES ($1, $2, $3)
-             ON CONFLICT (ns, feed) DO UPDATE SET config = excluded.config",
-        )
-        .await?;
+    let stmt = c.prepare_cached(sql::UPSERT_FEED_CONFIGS).await?;
     c.execute(&stmt, &[&ns, &feed, &raw]).await?;
-    Ok(())
-}
-
-/// Deletes one entry.
-pub async fn delete_entry(c: &impl GenericClient, ns: &str, feed: &str, id: &str) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached("DELETE FROM feed_entries WHERE ns = $1 AND feed = $2 AND id = $3")
-        .await?;
-    c.execute(&stmt, &[&ns, &feed, &id]).await?;
     Ok(())
 }
 
@@ -200,12 +175,16 @@ async fn counts(c: &impl GenericClient, ns: &str, feed: &str, w: &Window) -> Res
         .query_one(&stmt, &[&ns, &feed, &w.age_cut.0, &b_at, &b_id])
         .await?;
     let (n, unread): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
-    Ok((u64::try_from(n).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
+    Ok((
+        crate::stored_u64("count", n)?,
+        crate::stored_u64("count", unread)?,
+    ))
 }
 
-async fn now(c: &impl GenericClient) -> Result<Millis, Failure> {
-    let stmt = c.prepare_cached(&format!("SELECT {NOW_MS}")).await?;
-    Ok(Millis(c.query_one(&stmt, &[]).await?.try_get(0)?))
+/// The storage clock's time (`fixed`: a manual clock's).
+pub async fn storage_now(c: &impl GenericClient, fixed: Option<i64>) -> Result<Millis, Failure> {
+    let stmt = c.prepare_cached(&format!("SELECT {}", now_sql(1))).await?;
+    Ok(Millis(c.query_one(&stmt, &[&fixed]).await?.try_get(0)?))
 }
 
 /// One page of visible entries with the feed's unread count, from one snapshot.
@@ -216,6 +195,7 @@ pub async fn list_entries(
     desc: bool,
     after: Option<&(Millis, String)>,
     limit: usize,
+    fixed_now: Option<i64>,
 ) -> Result<FeedPage, Failure> {
     let tx = c
         .build_transaction()
@@ -223,7 +203,7 @@ pub async fn list_entries(
         .read_only(true)
         .start()
         .await?;
-    let now = now(&tx).await?;
+    let now = storage_now(&tx, fixed_now).await?;
     let config = effective_config(&tx, ns, feed).await?;
     let w = feed::window(&config, now);
     let (b_at, b_id) = cap_boundary(&tx, ns, feed, &w).await?;
@@ -266,6 +246,7 @@ pub async fn list_feeds(
     prefix: &str,
     after: Option<&str>,
     limit: usize,
+    fixed_now: Option<i64>,
 ) -> Result<Vec<FeedSummary>, Failure> {
     let tx = c
         .build_transaction()
@@ -273,7 +254,7 @@ pub async fn list_feeds(
         .read_only(true)
         .start()
         .await?;
-    let now = now(&tx).await?;
+    let now = storage_now(&tx, fixed_now).await?;
     let strict = after.is_some_and(|a| a >= prefix);
     let lower = if strict { after.unwrap_or(prefix) } else { prefix };
     let upper = lockstep_core::names::prefix_upper_bound(prefix);
@@ -305,71 +286,84 @@ pub async fn list_feeds(
     Ok(out)
 }
 
-/// Retention work for the sweeper (see the SQLite twin).
-pub async fn retention(c: &impl GenericClient, batch: usize) -> Result<Vec<(String, Command)>, Failure> {
-    let now = now(c).await?;
-    let mut configs: BTreeMap<(String, String), FeedConfig> = BTreeMap::new();
-    let stmt = c
-        .prepare_cached("SELECT ns, feed, config FROM feed_configs")
-        .await?;
-    for r in c.query(&stmt, &[]).await? {
-        let raw: String = r.try_get(2)?;
-        configs.insert((r.try_get(0)?, r.try_get(1)?), config_from(&raw)?);
-    }
-    if !configs.values().any(FeedConfig::has_retention) {
-        return Ok(vec![]);
-    }
-    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-    let pairs_stmt = c
-        .prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")
-        .await?;
-    let purge_stmt = c
-        .prepare_cached(
-            "SELECT id FROM feed_entries WHERE ns = $1 AND feed = $2 AND (at <= $3 OR (at, id) < ($4, $5::text))
-             LIMIT $6",
-        )
-        .await?;
-    let scrub_stmt = c
-        .prepare_cached(
-            "SELECT id FROM feed_entries WHERE ns = $1 AND feed = $2 AND NOT scrubbed AND at <= $3 LIMIT $4",
-        )
-        .await?;
-    let mut out = Vec::new();
-    for r in c.query(&pairs_stmt, &[]).await? {
-        let (ns, feed): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-        let Some(cfg) = configs
-            .get(&(ns.clone(), feed.clone()))
-            .or_else(|| configs.get(&(ns.clone(), String::new())))
-        else {
-            continue;
-        };
-        let w = feed::window(cfg, now);
-        let (b_at, b_id) = cap_boundary(c, &ns, &feed, &w).await?;
-        let ids = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<String>, Failure> {
-            Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
-        };
-        let purge = ids(c
-            .query(&purge_stmt, &[&ns, &feed, &w.age_cut.0, &b_at, &b_id, &limit])
-            .await?)?;
-        if !purge.is_empty() {
-            out.push((
-                ns.clone(),
-                Command::PurgeEntries {
-                    feed: feed.clone(),
-                    ids: purge,
-                    before: (b_at > i64::MIN).then(|| (Millis(b_at), b_id.clone())),
-                },
-            ));
+/// The retention queries on one client.
+pub(crate) struct Retention<'a, C>(pub &'a C);
+
+impl<C: GenericClient> RetentionReads for Retention<'_, C> {
+    type Fail = Failure;
+
+    async fn configs(&mut self) -> Result<Configs, Failure> {
+        let c = self.0;
+        let stmt = c
+            .prepare_cached("SELECT ns, feed, config FROM feed_configs")
+            .await?;
+        let mut configs = Configs::new();
+        for r in c.query(&stmt, &[]).await? {
+            let raw: String = r.try_get(2)?;
+            configs.insert((r.try_get(0)?, r.try_get(1)?), config_from(&raw)?);
         }
-        if let Some(s) = &cfg.scrub {
-            let due = now
-                .0
-                .saturating_sub(i64::try_from(s.after_ms).unwrap_or(i64::MAX));
-            let scrub = ids(c.query(&scrub_stmt, &[&ns, &feed, &due, &limit]).await?)?;
-            if !scrub.is_empty() {
-                out.push((ns, Command::ScrubEntries { feed, ids: scrub }));
-            }
-        }
+        Ok(configs)
     }
-    Ok(out)
+
+    async fn feeds(&mut self) -> Result<Vec<(String, String)>, Failure> {
+        let c = self.0;
+        let stmt = c
+            .prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")
+            .await?;
+        let rows = c.query(&stmt, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?)
+    }
+
+    async fn cap_boundary(
+        &mut self,
+        ns: &str,
+        feed: &str,
+        w: &Window,
+    ) -> Result<Option<(i64, String)>, Failure> {
+        let b = cap_boundary(self.0, ns, feed, w).await?;
+        Ok((b.0 > i64::MIN).then_some(b))
+    }
+
+    async fn purge_ids(
+        &mut self,
+        ns: &str,
+        feed: &str,
+        age_cut: i64,
+        (b_at, b_id): &(i64, String),
+        limit: i64,
+    ) -> Result<Vec<String>, Failure> {
+        let c = self.0;
+        let stmt = c
+            .prepare_cached(
+                "SELECT id FROM feed_entries WHERE ns = $1 AND feed = $2 AND (at <= $3 OR (at, id) < ($4, $5::text))
+                 LIMIT $6",
+            )
+            .await?;
+        ids(c
+            .query(&stmt, &[&ns, &feed, &age_cut, b_at, b_id, &limit])
+            .await?)
+    }
+
+    async fn scrub_ids(
+        &mut self,
+        ns: &str,
+        feed: &str,
+        due: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, Failure> {
+        let c = self.0;
+        let stmt = c
+            .prepare_cached(
+                "SELECT id FROM feed_entries WHERE ns = $1 AND feed = $2 AND NOT scrubbed AND at <= $3 LIMIT $4",
+            )
+            .await?;
+        ids(c.query(&stmt, &[&ns, &feed, &due, &limit]).await?)
+    }
+}
+
+fn ids(rows: Vec<tokio_postgres::Row>) -> Result<Vec<String>, Failure> {
+    Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
 }

@@ -1,14 +1,10 @@
-//! Gate and ticket rows on PostgreSQL (row decoding shared with SQLite).
+//! Gate and ticket rows on PostgreSQL (decoded by `crate::codec`).
 
 use super::{pg_error, Failure};
-use crate::sqlite::gates::{gate_from, pending_text, ticket_from};
-use crate::{rev_i64, Error};
+use crate::codec::{gate_from, json_text, pending_text, ticket_from, GATE_COLUMNS, TICKET_COLUMNS};
+use crate::{rev_i64, sql, Error};
 use deadpool_postgres::GenericClient;
 use lockstep_core::gate::{Gate, Ticket, TicketState};
-
-const GATE_COLUMNS: &str = "id, state, epoch, pending, meta, created_at, updated_at, revision";
-const TICKET_COLUMNS: &str =
-    "id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision";
 
 fn gate_row(r: &tokio_postgres::Row) -> Result<Gate, Error> {
     let g = |i| r.try_get::<_, String>(i).map_err(pg_error);
@@ -79,16 +75,8 @@ pub async fn load_unfinished(c: &impl GenericClient, ns: &str, gate: &str) -> Re
 
 /// Writes a gate.
 pub async fn put_gate(c: &impl GenericClient, ns: &str, g: &Gate) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at, revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch,
-               pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at,
-               revision = excluded.revision",
-        )
-        .await?;
-    let meta = serde_json::to_string(&g.meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let stmt = c.prepare_cached(sql::UPSERT_GATES).await?;
+    let meta = json_text(&g.meta)?;
     let epoch = rev_i64(g.epoch)?;
     let revision = rev_i64(g.revision)?;
     c.execute(
@@ -111,16 +99,8 @@ pub async fn put_gate(c: &impl GenericClient, ns: &str, g: &Gate) -> Result<(), 
 
 /// Writes a ticket.
 pub async fn put_ticket(c: &impl GenericClient, ns: &str, t: &Ticket) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, recovered = excluded.recovered,
-               finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at,
-               revision = excluded.revision",
-        )
-        .await?;
-    let meta = serde_json::to_string(&t.meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let stmt = c.prepare_cached(sql::UPSERT_TICKETS).await?;
+    let meta = json_text(&t.meta)?;
     let epoch = rev_i64(t.epoch)?;
     let finalized = t.finalized_revision.map(rev_i64).transpose()?;
     let revision = rev_i64(t.revision)?;

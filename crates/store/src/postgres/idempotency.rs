@@ -1,8 +1,8 @@
 //! Idempotency entries on PostgreSQL (decoding shared with SQLite).
 
-use super::{pg_error, Failure, NOW_MS};
-use crate::sqlite::idempotency::{entry_from, response_text};
-use crate::Error;
+use super::{now_sql, pg_error, Failure};
+use crate::codec::{entry_from, response_text};
+use crate::{sql, Error};
 use deadpool_postgres::GenericClient;
 use lockstep_core::idempotency::IdemEntry;
 use lockstep_core::Command;
@@ -40,14 +40,7 @@ pub async fn load(
 
 /// Writes an entry.
 pub async fn put(c: &impl GenericClient, ns: &str, e: &IdemEntry) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO idempotency (ns, scope, key, fingerprint, token, response, locked_until, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (ns, scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token,
-               response = excluded.response, locked_until = excluded.locked_until, expires_at = excluded.expires_at",
-        )
-        .await?;
+    let stmt = c.prepare_cached(sql::UPSERT_IDEMPOTENCY).await?;
     let response = response_text(e)?;
     c.execute(
         &stmt,
@@ -66,26 +59,22 @@ pub async fn put(c: &impl GenericClient, ns: &str, e: &IdemEntry) -> Result<(), 
     Ok(())
 }
 
-/// Deletes an entry.
-pub async fn delete(c: &impl GenericClient, ns: &str, scope: &str, key: &str) -> Result<(), Failure> {
-    let stmt = c
-        .prepare_cached("DELETE FROM idempotency WHERE ns = $1 AND scope = $2 AND key = $3")
-        .await?;
-    c.execute(&stmt, &[&ns, &scope, &key]).await?;
-    Ok(())
-}
-
 /// Sweeper commands for expired entries.
-pub async fn expired(c: &impl GenericClient, batch: usize) -> Result<Vec<(String, Command)>, Error> {
+pub async fn expired(
+    c: &impl GenericClient,
+    batch: usize,
+    fixed_now: Option<i64>,
+) -> Result<Vec<(String, Command)>, Error> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT ns, scope, key FROM idempotency WHERE expires_at <= {NOW_MS} ORDER BY expires_at LIMIT $1"
+            "SELECT ns, scope, key FROM idempotency WHERE expires_at <= {} ORDER BY expires_at LIMIT $1",
+            now_sql(2)
         ))
         .await
         .map_err(pg_error)?;
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);
     let mut out = Vec::new();
-    for r in c.query(&stmt, &[&limit]).await.map_err(pg_error)? {
+    for r in c.query(&stmt, &[&limit, &fixed_now]).await.map_err(pg_error)? {
         let scope = r.try_get(1).map_err(pg_error)?;
         let key = r.try_get(2).map_err(pg_error)?;
         out.push((

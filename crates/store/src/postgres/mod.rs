@@ -6,14 +6,13 @@
 //! persists rows and change entries in one statement. Serialization failures and
 //! deadlocks are retried here; a lost connection answers `Unavailable`.
 
-use crate::{
-    record_from_parts, rev_i64, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics,
-};
+use crate::clock::Clock;
+use crate::kernel;
+use crate::sql;
+use crate::{record_from_parts, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use lockstep_core::lease::{Lease, Waiter};
-use lockstep_core::{execute, Command, Ctx, Effect, Limits, Millis, Mutation, Record, Row, RowKey, Snapshot};
+use lockstep_core::{Command, Limits, Millis, Record, RowKey, Snapshot};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -21,73 +20,12 @@ use tokio_postgres::NoTls;
 mod feeds;
 mod gates;
 mod idempotency;
+mod migrations;
+mod write;
 
-/// Versioned schema migrations; `lockstep_schema_migrations` records those applied.
-const MIGRATIONS: &[&str] = &[
-    // 1: records, the revision sequence and the change log.
-    r#"CREATE SEQUENCE lockstep_revision AS bigint MINVALUE 1;
-       CREATE TABLE records (
-         ns text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL, value text NOT NULL,
-         version bigint NOT NULL, created_at bigint NOT NULL, updated_at bigint NOT NULL,
-         expires_at bigint, PRIMARY KEY (ns, key));
-       CREATE INDEX records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
-       CREATE TABLE changes (
-         revision bigint NOT NULL, idx int NOT NULL, ns text NOT NULL, kind text NOT NULL,
-         key text COLLATE "C" NOT NULL, op text NOT NULL, actor text NOT NULL,
-         forced boolean NOT NULL, at bigint NOT NULL, PRIMARY KEY (revision, idx));"#,
-    // 2: leases, their waiter queues and recorded fences.
-    r#"CREATE TABLE leases (
-         ns text COLLATE "C" NOT NULL, name text COLLATE "C" NOT NULL, token text, holder text,
-         fence bigint NOT NULL, acquired_at bigint NOT NULL, expires_at bigint NOT NULL,
-         PRIMARY KEY (ns, name));
-       CREATE INDEX leases_expiry ON leases (expires_at) WHERE token IS NOT NULL;
-       CREATE TABLE lease_waiters (
-         ns text COLLATE "C" NOT NULL, name text COLLATE "C" NOT NULL, id bigint NOT NULL,
-         alive_until bigint NOT NULL, PRIMARY KEY (ns, name, id));
-       CREATE TABLE fences (
-         ns text COLLATE "C" NOT NULL, resource text COLLATE "C" NOT NULL, fence bigint NOT NULL,
-         PRIMARY KEY (ns, resource));"#,
-    // 3: feeds.
-    r#"CREATE TABLE feed_entries (
-         ns text COLLATE "C" NOT NULL, feed text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL,
-         at bigint NOT NULL, data text NOT NULL, revision bigint NOT NULL,
-         read boolean NOT NULL DEFAULT false, scrubbed boolean NOT NULL DEFAULT false,
-         PRIMARY KEY (ns, feed, id));
-       CREATE INDEX feed_entries_order ON feed_entries (ns, feed, at, id);
-       CREATE TABLE feed_configs (
-         ns text COLLATE "C" NOT NULL, feed text COLLATE "C" NOT NULL, config text NOT NULL,
-         PRIMARY KEY (ns, feed));"#,
-    // 4: gates and tickets.
-    r#"CREATE TABLE gates (
-         ns text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL, state text NOT NULL, epoch bigint NOT NULL,
-         pending text NOT NULL, meta text NOT NULL, created_at bigint NOT NULL, updated_at bigint NOT NULL,
-         PRIMARY KEY (ns, id));
-       CREATE TABLE tickets (
-         ns text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL, gate text COLLATE "C" NOT NULL,
-         epoch bigint NOT NULL, state text NOT NULL, meta text NOT NULL, recovered boolean NOT NULL,
-         finalized_revision bigint, created_at bigint NOT NULL, updated_at bigint NOT NULL,
-         PRIMARY KEY (ns, id));
-       CREATE INDEX tickets_by_gate ON tickets (ns, gate, id);"#,
-    // 5: idempotency keys.
-    r#"CREATE TABLE idempotency (
-         ns text COLLATE "C" NOT NULL, scope text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL,
-         fingerprint text NOT NULL, token text NOT NULL, response text, locked_until bigint NOT NULL,
-         expires_at bigint NOT NULL, PRIMARY KEY (ns, scope, key));
-       CREATE INDEX idempotency_expiry ON idempotency (expires_at);"#,
-    // 6: the change-log compaction horizon (the highest revision deleted).
-    r#"CREATE TABLE change_horizon (id int PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL);
-       INSERT INTO change_horizon (id, revision) VALUES (1, 0);"#,
-    // 7: the revision of each gate's and ticket's last write.
-    r#"ALTER TABLE gates ADD COLUMN revision bigint NOT NULL DEFAULT 0;
-       ALTER TABLE tickets ADD COLUMN revision bigint NOT NULL DEFAULT 0;
-       UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;"#,
-    // 8: server-wide settings (the generated capability signing key).
-    r#"CREATE TABLE settings (name text COLLATE "C" PRIMARY KEY, value text NOT NULL);"#,
-];
+use write::{load_snapshot, PgTx};
 
-/// Session advisory lock held while migrating, so concurrent starts apply each
-/// migration once.
-const MIGRATION_LOCK: i64 = 0x6c6f_636b_7374_6570; // "lockstep"
+pub use migrations::migrate;
 
 /// The longest a statement or transaction may take before the store answers
 /// `Unavailable`: a database that stalls (connections open, no answer) must not
@@ -109,8 +47,9 @@ macro_rules! bounded {
     }};
 }
 
-// Declared after `bounded!`, which it uses.
+// Declared after `bounded!`, which they use.
 mod changes;
+mod introspect;
 
 /// The visibility gate. Every write transaction holds it in shared mode from its
 /// first statement to its commit (so writers never wait for each other on it,
@@ -123,13 +62,19 @@ mod changes;
 /// deadlock cycle with them.
 pub(crate) const VISIBILITY_GATE: i64 = 0x6c73_7265_7669_7369; // "lsrevisi"
 
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
+/// The storage clock in SQL, with parameter `$n`: a manual clock's time when
+/// bound (tests), else PostgreSQL's `clock_timestamp()` (so that every
+/// instance over one database agrees).
+pub(crate) fn now_sql(n: usize) -> String {
+    format!("coalesce(${n}::int8, (extract(epoch from clock_timestamp()) * 1000)::int8)")
+}
 const ATTEMPTS_MAX: u32 = 20;
 
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    clock: Clock,
     limits: Arc<Limits>,
     metrics: Arc<StoreMetrics>,
 }
@@ -141,7 +86,7 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// Why one attempt failed: retry it, or give this answer.
-enum Failure {
+pub(crate) enum Failure {
     Retry(String),
     Final(Error),
 }
@@ -222,62 +167,6 @@ pub fn lock_id(kind: &str, ns: &str, key: &str) -> i64 {
     i64::from_be_bytes(b)
 }
 
-/// Applies every pending migration over a dedicated connection (its session lock
-/// is released when it closes, whatever happens).
-pub async fn migrate(url: &str) -> Result<usize, Error> {
-    let cfg = parse_config(url)?;
-    let (mut client, conn) = cfg.connect(NoTls).await.map_err(pg_error)?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let result = async {
-        // NOTICEs ("relation … already exists, skipping") are not news.
-        client.batch_execute("SET client_min_messages TO warning").await?;
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS lockstep_schema_migrations (
-                   version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-            )
-            .await?;
-        let applied: i32 = client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM lockstep_schema_migrations",
-                &[],
-            )
-            .await?
-            .get(0);
-        let applied = usize::try_from(applied).unwrap_or(0);
-        let mut ran = 0;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let tx = client.transaction().await?;
-            tx.batch_execute(sql).await?;
-            let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
-            tx.execute(
-                "INSERT INTO lockstep_schema_migrations (version) VALUES ($1)",
-                &[&version],
-            )
-            .await?;
-            tx.commit().await?;
-            ran += 1;
-        }
-        client
-            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        Ok::<usize, tokio_postgres::Error>(ran)
-    }
-    .await;
-    drop(client);
-    let _ = driver.await;
-    let ran = result.map_err(pg_error)?;
-    if ran > 0 {
-        tracing::info!(migrations = ran, "applied PostgreSQL migrations");
-    }
-    Ok(ran)
-}
-
 type Parts = (String, String, i64, i64, i64, Option<i64>);
 
 fn row_to_record(row: &tokio_postgres::Row, at: usize) -> Result<Record, Error> {
@@ -314,6 +203,7 @@ impl PgStore {
             .map_err(|e| Error::Config(format!("postgres pool: {e}")))?;
         Ok(PgStore {
             pool,
+            clock: opts.clock,
             limits: Arc::new(opts.limits),
             metrics,
         })
@@ -324,11 +214,21 @@ impl PgStore {
         &self.metrics
     }
 
+    /// Closes the pool: open connections close, later calls answer `Unavailable`.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     /// The pool's size (connections open), idle connections and callers
     /// waiting for one.
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
         (s.size, s.available, s.waiting)
+    }
+
+    /// The manual clock's time, bound where SQL reads the storage clock.
+    fn fixed_now(&self) -> Option<i64> {
+        self.clock.fixed().map(|m| m.0)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
@@ -369,89 +269,18 @@ impl PgStore {
     ) -> Result<Committed, Failure> {
         let mut client = self.client().await?;
         bounded!(client, {
-            let tx = client.transaction().await?;
-            let mut rows = cmd.rows();
-            rows.extend(completion.map(Completion::row));
-            let mut locks: Vec<i64> = rows
-                .iter()
-                .filter_map(RowKey::lock)
-                .map(|(kind, name)| lock_id(kind, ns, &name))
-                .collect();
-            locks.sort_unstable();
-            locks.dedup();
-            // The shared visibility gate first, then the rows' locks in order
-            // (see `VISIBILITY_GATE`).
-            let lock = tx
-                .prepare_cached(
-                    "SELECT pg_advisory_xact_lock(x)
-                     FROM (SELECT pg_advisory_xact_lock_shared($1)) AS gate, unnest($2::int8[]) AS x",
-                )
-                .await?;
-            // Pipelined: the load is sent right behind the locks, and PostgreSQL
-            // runs it only once they are held (one round trip instead of two).
-            let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&VISIBILITY_GATE, &locks];
-            let (locked, loaded) = tokio::join!(tx.query(&lock, &lock_params), load_snapshot(&tx, ns, &rows));
-            locked?;
-            let (mut snapshot, now) = loaded?;
-            if let Some(replay) = completion
-                .map(|cp| cp.admit(&mut snapshot, now))
-                .transpose()?
-                .flatten()
-            {
-                tx.commit().await?;
-                let outcome =
-                    lockstep_core::Outcome::IdemBegun(lockstep_core::idempotency::Began::Replay(replay));
-                return Ok(Committed { outcome, revision: 0 });
-            }
-            // Probe first: a command that makes no visible write (a refusal, a
-            // read-only transaction, a waiter's bookkeeping) consumes no revision.
-            let probe = Ctx {
-                revision: u64::MAX,
-                now,
+            let tx = PgTx {
+                tx: client.transaction().await?,
+                fixed_now: self.fixed_now(),
+            };
+            let job = kernel::Job {
+                ns,
+                cmd,
                 actor,
+                completion,
                 limits: &self.limits,
             };
-            let probed = match (execute(cmd, &snapshot, &probe), completion) {
-                (Ok(effect), _) => effect,
-                (Err(e), None) => return Err(Failure::Final(Error::Core(e))),
-                (Err(e), Some(cp)) => {
-                    // A refusal is an answer too: store it with the key, then report it.
-                    let answer = Err(Error::Core(e));
-                    if let Some(m) = cp.finish(&snapshot, &answer, now)? {
-                        persist_row(&tx, ns, &m).await?;
-                    }
-                    tx.commit().await?;
-                    return answer.map_err(Failure::Final);
-                }
-            };
-            let (effect, revision) = if probed.writes() {
-                let next = tx.prepare_cached("SELECT nextval('lockstep_revision')").await?;
-                let rev: i64 = tx.query_one(&next, &[]).await?.try_get(0)?;
-                let revision = u64::try_from(rev).map_err(|_| Error::Internal("negative revision".into()))?;
-                let ctx = Ctx { revision, ..probe };
-                (execute(cmd, &snapshot, &ctx)?, revision)
-            } else {
-                let current = tx
-                    .prepare_cached(
-                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
-                    )
-                    .await?;
-                let rev: i64 = tx.query_one(&current, &[]).await?.try_get(0)?;
-                (probed, crate::stored_u64("revision", rev)?)
-            };
-            persist(&tx, ns, &effect, revision, now).await?;
-            let answer = Ok(Committed {
-                outcome: effect.outcome,
-                revision,
-            });
-            if let Some(m) = completion
-                .map(|cp| cp.finish(&snapshot, &answer, now))
-                .transpose()?
-                .flatten()
-            {
-                persist_row(&tx, ns, &m).await?;
-            }
-            tx.commit().await?;
+            let answer = kernel::run(tx, job).await?;
             self.metrics.commit_batch_size.observe(1);
             answer.map_err(Failure::Final)
         })
@@ -485,7 +314,9 @@ impl PgStore {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
-            load_snapshot(&tx, ns, &keys).await.map_err(final_error)
+            load_snapshot(&tx, ns, &keys, self.fixed_now())
+                .await
+                .map_err(final_error)
         })
     }
 
@@ -494,7 +325,7 @@ impl PgStore {
         let sql = format!(
             r#"SELECT ns FROM ({}) t WHERE $1::text IS NULL OR ns > $1::text COLLATE "C"
                ORDER BY ns COLLATE "C" LIMIT $2"#,
-            crate::namespaces_union()
+            crate::schema::namespaces_union()
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
@@ -517,9 +348,17 @@ impl PgStore {
     ) -> Result<FeedPage, Error> {
         let mut client = self.client().await?;
         bounded!(client, {
-            feeds::list_entries(&mut client, ns, feed, desc, after.as_ref(), limit)
-                .await
-                .map_err(final_error)
+            feeds::list_entries(
+                &mut client,
+                ns,
+                feed,
+                desc,
+                after.as_ref(),
+                limit,
+                self.fixed_now(),
+            )
+            .await
+            .map_err(final_error)
         })
     }
 
@@ -533,7 +372,7 @@ impl PgStore {
     ) -> Result<Vec<FeedSummary>, Error> {
         let mut client = self.client().await?;
         bounded!(client, {
-            feeds::list_feeds(&mut client, ns, prefix, after, limit)
+            feeds::list_feeds(&mut client, ns, prefix, after, limit, self.fixed_now())
                 .await
                 .map_err(final_error)
         })
@@ -575,11 +414,15 @@ impl PgStore {
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT key, value, version, created_at, updated_at, expires_at FROM records
-                     WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {NOW_MS})"
+                     WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {})",
+                    now_sql(3)
                 ))
                 .await
                 .map_err(pg_error)?;
-            let row = client.query_opt(&stmt, &[&ns, &key]).await.map_err(pg_error)?;
+            let row = client
+                .query_opt(&stmt, &[&ns, &key, &self.fixed_now()])
+                .await
+                .map_err(pg_error)?;
             row.map(|r| row_to_record(&r, 0)).transpose()
         })
     }
@@ -603,14 +446,15 @@ impl PgStore {
                 .prepare_cached(&format!(
                     "SELECT key, value, version, created_at, updated_at, expires_at FROM records
                      WHERE ns = $1 AND key {lower_op} $2 AND ($3::text IS NULL OR key < $3::text)
-                       AND (expires_at IS NULL OR expires_at > {NOW_MS})
-                     ORDER BY key LIMIT $4"
+                       AND (expires_at IS NULL OR expires_at > {})
+                     ORDER BY key LIMIT $4",
+                    now_sql(5)
                 ))
                 .await
                 .map_err(pg_error)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = client
-                .query(&stmt, &[&ns, &lower, &upper, &limit])
+                .query(&stmt, &[&ns, &lower, &upper, &limit, &self.fixed_now()])
                 .await
                 .map_err(pg_error)?;
             rows.iter().map(|r| row_to_record(r, 0)).collect()
@@ -625,29 +469,39 @@ impl PgStore {
             let limit = i64::try_from(batch).unwrap_or(i64::MAX);
             let records = client
                 .prepare_cached(&format!(
-                    "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= {NOW_MS}
-                     ORDER BY expires_at LIMIT $1"
+                    "SELECT ns, key FROM records WHERE expires_at IS NOT NULL AND expires_at <= {}
+                     ORDER BY expires_at LIMIT $1",
+                    now_sql(2)
                 ))
                 .await
                 .map_err(pg_error)?;
             let leases = client
                 .prepare_cached(&format!(
-                    "SELECT ns, name FROM leases WHERE token IS NOT NULL AND expires_at <= {NOW_MS}
-                     ORDER BY expires_at LIMIT $1"
+                    "SELECT ns, name FROM leases WHERE token IS NOT NULL AND expires_at <= {}
+                     ORDER BY expires_at LIMIT $1",
+                    now_sql(2)
                 ))
                 .await
                 .map_err(pg_error)?;
+            let fixed = self.fixed_now();
             let mut out = Vec::new();
-            for r in client.query(&records, &[&limit]).await.map_err(pg_error)? {
+            for r in client
+                .query(&records, &[&limit, &fixed])
+                .await
+                .map_err(pg_error)?
+            {
                 let key = r.try_get(1).map_err(pg_error)?;
                 out.push((r.try_get(0).map_err(pg_error)?, Command::Expire { key }));
             }
-            for r in client.query(&leases, &[&limit]).await.map_err(pg_error)? {
+            for r in client.query(&leases, &[&limit, &fixed]).await.map_err(pg_error)? {
                 let name = r.try_get(1).map_err(pg_error)?;
                 out.push((r.try_get(0).map_err(pg_error)?, Command::ExpireLease { name }));
             }
-            out.extend(feeds::retention(&client, batch).await.map_err(final_error)?);
-            out.extend(idempotency::expired(&client, batch).await?);
+            let now = feeds::storage_now(&client, fixed).await.map_err(final_error)?;
+            let mut reads = feeds::Retention(&client);
+            let retention = crate::sweep::retention(&mut reads, batch, now);
+            out.extend(retention.await.map_err(final_error)?);
+            out.extend(idempotency::expired(&client, batch, fixed).await?);
             Ok(out)
         })
     }
@@ -657,15 +511,13 @@ impl PgStore {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
-            let n = tx
-                .execute("DELETE FROM records WHERE ns = $1", &[&ns])
-                .await
-                .map_err(pg_error)?;
-            for table in crate::NAMESPACE_TABLES {
-                tx.execute(&format!("DELETE FROM {table} WHERE ns = $1"), &[&ns])
-                    .await
-                    .map_err(pg_error)?;
+            let mut n = None;
+            for sql in sql::delete_namespace() {
+                let deleted = tx.execute(&sql, &[&ns]).await.map_err(pg_error)?;
+                // The first statement empties `records`: its count is the answer.
+                n.get_or_insert(deleted);
             }
+            let n = n.unwrap_or(0);
             tx.commit().await.map_err(pg_error)?;
             Ok(n)
         })
@@ -677,10 +529,7 @@ impl PgStore {
         let client = self.client().await?;
         bounded!(client, {
             client
-                .execute(
-                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                    &[&name, &candidate],
-                )
+                .execute(sql::INSERT_SETTING, &[&name, &candidate])
                 .await
                 .map_err(pg_error)?;
             let row = client
@@ -699,348 +548,4 @@ impl PgStore {
             Ok(())
         })
     }
-}
-
-/// Loads the rows of `keys` (locked by the caller) and the storage clock.
-async fn load_snapshot(
-    tx: &deadpool_postgres::Transaction<'_>,
-    ns: &str,
-    keys: &[RowKey],
-) -> Result<(Snapshot, Millis), Failure> {
-    let mut snapshot: Snapshot = keys.iter().map(|k| (k.clone(), None)).collect();
-    let of = |f: fn(&RowKey) -> Option<&str>| -> Vec<&str> { keys.iter().filter_map(f).collect() };
-    let record_keys = of(|k| if let RowKey::Record(n) = k { Some(n) } else { None });
-    let lease_names = of(|k| if let RowKey::Lease(n) = k { Some(n) } else { None });
-    let waiter_names = of(|k| if let RowKey::Waiters(n) = k { Some(n) } else { None });
-    let resources = of(|k| if let RowKey::Fence(n) = k { Some(n) } else { None });
-    let feed_configs = of(|k| {
-        if let RowKey::FeedConfig(n) = k {
-            Some(n)
-        } else {
-            None
-        }
-    });
-    let mut entries_by_feed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for k in keys {
-        if let RowKey::FeedEntry(f, id) = k {
-            entries_by_feed.entry(f.as_str()).or_default().push(id.as_str());
-        }
-    }
-    // The clock is read after the locks are held, in the same statement as the
-    // records, so `now` never predates what the previous holder of a lock wrote.
-    let load = tx
-        .prepare_cached(&format!(
-            "SELECT {NOW_MS}, r.key, r.value, r.version, r.created_at, r.updated_at, r.expires_at
-             FROM (SELECT 1) AS one
-             LEFT JOIN records r ON r.ns = $1 AND r.key = ANY($2::text[])"
-        ))
-        .await?;
-    let mut now = Millis(0);
-    for row in tx.query(&load, &[&ns, &record_keys]).await? {
-        now = Millis(row.try_get(0)?);
-        if row.try_get::<_, Option<String>>(1)?.is_some() {
-            let r = row_to_record(&row, 1)?;
-            snapshot.insert(RowKey::Record(r.key.clone()), Some(Row::Record(r)));
-        }
-    }
-    if !lease_names.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "SELECT name, token, holder, fence, acquired_at, expires_at FROM leases
-                 WHERE ns = $1 AND name = ANY($2::text[])",
-            )
-            .await?;
-        for row in tx.query(&stmt, &[&ns, &lease_names]).await? {
-            let lease = Lease {
-                name: row.try_get(0)?,
-                token: row.try_get(1)?,
-                holder: row.try_get(2)?,
-                fence: crate::stored_u64("fence", row.try_get(3)?)?,
-                acquired_at: Millis(row.try_get(4)?),
-                expires_at: Millis(row.try_get(5)?),
-            };
-            snapshot.insert(RowKey::Lease(lease.name.clone()), Some(Row::Lease(lease)));
-        }
-    }
-    if !waiter_names.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "SELECT name, id, alive_until FROM lease_waiters WHERE ns = $1 AND name = ANY($2::text[])
-                 ORDER BY name, id",
-            )
-            .await?;
-        for row in tx.query(&stmt, &[&ns, &waiter_names]).await? {
-            let name: String = row.try_get(0)?;
-            let w = Waiter {
-                id: crate::stored_u64("waiter id", row.try_get(1)?)?,
-                alive_until: Millis(row.try_get(2)?),
-            };
-            let entry = snapshot.entry(RowKey::Waiters(name.clone())).or_insert(None);
-            match entry {
-                Some(Row::Waiters { waiters, .. }) => waiters.push(w),
-                _ => {
-                    *entry = Some(Row::Waiters {
-                        name,
-                        waiters: vec![w],
-                    })
-                }
-            }
-        }
-    }
-    if !resources.is_empty() {
-        let stmt = tx
-            .prepare_cached("SELECT resource, fence FROM fences WHERE ns = $1 AND resource = ANY($2::text[])")
-            .await?;
-        for row in tx.query(&stmt, &[&ns, &resources]).await? {
-            let resource: String = row.try_get(0)?;
-            let fence = crate::stored_u64("fence", row.try_get(1)?)?;
-            snapshot.insert(
-                RowKey::Fence(resource.clone()),
-                Some(Row::Fence { resource, fence }),
-            );
-        }
-    }
-    for (feed, ids) in entries_by_feed {
-        for e in feeds::load_entries(tx, ns, feed, &ids).await? {
-            snapshot.insert(
-                RowKey::FeedEntry(e.feed.clone(), e.id.clone()),
-                Some(Row::FeedEntry(e)),
-            );
-        }
-    }
-    if !feed_configs.is_empty() {
-        for (feed, config) in feeds::load_configs(tx, ns, &feed_configs).await? {
-            snapshot.insert(
-                RowKey::FeedConfig(feed.clone()),
-                Some(Row::FeedConfig { feed, config }),
-            );
-        }
-    }
-    let gate_ids = of(|k| if let RowKey::Gate(n) = k { Some(n) } else { None });
-    if !gate_ids.is_empty() {
-        for g in gates::load_gates(tx, ns, &gate_ids).await? {
-            snapshot.insert(RowKey::Gate(g.id.clone()), Some(Row::Gate(g)));
-        }
-    }
-    let ticket_ids = of(|k| if let RowKey::Ticket(n) = k { Some(n) } else { None });
-    if !ticket_ids.is_empty() {
-        for t in gates::load_tickets(tx, ns, &ticket_ids).await? {
-            snapshot.insert(RowKey::Ticket(t.id.clone()), Some(Row::Ticket(t)));
-        }
-    }
-    for gate in of(|k| {
-        if let RowKey::GateTickets(n) = k {
-            Some(n)
-        } else {
-            None
-        }
-    }) {
-        let tickets = gates::load_unfinished(tx, ns, gate).await?;
-        snapshot.insert(
-            RowKey::GateTickets(gate.to_owned()),
-            Some(Row::GateTickets {
-                gate: gate.to_owned(),
-                tickets,
-            }),
-        );
-    }
-    let idem_keys: Vec<(&str, &str)> = keys
-        .iter()
-        .filter_map(|k| {
-            if let RowKey::Idem(scope, key) = k {
-                Some((scope.as_str(), key.as_str()))
-            } else {
-                None
-            }
-        })
-        .collect();
-    if !idem_keys.is_empty() {
-        for e in idempotency::load(tx, ns, &idem_keys).await? {
-            snapshot.insert(RowKey::Idem(e.scope.clone(), e.key.clone()), Some(Row::Idem(e)));
-        }
-    }
-    Ok((snapshot, now))
-}
-
-/// Writes the rows and change entries of `effect`: records and changes in one
-/// statement, the other rows (single-row writes) one statement each.
-async fn persist(
-    tx: &deadpool_postgres::Transaction<'_>,
-    ns: &str,
-    effect: &Effect,
-    revision: u64,
-    now: Millis,
-) -> Result<(), Failure> {
-    let mut up_keys = Vec::new();
-    let mut up_values = Vec::new();
-    let mut up_versions = Vec::new();
-    let mut up_created = Vec::new();
-    let mut up_updated = Vec::new();
-    let mut up_expires: Vec<Option<i64>> = Vec::new();
-    let mut del_keys = Vec::new();
-    for m in &effect.mutations {
-        match m {
-            Mutation::Put(Row::Record(r)) => {
-                up_keys.push(r.key.as_str());
-                up_values.push(serde_json::to_string(&r.value).map_err(|e| Error::Internal(e.to_string()))?);
-                up_versions.push(rev_i64(r.version)?);
-                up_created.push(r.created_at.0);
-                up_updated.push(r.updated_at.0);
-                up_expires.push(r.expires_at.map(|e| e.0));
-            }
-            Mutation::Delete(RowKey::Record(k)) => del_keys.push(k.as_str()),
-            other => persist_row(tx, ns, other).await?,
-        }
-    }
-    if up_keys.is_empty() && del_keys.is_empty() && effect.changes.is_empty() {
-        return Ok(());
-    }
-    let idx: Vec<i32> = effect
-        .changes
-        .iter()
-        .map(|c| i32::try_from(c.index).unwrap_or(i32::MAX))
-        .collect();
-    let kinds: Vec<&str> = effect.changes.iter().map(|c| c.kind.as_str()).collect();
-    let ckeys: Vec<&str> = effect.changes.iter().map(|c| c.key.as_str()).collect();
-    let ops: Vec<&str> = effect.changes.iter().map(|c| c.op.as_str()).collect();
-    let forced: Vec<bool> = effect.changes.iter().map(|c| c.forced).collect();
-    // Each change names its own actor: an expiry logged inside a caller's
-    // acquire is the system's, not the caller's.
-    let actors: Vec<&str> = effect.changes.iter().map(|c| c.actor.as_str()).collect();
-    let stmt = tx
-        .prepare_cached(
-            "WITH up AS (
-               INSERT INTO records (ns, key, value, version, created_at, updated_at, expires_at)
-               SELECT $1::text, u.* FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) AS u
-               ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = excluded.version,
-                 created_at = excluded.created_at, updated_at = excluded.updated_at, expires_at = excluded.expires_at
-               RETURNING 1
-             ), del AS (
-               DELETE FROM records WHERE ns = $1::text AND key = ANY($8::text[]) RETURNING 1
-             ), ch AS (
-               INSERT INTO changes (revision, idx, ns, kind, key, op, actor, forced, at)
-               SELECT $9::int8, c.idx, $1::text, c.kind, c.key, c.op, c.actor, c.forced, $11::int8
-               FROM unnest($12::int4[], $13::text[], $14::text[], $15::text[], $16::bool[], $10::text[])
-                 AS c(idx, kind, key, op, forced, actor)
-               RETURNING 1
-             )
-             SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM del), (SELECT count(*) FROM ch)",
-        )
-        .await?;
-    let rev = rev_i64(revision)?;
-    tx.query_one(
-        &stmt,
-        &[
-            &ns,
-            &up_keys,
-            &up_values,
-            &up_versions,
-            &up_created,
-            &up_updated,
-            &up_expires,
-            &del_keys,
-            &rev,
-            &actors,
-            &now.0,
-            &idx,
-            &kinds,
-            &ckeys,
-            &ops,
-            &forced,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Writes one non-record row.
-async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Mutation) -> Result<(), Failure> {
-    match m {
-        Mutation::Put(Row::Lease(l)) => {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (ns, name) DO UPDATE SET token = excluded.token, holder = excluded.holder,
-                       fence = excluded.fence, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-                )
-                .await?;
-            let fence = rev_i64(l.fence)?;
-            tx.execute(
-                &stmt,
-                &[
-                    &ns,
-                    &l.name,
-                    &l.token,
-                    &l.holder,
-                    &fence,
-                    &l.acquired_at.0,
-                    &l.expires_at.0,
-                ],
-            )
-            .await?;
-        }
-        Mutation::Put(Row::Waiters { name, waiters }) => {
-            let ids = waiters
-                .iter()
-                .map(|w| rev_i64(w.id))
-                .collect::<Result<Vec<i64>, Error>>()?;
-            let alive: Vec<i64> = waiters.iter().map(|w| w.alive_until.0).collect();
-            let clear = tx
-                .prepare_cached("DELETE FROM lease_waiters WHERE ns = $1 AND name = $2")
-                .await?;
-            tx.execute(&clear, &[&ns, name]).await?;
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO lease_waiters (ns, name, id, alive_until)
-                     SELECT $1, $2, w.id, w.alive FROM unnest($3::int8[], $4::int8[]) AS w(id, alive)",
-                )
-                .await?;
-            tx.execute(&stmt, &[&ns, name, &ids, &alive]).await?;
-        }
-        Mutation::Put(Row::Fence { resource, fence }) => {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO fences (ns, resource, fence) VALUES ($1, $2, $3)
-                     ON CONFLICT (ns, resource) DO UPDATE SET fence = excluded.fence",
-                )
-                .await?;
-            tx.execute(&stmt, &[&ns, resource, &rev_i64(*fence)?]).await?;
-        }
-        Mutation::Put(Row::FeedEntry(e)) => feeds::put_entry(tx, ns, e).await?,
-        Mutation::Put(Row::FeedConfig { feed, config }) => feeds::put_config(tx, ns, feed, config).await?,
-        Mutation::MarkRead { feed, selector } => feeds::mark_read(tx, ns, feed, selector).await?,
-        Mutation::ResetScrubbed { feed } => feeds::reset_scrubbed(tx, ns, feed).await?,
-        Mutation::Put(Row::Gate(g)) => gates::put_gate(tx, ns, g).await?,
-        Mutation::Put(Row::Idem(e)) => idempotency::put(tx, ns, e).await?,
-        Mutation::Delete(RowKey::Idem(scope, key)) => idempotency::delete(tx, ns, scope, key).await?,
-        Mutation::Put(Row::Ticket(t)) => gates::put_ticket(tx, ns, t).await?,
-        Mutation::Put(Row::GateTickets { .. }) => {
-            return Err(Failure::Final(Error::Internal(
-                "a gate's ticket set is written ticket by ticket".into(),
-            )));
-        }
-        Mutation::Delete(RowKey::FeedEntry(feed, id)) => feeds::delete_entry(tx, ns, feed, id).await?,
-        Mutation::Delete(key) => {
-            let sql = match key {
-                RowKey::Record(_) => "DELETE FROM records WHERE ns = $1 AND key = $2",
-                RowKey::Lease(_) => "DELETE FROM leases WHERE ns = $1 AND name = $2",
-                RowKey::Waiters(_) => "DELETE FROM lease_waiters WHERE ns = $1 AND name = $2",
-                RowKey::Fence(_) => "DELETE FROM fences WHERE ns = $1 AND resource = $2",
-                RowKey::FeedConfig(_) => "DELETE FROM feed_configs WHERE ns = $1 AND feed = $2",
-                RowKey::Gate(_) => "DELETE FROM gates WHERE ns = $1 AND id = $2",
-                RowKey::Ticket(_) => "DELETE FROM tickets WHERE ns = $1 AND id = $2",
-                RowKey::GateTickets(_) => "DELETE FROM tickets WHERE ns = $1 AND gate = $2",
-                RowKey::FeedEntry(..) | RowKey::Idem(..) => unreachable!("handled above"),
-            };
-            let stmt = tx.prepare_cached(sql).await?;
-            tx.execute(&stmt, &[&ns, &key.name()]).await?;
-        }
-        Mutation::Put(Row::Record(_)) => {
-            return Err(Failure::Final(Error::Internal(
-                "records are written in bulk".into(),
-            )));
-        }
-    }
-    Ok(())
 }

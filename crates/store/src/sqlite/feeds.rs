@@ -1,33 +1,23 @@
 //! Feed rows and feed queries on SQLite: entries ordered by `(at, id)`, read
 //! marks, configuration, the visibility window and retention candidates.
 
-use crate::{rev_i64, Error, FeedPage, FeedSummary};
+use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
+use crate::sweep::RetentionReads;
+use crate::{rev_i64, sql, Error, FeedPage, FeedSummary};
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
-use lockstep_core::{Command, Millis, Row};
+use lockstep_core::retention::Configs;
+use lockstep_core::{Millis, Row};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::BTreeMap;
 
-const ENTRY_COLUMNS: &str = "id, at, data, revision, read, scrubbed";
+/// An entry's stored columns, in `ENTRY_COLUMNS` order.
+type EntryParts = (String, i64, String, i64, bool, bool);
 
-fn entry_from_row(feed: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<(Entry, String)> {
-    let data: String = r.get(2)?;
-    Ok((
-        Entry {
-            feed: feed.to_owned(),
-            id: r.get(0)?,
-            at: Millis(r.get(1)?),
-            data: serde_json::Map::new(),
-            revision: crate::sqlite_u64(3, r.get(3)?)?,
-            read: r.get(4)?,
-            scrubbed: r.get(5)?,
-        },
-        data,
-    ))
+fn entry_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryParts> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
-fn with_data((mut e, data): (Entry, String)) -> Result<Entry, Error> {
-    e.data = crate::parse_stored(&data)?;
-    Ok(e)
+fn entry_from(feed: &str, (id, at, data, revision, read, scrubbed): EntryParts) -> Result<Entry, Error> {
+    feed_entry_from(feed, id, at, &data, revision, read, scrubbed)
 }
 
 /// Loads one entry.
@@ -35,9 +25,11 @@ pub fn load_entry(c: &Connection, ns: &str, feed: &str, id: &str) -> Result<Opti
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND id = ?3");
     let got = c
         .prepare_cached(&sql)?
-        .query_row(params![ns, feed, id], |r| entry_from_row(feed, r))
+        .query_row(params![ns, feed, id], entry_parts)
         .optional()?;
-    got.map(with_data).transpose().map(|e| e.map(Row::FeedEntry))
+    got.map(|p| entry_from(feed, p))
+        .transpose()
+        .map(|e| e.map(Row::FeedEntry))
 }
 
 /// Loads one feed's own configuration (`""` = the namespace default).
@@ -46,47 +38,31 @@ pub fn load_config(c: &Connection, ns: &str, feed: &str) -> Result<Option<FeedCo
         .prepare_cached("SELECT config FROM feed_configs WHERE ns = ?1 AND feed = ?2")?
         .query_row(params![ns, feed], |r| r.get(0))
         .optional()?;
-    raw.map(|s| serde_json::from_str(&s).map_err(|e| Error::Internal(format!("stored feed config: {e}"))))
-        .transpose()
+    raw.as_deref().map(config_from).transpose()
 }
 
 /// Writes one entry.
 pub fn put_entry(c: &Connection, ns: &str, e: &Entry) -> Result<(), Error> {
     let data = serde_json::to_string(&e.data).map_err(|err| Error::Internal(err.to_string()))?;
-    c.prepare_cached(
-        "INSERT INTO feed_entries (ns, feed, id, at, data, revision, read, scrubbed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (ns, feed, id) DO UPDATE SET at = excluded.at, data = excluded.data,
-           revision = excluded.revision, read = excluded.read, scrubbed = excluded.scrubbed",
-    )?
-    .execute(params![
-        ns,
-        e.feed,
-        e.id,
-        e.at.0,
-        data,
-        rev_i64(e.revision)?,
-        e.read,
-        e.scrubbed
-    ])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_FEED_ENTRIES))?
+        .execute(params![
+            ns,
+            e.feed,
+            e.id,
+            e.at.0,
+            data,
+            rev_i64(e.revision)?,
+            e.read,
+            e.scrubbed
+        ])?;
     Ok(())
 }
 
 /// Writes a feed's configuration.
 pub fn put_config(c: &Connection, ns: &str, feed: &str, config: &FeedConfig) -> Result<(), Error> {
     let raw = serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
-    c.prepare_cached(
-        "INSERT INTO feed_configs (ns, feed, config) VALUES (?1, ?2, ?3)
-         ON CONFLICT (ns, feed) DO UPDATE SET config = excluded.config",
-    )?
-    .execute(params![ns, feed, raw])?;
-    Ok(())
-}
-
-/// Deletes one entry.
-pub fn delete_entry(c: &Connection, ns: &str, feed: &str, id: &str) -> Result<(), Error> {
-    c.prepare_cached("DELETE FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND id = ?3")?
-        .execute(params![ns, feed, id])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_FEED_CONFIGS))?
+        .execute(params![ns, feed, raw])?;
     Ok(())
 }
 
@@ -157,7 +133,10 @@ fn counts(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<(u64, u64)
         .query_row(params![ns, feed, w.age_cut.0, b_at, b_id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
-    Ok((u64::try_from(n).unwrap_or(0), u64::try_from(unread).unwrap_or(0)))
+    Ok((
+        crate::stored_u64("count", n)?,
+        crate::stored_u64("count", unread)?,
+    ))
 }
 
 /// One page of visible entries after `after` in the given order, with the
@@ -190,11 +169,11 @@ pub fn list_entries(
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![ns, feed, w.age_cut.0, b_at, b_id, c_at, c_id, limit],
-        |r| entry_from_row(feed, r),
+        entry_parts,
     )?;
     let mut entries = Vec::new();
     for row in rows {
-        entries.push(feed::present(with_data(row?)?, &config, now));
+        entries.push(feed::present(entry_from(feed, row?)?, &config, now));
     }
     drop(stmt);
     let (_, unread_count) = counts(&tx, ns, feed, &w)?;
@@ -242,66 +221,62 @@ pub fn list_feeds(
     Ok(out)
 }
 
-/// Retention work for the sweeper: for every feed under a retention policy, the
-/// entries that fell out of its window and those due for scrubbing on disk.
-pub fn retention(c: &Connection, batch: usize, now: Millis) -> Result<Vec<(String, Command)>, Error> {
-    let mut configs: BTreeMap<(String, String), FeedConfig> = BTreeMap::new();
-    let mut stmt = c.prepare_cached("SELECT ns, feed, config FROM feed_configs")?;
-    for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))? {
-        let (ns, feed, raw) = row?;
-        let cfg: FeedConfig =
-            serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("stored feed config: {e}")))?;
-        configs.insert((ns, feed), cfg);
-    }
-    if !configs.values().any(FeedConfig::has_retention) {
-        return Ok(vec![]);
-    }
-    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-    let mut out = Vec::new();
-    let mut feeds = c.prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")?;
-    let pairs: Vec<(String, String)> = feeds
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (ns, feed) in pairs {
-        let Some(cfg) = configs
-            .get(&(ns.clone(), feed.clone()))
-            .or_else(|| configs.get(&(ns.clone(), String::new())))
-        else {
-            continue;
-        };
-        let w = feed::window(cfg, now);
-        let (b_at, b_id) = cap_boundary(c, &ns, &feed, &w)?.unwrap_or((i64::MIN, String::new()));
-        let purge: Vec<String> = c
-            .prepare_cached(
-                "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND (at <= ?3 OR (at, id) < (?4, ?5))
-                 LIMIT ?6",
-            )?
-            .query_map(params![ns, feed, w.age_cut.0, b_at, b_id, limit], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        if !purge.is_empty() {
-            out.push((
-                ns.clone(),
-                Command::PurgeEntries {
-                    feed: feed.clone(),
-                    ids: purge,
-                    before: (b_at > i64::MIN).then(|| (Millis(b_at), b_id.clone())),
-                },
-            ));
+/// The retention queries on one connection (synchronous: the futures never wait).
+pub struct Retention<'a>(pub &'a Connection);
+
+impl RetentionReads for Retention<'_> {
+    type Fail = Error;
+
+    async fn configs(&mut self) -> Result<Configs, Error> {
+        let mut configs = Configs::new();
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT ns, feed, config FROM feed_configs")?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))? {
+            let (ns, feed, raw) = row?;
+            configs.insert((ns, feed), config_from(&raw)?);
         }
-        if let Some(s) = &cfg.scrub {
-            let due = now
-                .0
-                .saturating_sub(i64::try_from(s.after_ms).unwrap_or(i64::MAX));
-            let scrub: Vec<String> = c
-                .prepare_cached(
-                    "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND scrubbed = 0 AND at <= ?3 LIMIT ?4",
-                )?
-                .query_map(params![ns, feed, due, limit], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            if !scrub.is_empty() {
-                out.push((ns, Command::ScrubEntries { feed, ids: scrub }));
-            }
-        }
+        Ok(configs)
     }
-    Ok(out)
+
+    async fn feeds(&mut self) -> Result<Vec<(String, String)>, Error> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT DISTINCT ns, feed FROM feed_entries")?;
+        let pairs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(pairs.collect::<Result<_, _>>()?)
+    }
+
+    async fn cap_boundary(
+        &mut self,
+        ns: &str,
+        feed: &str,
+        w: &Window,
+    ) -> Result<Option<(i64, String)>, Error> {
+        cap_boundary(self.0, ns, feed, w)
+    }
+
+    async fn purge_ids(
+        &mut self,
+        ns: &str,
+        feed: &str,
+        age_cut: i64,
+        (b_at, b_id): &(i64, String),
+        limit: i64,
+    ) -> Result<Vec<String>, Error> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND (at <= ?3 OR (at, id) < (?4, ?5))
+             LIMIT ?6",
+        )?;
+        let ids = stmt.query_map(params![ns, feed, age_cut, b_at, b_id, limit], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    async fn scrub_ids(&mut self, ns: &str, feed: &str, due: i64, limit: i64) -> Result<Vec<String>, Error> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND scrubbed = 0 AND at <= ?3 LIMIT ?4",
+        )?;
+        let ids = stmt.query_map(params![ns, feed, due, limit], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
 }

@@ -1,41 +1,12 @@
-//! Gate and ticket rows on SQLite.
+//! Gate and ticket rows on SQLite (decoded by `crate::codec`).
 
-use crate::{rev_i64, stored_u64, Error};
-use lockstep_core::gate::{Gate, GateState, Pending, Policy, Ticket, TicketState};
-use lockstep_core::{Millis, Row};
+use crate::codec::{
+    gate_from, json_text, pending_text, ticket_from, GateParts, TicketParts, GATE_COLUMNS, TICKET_COLUMNS,
+};
+use crate::{rev_i64, sql, Error};
+use lockstep_core::gate::{Gate, Ticket, TicketState};
+use lockstep_core::Row;
 use rusqlite::{params, Connection, OptionalExtension};
-
-fn json(s: &str) -> Result<serde_json::Value, Error> {
-    crate::parse_stored(s)
-}
-
-fn text(v: &serde_json::Value) -> Result<String, Error> {
-    serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
-}
-
-fn bad(what: &str, v: &str) -> Error {
-    Error::Internal(format!("stored {what} {v:?} is unknown"))
-}
-
-const GATE_COLUMNS: &str = "id, state, epoch, pending, meta, created_at, updated_at, revision";
-const TICKET_COLUMNS: &str =
-    "id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision";
-
-/// A gate's stored columns, in `GATE_COLUMNS` order.
-pub type GateParts = (String, String, i64, String, String, i64, i64, i64);
-/// A ticket's stored columns, in `TICKET_COLUMNS` order.
-pub type TicketParts = (
-    String,
-    String,
-    i64,
-    String,
-    String,
-    bool,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-);
 
 fn gate_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<GateParts> {
     Ok((
@@ -63,50 +34,6 @@ fn ticket_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketParts> {
         r.get(8)?,
         r.get(9)?,
     ))
-}
-
-/// Builds a gate from its stored columns (shared with PostgreSQL).
-pub fn gate_from(p: GateParts) -> Result<Gate, Error> {
-    Ok(Gate {
-        state: GateState::parse(&p.1).ok_or_else(|| bad("gate state", &p.1))?,
-        epoch: stored_u64("gate epoch", p.2)?,
-        policy: Policy {
-            pending: match p.3.as_str() {
-                "recover" => Pending::Recover,
-                "reject" => Pending::Reject,
-                other => return Err(bad("pending policy", other)),
-            },
-        },
-        meta: json(&p.4)?,
-        created_at: Millis(p.5),
-        updated_at: Millis(p.6),
-        revision: stored_u64("gate revision", p.7)?,
-        id: p.0,
-    })
-}
-
-/// Builds a ticket from its stored columns (shared with PostgreSQL).
-pub fn ticket_from(p: TicketParts) -> Result<Ticket, Error> {
-    Ok(Ticket {
-        gate: p.1,
-        epoch: stored_u64("ticket epoch", p.2)?,
-        state: TicketState::parse(&p.3).ok_or_else(|| bad("ticket state", &p.3))?,
-        meta: json(&p.4)?,
-        recovered: p.5,
-        finalized_revision: p.6.map(|r| stored_u64("finalized revision", r)).transpose()?,
-        created_at: Millis(p.7),
-        updated_at: Millis(p.8),
-        revision: stored_u64("ticket revision", p.9)?,
-        id: p.0,
-    })
-}
-
-/// The stored text of a pending policy.
-pub fn pending_text(p: Pending) -> &'static str {
-    match p {
-        Pending::Reject => "reject",
-        Pending::Recover => "recover",
-    }
 }
 
 /// Loads a gate.
@@ -147,50 +74,38 @@ pub fn load_unfinished(c: &Connection, ns: &str, gate: &str) -> Result<Option<Ro
 
 /// Writes a gate.
 pub fn put_gate(c: &Connection, ns: &str, g: &Gate) -> Result<(), Error> {
-    c.prepare_cached(
-        "INSERT INTO gates (ns, id, state, epoch, pending, meta, created_at, updated_at, revision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch,
-           pending = excluded.pending, meta = excluded.meta, updated_at = excluded.updated_at,
-           revision = excluded.revision",
-    )?
-    .execute(params![
-        ns,
-        g.id,
-        g.state.as_str(),
-        rev_i64(g.epoch)?,
-        pending_text(g.policy.pending),
-        text(&g.meta)?,
-        g.created_at.0,
-        g.updated_at.0,
-        rev_i64(g.revision)?
-    ])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_GATES))?
+        .execute(params![
+            ns,
+            g.id,
+            g.state.as_str(),
+            rev_i64(g.epoch)?,
+            pending_text(g.policy.pending),
+            json_text(&g.meta)?,
+            g.created_at.0,
+            g.updated_at.0,
+            rev_i64(g.revision)?
+        ])?;
     Ok(())
 }
 
 /// Writes a ticket.
 pub fn put_ticket(c: &Connection, ns: &str, t: &Ticket) -> Result<(), Error> {
     let finalized = t.finalized_revision.map(rev_i64).transpose()?;
-    c.prepare_cached(
-        "INSERT INTO tickets (ns, id, gate, epoch, state, meta, recovered, finalized_revision, created_at, updated_at, revision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (ns, id) DO UPDATE SET state = excluded.state, recovered = excluded.recovered,
-           finalized_revision = excluded.finalized_revision, updated_at = excluded.updated_at,
-           revision = excluded.revision",
-    )?
-    .execute(params![
-        ns,
-        t.id,
-        t.gate,
-        rev_i64(t.epoch)?,
-        t.state.as_str(),
-        text(&t.meta)?,
-        t.recovered,
-        finalized,
-        t.created_at.0,
-        t.updated_at.0,
-        rev_i64(t.revision)?
-    ])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_TICKETS))?
+        .execute(params![
+            ns,
+            t.id,
+            t.gate,
+            rev_i64(t.epoch)?,
+            t.state.as_str(),
+            json_text(&t.meta)?,
+            t.recovered,
+            finalized,
+            t.created_at.0,
+            t.updated_at.0,
+            rev_i64(t.revision)?
+        ])?;
     Ok(())
 }
 

@@ -1,38 +1,10 @@
 //! Idempotency entries on SQLite.
 
-use crate::{parse_stored, Error};
+use crate::codec::{entry_from, response_text};
+use crate::{sql, Error};
 use lockstep_core::idempotency::IdemEntry;
 use lockstep_core::{Command, Millis};
 use rusqlite::{params, Connection, OptionalExtension};
-
-/// Builds an entry from its stored columns (shared with PostgreSQL).
-pub fn entry_from(
-    scope: String,
-    key: String,
-    fingerprint: String,
-    token: String,
-    response: Option<String>,
-    locked_until: i64,
-    expires_at: i64,
-) -> Result<IdemEntry, Error> {
-    Ok(IdemEntry {
-        scope,
-        key,
-        fingerprint,
-        token,
-        response: response.map(|r| parse_stored(&r)).transpose()?,
-        locked_until: Millis(locked_until),
-        expires_at: Millis(expires_at),
-    })
-}
-
-/// The stored text of an entry's response.
-pub fn response_text(e: &IdemEntry) -> Result<Option<String>, Error> {
-    e.response
-        .as_ref()
-        .map(|r| serde_json::to_string(r).map_err(|err| Error::Internal(err.to_string())))
-        .transpose()
-}
 
 /// Loads an entry.
 pub fn load(c: &Connection, ns: &str, scope: &str, key: &str) -> Result<Option<IdemEntry>, Error> {
@@ -51,20 +23,17 @@ pub fn load(c: &Connection, ns: &str, scope: &str, key: &str) -> Result<Option<I
 
 /// Writes an entry.
 pub fn put(c: &Connection, ns: &str, e: &IdemEntry) -> Result<(), Error> {
-    c.prepare_cached(
-        "INSERT INTO idempotency (ns, scope, key, fingerprint, token, response, locked_until, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (ns, scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, token = excluded.token,
-           response = excluded.response, locked_until = excluded.locked_until, expires_at = excluded.expires_at",
-    )?
-    .execute(params![ns, e.scope, e.key, e.fingerprint, e.token, response_text(e)?, e.locked_until.0, e.expires_at.0])?;
-    Ok(())
-}
-
-/// Deletes an entry.
-pub fn delete(c: &Connection, ns: &str, scope: &str, key: &str) -> Result<(), Error> {
-    c.prepare_cached("DELETE FROM idempotency WHERE ns = ?1 AND scope = ?2 AND key = ?3")?
-        .execute(params![ns, scope, key])?;
+    c.prepare_cached(&sql::sqlite(sql::UPSERT_IDEMPOTENCY))?
+        .execute(params![
+            ns,
+            e.scope,
+            e.key,
+            e.fingerprint,
+            e.token,
+            response_text(e)?,
+            e.locked_until.0,
+            e.expires_at.0
+        ])?;
     Ok(())
 }
 

@@ -1320,6 +1320,45 @@ async fn control_characters(env: Env) {
     assert_eq!(s.get_gate(NS, "g").await.unwrap().unwrap().meta, value);
 }
 
+/// TTLs run on the store's clock: with a manual clock a record is live until
+/// the clock reaches its expiry, then absent, unlisted and swept; no sleep.
+async fn manual_clock_expiry(env: Env) {
+    let s = &env.store;
+    let put_tmp = put_with("tmp", json!(1), Precondition::None, Some(300), false);
+    let (r, _) = put_outcome(&exec(s, put_tmp).await);
+    assert_eq!(r.updated_at, MANUAL_START, "writes take the store's clock");
+    assert_eq!(r.expires_at, Some(lockstep_core::Millis(MANUAL_START.0 + 300)));
+    env.clock.advance(299);
+    assert!(get(s, "tmp").await.is_some(), "live until its expiry");
+    assert_eq!(keys(&list(s, "", None, 10).await), ["tmp"]);
+    assert_eq!(s.sweep_expired(100).await.unwrap(), 0, "nothing to sweep yet");
+    env.clock.advance(1);
+    assert_eq!(get(s, "tmp").await, None, "expired at its expiry");
+    assert!(list(s, "", None, 10).await.is_empty());
+    assert_eq!(s.sweep_expired(100).await.unwrap(), 1, "swept");
+    let key = lockstep_core::RowKey::Record("tmp".into());
+    let (rows, now) = s.read_rows(NS, vec![key.clone()]).await.unwrap();
+    assert_eq!(now, lockstep_core::Millis(MANUAL_START.0 + 300));
+    assert_eq!(rows.get(&key), Some(&None), "the row is gone");
+}
+
+/// The freshly migrated database is exactly the one schema description.
+async fn schema_matches_description(env: Env) {
+    assert_eq!(env.store.schema_drift().await.unwrap(), Vec::<String>::new());
+}
+
+mod manual_clock {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_expiry() {
+        crate::common::run_manual(crate::common::Backend::Sqlite, super::manual_clock_expiry).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_expiry() {
+        crate::common::run_manual(crate::common::Backend::Postgres, super::manual_clock_expiry).await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 
 lockstep_testkit::backends!(
@@ -1338,4 +1377,5 @@ lockstep_testkit::backends!(
     reopen,
     values_round_trip,
     control_characters,
+    schema_matches_description,
 );

@@ -210,6 +210,36 @@ async fn revision_now(s: &Store) -> u64 {
     .revision
 }
 
+/// An idempotent replay answers the current revision (as every answer that
+/// wrote nothing does), on every backend alike.
+async fn replay_answers_the_current_revision(env: Env) {
+    let s = &env.store;
+    let keyed = |token: String| Completion {
+        begin: Some(Begin {
+            fingerprint: "fp-replay".to_owned(),
+            token: token.clone(),
+            lock_ms: LONG_MS,
+            ttl_ms: LONG_MS,
+        }),
+        ..completion("replay", &token, renderer(Arc::default()))
+    };
+    let first = ok(s
+        .execute_completing(NS, incr("c/replay"), ACTOR, Some(keyed(new_token())))
+        .await);
+    exec(s, incr("c/other")).await;
+    let now = revision_now(s).await;
+    assert!(now > first.revision);
+    let replay = ok(s
+        .execute_completing(NS, incr("c/replay"), ACTOR, Some(keyed(new_token())))
+        .await);
+    assert!(
+        matches!(replay.outcome, Outcome::IdemBegun(Began::Replay(_))),
+        "{replay:?}"
+    );
+    assert_eq!(replay.revision, now, "a replay answers the current revision");
+    assert_eq!(counter(s, "c/replay").await, 1, "the replay ran nothing");
+}
+
 // ---------------------------------------------------------------------------
 // Cases: the entry lifecycle.
 
@@ -878,4 +908,5 @@ lockstep_testkit::backends!(
     keyed_increments_apply_once_under_contention,
     server_shaped_scopes,
     sweep_forgets_expired_entries,
+    replay_answers_the_current_revision,
 );

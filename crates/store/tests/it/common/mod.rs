@@ -12,7 +12,8 @@ use lockstep_store::{Committed, Error, Store};
 use serde_json::Value;
 
 pub use lockstep_testkit::pg::random_hex;
-pub use lockstep_testkit::store::{run, Env};
+pub use lockstep_testkit::store::{run, run_manual, Env, MANUAL_START};
+pub use lockstep_testkit::Backend;
 
 /// The namespace most cases use (each case has a database of its own).
 pub const NS: &str = "conf";
