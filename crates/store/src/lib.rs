@@ -3,6 +3,7 @@
 //! `lockstep-core`, and persists the rows and change entries it returns,
 //! atomically. SQLite serves embedded mode, PostgreSQL shared mode.
 
+pub mod answer;
 pub mod clock;
 pub mod copy;
 pub mod error;

@@ -27,18 +27,20 @@ pub enum Mutation {
     },
 }
 
-/// The result of [`execute`](super::execute): the answer, what to persist and the change entries.
+/// The result of [`execute`](super::execute): the answer, what to persist and
+/// the change entries. Each primitive's execute gives its typed answer `O`;
+/// [`execute`](super::execute) erases it into an [`Outcome`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct Effect {
+pub struct Effect<O = Outcome> {
     /// The answer.
-    pub outcome: Outcome,
+    pub outcome: O,
     /// Rows to write, one per touched row, in its final state.
     pub mutations: Vec<Mutation>,
     /// One change per write, indexed in order.
     pub changes: Vec<Change>,
 }
 
-impl Effect {
+impl<O> Effect<O> {
     /// Whether the command makes a visible write, and so consumes its revision.
     /// (Bookkeeping rows, such as a lease's waiter queue, are persisted without.)
     pub fn writes(&self) -> bool {
@@ -46,11 +48,23 @@ impl Effect {
     }
 
     /// An answer that writes nothing.
-    pub(super) fn answer(outcome: Outcome) -> Effect {
+    pub(super) fn answer(outcome: O) -> Effect<O> {
         Effect {
             outcome,
             mutations: vec![],
             changes: vec![],
+        }
+    }
+
+    /// The same effect with its answer type-erased.
+    pub fn erase(self) -> Effect
+    where
+        O: Into<Outcome>,
+    {
+        Effect {
+            outcome: self.outcome.into(),
+            mutations: self.mutations,
+            changes: self.changes,
         }
     }
 }

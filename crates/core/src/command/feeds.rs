@@ -1,21 +1,27 @@
 //! Feeds: idempotent append, import, read marks, entry deletion,
 //! configuration, and the sweeper's retention (purge and scrub).
 
+use super::answer::{Appended, EntryDeleted, Imported, MarkedRead, Retained};
 use super::effect::change;
 use super::rows::{feed_config, feed_entry};
-use super::{Ctx, Effect, Mutation, Outcome, Row, RowKey, Snapshot};
+use super::{Ctx, Effect, Mutation, Row, RowKey, Snapshot};
 use crate::feed::{self, FeedConfig, NewEntry, ReadSelector};
 use crate::{ChangeKind, ChangeOp, Error, Millis};
 use std::collections::BTreeSet;
 
 /// Append: a new id is written once; a known id answers the original entry.
-pub(super) fn append(feed: &str, entry: &NewEntry, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn append(
+    feed: &str,
+    entry: &NewEntry,
+    snapshot: &Snapshot,
+    ctx: &Ctx,
+) -> Result<Effect<Appended>, Error> {
     let config = feed_config(snapshot, feed);
     let existing = feed_entry(snapshot, feed, &entry.id);
     let (stored, created) = feed::append(feed, existing.as_ref(), &config, entry, ctx.revision, ctx.now);
     // The answer is the entry as readers see it (scrubbed when old enough).
     let shown = feed::present(stored.clone(), &config, ctx.now);
-    let outcome = Outcome::Appended {
+    let outcome = Appended {
         entry: shown,
         created,
     };
@@ -36,10 +42,10 @@ pub(super) fn import(
     entries: &[NewEntry],
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<Imported>, Error> {
     let config = feed_config(snapshot, feed);
     let mut seen = BTreeSet::new();
-    let mut effect = Effect::answer(Outcome::Imported {
+    let mut effect = Effect::answer(Imported {
         imported: 0,
         skipped: 0,
     });
@@ -58,7 +64,7 @@ pub(super) fn import(
             .push(change(ctx, i, ChangeKind::Feed, &key, ChangeOp::Append, false));
         effect.mutations.push(Mutation::Put(Row::FeedEntry(stored)));
     }
-    effect.outcome = Outcome::Imported {
+    effect.outcome = Imported {
         imported: effect.mutations.len(),
         skipped,
     };
@@ -66,19 +72,24 @@ pub(super) fn import(
 }
 
 /// Read marks: the backend selects the entries.
-pub(super) fn mark_read(feed: &str, selector: &ReadSelector, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn mark_read(feed: &str, selector: &ReadSelector, ctx: &Ctx) -> Result<Effect<MarkedRead>, Error> {
     Ok(Effect {
         changes: vec![change(ctx, 0, ChangeKind::Feed, feed, ChangeOp::Read, false)],
         mutations: vec![Mutation::MarkRead {
             feed: feed.to_owned(),
             selector: selector.clone(),
         }],
-        outcome: Outcome::MarkedRead,
+        outcome: MarkedRead,
     })
 }
 
 /// Deletes one entry (404 when absent).
-pub(super) fn delete_entry(feed: &str, id: &str, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn delete_entry(
+    feed: &str,
+    id: &str,
+    snapshot: &Snapshot,
+    ctx: &Ctx,
+) -> Result<Effect<EntryDeleted>, Error> {
     if feed_entry(snapshot, feed, id).is_none() {
         return Err(Error::NotFound(format!(
             "entry {id:?} of feed {feed:?} does not exist"
@@ -91,12 +102,12 @@ pub(super) fn delete_entry(feed: &str, id: &str, snapshot: &Snapshot, ctx: &Ctx)
             feed.to_owned(),
             id.to_owned(),
         ))],
-        outcome: Outcome::EntryDeleted,
+        outcome: EntryDeleted,
     })
 }
 
 /// Sets a feed's configuration (`""`: the namespace default).
-pub(super) fn configure(feed: &str, config: &FeedConfig, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn configure(feed: &str, config: &FeedConfig, ctx: &Ctx) -> Result<Effect<FeedConfig>, Error> {
     config.validate()?;
     Ok(Effect {
         changes: vec![change(ctx, 0, ChangeKind::Feed, feed, ChangeOp::Configure, false)],
@@ -110,7 +121,7 @@ pub(super) fn configure(feed: &str, config: &FeedConfig, ctx: &Ctx) -> Result<Ef
                 feed: feed.to_owned(),
             },
         ],
-        outcome: Outcome::Configured(config.clone()),
+        outcome: config.clone(),
     })
 }
 
@@ -122,9 +133,9 @@ pub(super) fn retain(
     purge: Option<&Option<(Millis, String)>>,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<Retained>, Error> {
     let config = feed_config(snapshot, feed);
-    let mut effect = Effect::answer(Outcome::Retained { count: 0 });
+    let mut effect = Effect::answer(Retained { count: 0 });
     for id in ids {
         let Some(e) = feed_entry(snapshot, feed, id) else {
             continue;
@@ -153,7 +164,7 @@ pub(super) fn retain(
             .push(change(ctx, i, ChangeKind::Feed, &key, op, false));
         effect.mutations.push(m);
     }
-    effect.outcome = Outcome::Retained {
+    effect.outcome = Retained {
         count: effect.mutations.len(),
     };
     Ok(effect)

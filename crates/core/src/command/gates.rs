@@ -2,9 +2,10 @@
 //! voids its open tickets), admission, and the ticket operations (a finalize
 //! may append a feed entry in the same step).
 
+use super::answer::{Admitted, GatePut, TicketAnswer, Transitioned};
 use super::effect::change;
 use super::rows::{feed_config, feed_entry, gate_row, ticket_row};
-use super::{Ctx, Effect, Mutation, Outcome, Row, RowKey, Snapshot};
+use super::{Ctx, Effect, Mutation, Row, RowKey, Snapshot};
 use crate::capability::CapabilityCheck;
 use crate::feed::{self, NewEntry};
 use crate::gate::{self, Gate, Policy, Ticket, TicketOp, TicketState, Transition};
@@ -17,7 +18,7 @@ pub(super) fn put(
     meta: &Option<serde_json::Value>,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<GatePut>, Error> {
     let existing = gate_row(snapshot, id).ok();
     let (g, created) = gate::put(existing.as_ref(), id, policy, meta.clone(), ctx.revision, ctx.now)?;
     let op = if created {
@@ -28,7 +29,7 @@ pub(super) fn put(
     Ok(Effect {
         changes: vec![change(ctx, 0, ChangeKind::Gate, id, op, false)],
         mutations: vec![Mutation::Put(Row::Gate(g.clone()))],
-        outcome: Outcome::GatePut { gate: g, created },
+        outcome: GatePut { gate: g, created },
     })
 }
 
@@ -38,7 +39,7 @@ pub(super) fn transition(
     transition: Transition,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<Transitioned>, Error> {
     let g = gate_row(snapshot, id)?;
     let Some(after) = gate::transition(&g, transition, ctx.revision, ctx.now)? else {
         return Ok(Effect::answer(transitioned(g, false, 0, 0)));
@@ -64,8 +65,8 @@ pub(super) fn transition(
     Ok(effect)
 }
 
-fn transitioned(gate: Gate, changed: bool, voided: usize, pending: usize) -> Outcome {
-    Outcome::Transitioned {
+fn transitioned(gate: Gate, changed: bool, voided: usize, pending: usize) -> Transitioned {
+    Transitioned {
         gate,
         changed,
         voided,
@@ -81,7 +82,7 @@ pub(super) fn admit(
     capability: Option<&CapabilityCheck>,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<Admitted>, Error> {
     let g = gate_row(snapshot, gate_id)?;
     if let Some(c) = capability {
         c.check(gate_id, g.epoch, ctx.now)?;
@@ -89,12 +90,12 @@ pub(super) fn admit(
     let existing = ticket_row(snapshot, ticket);
     let (t, created) = gate::admit(&g, existing.as_ref(), ticket, meta.clone(), ctx.revision, ctx.now)?;
     if !created {
-        return Ok(Effect::answer(Outcome::Admitted { ticket: t, created }));
+        return Ok(Effect::answer(Admitted { ticket: t, created }));
     }
     Ok(Effect {
         changes: vec![change(ctx, 0, ChangeKind::Gate, gate_id, ChangeOp::Admit, false)],
         mutations: vec![Mutation::Put(Row::Ticket(t.clone()))],
-        outcome: Outcome::Admitted { ticket: t, created },
+        outcome: Admitted { ticket: t, created },
     })
 }
 
@@ -107,7 +108,7 @@ pub(super) fn ticket(
     capability: Option<&CapabilityCheck>,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<TicketAnswer>, Error> {
     let g = gate_row(snapshot, gate_id)?;
     if let Some(c) = capability {
         c.check(gate_id, g.epoch, ctx.now)?;
@@ -116,7 +117,7 @@ pub(super) fn ticket(
         .filter(|t| t.gate == gate_id)
         .ok_or_else(|| Error::NotFound(format!("ticket {ticket:?} of gate {gate_id:?} does not exist")))?;
     let Some(after) = gate::ticket_op(&g, &t, op, ctx.revision, ctx.now)? else {
-        return Ok(Effect::answer(Outcome::TicketDone { ticket: t }));
+        return Ok(Effect::answer(TicketAnswer::Done(t)));
     };
     let change_op = match after.state {
         TicketState::Committed => ChangeOp::Commit,
@@ -125,12 +126,10 @@ pub(super) fn ticket(
         TicketState::Voided | TicketState::Open => ChangeOp::Void,
     };
     let outcome = match after.state {
-        TicketState::Voided => Outcome::TicketVoided {
+        TicketState::Voided => TicketAnswer::Voided {
             detail: voided_detail(&g, &t),
         },
-        _ => Outcome::TicketDone {
-            ticket: after.clone(),
-        },
+        _ => TicketAnswer::Done(after.clone()),
     };
     let mut effect = Effect {
         changes: vec![change(ctx, 0, ChangeKind::Gate, gate_id, change_op, false)],
@@ -157,7 +156,13 @@ fn voided_detail(g: &Gate, t: &Ticket) -> String {
 }
 
 /// Finalized once <=> appended once: the entry commits with the finalization.
-fn append_finalized(effect: &mut Effect, feed: &str, entry: &NewEntry, snapshot: &Snapshot, ctx: &Ctx) {
+fn append_finalized(
+    effect: &mut Effect<TicketAnswer>,
+    feed: &str,
+    entry: &NewEntry,
+    snapshot: &Snapshot,
+    ctx: &Ctx,
+) {
     let config = feed_config(snapshot, feed);
     let existing = feed_entry(snapshot, feed, &entry.id);
     let (stored, created) = feed::append(feed, existing.as_ref(), &config, entry, ctx.revision, ctx.now);

@@ -2,14 +2,15 @@
 //! the sweeper's forgetting of expired entries. Keys of the application store
 //! (`app`) have change entries; the `Idempotency-Key` header's do not.
 
+use super::answer::{IdemCompleted, IdemReleased};
 use super::effect::change;
 use super::rows::{idem_entry, idem_scope};
-use super::{Ctx, Effect, Mutation, Outcome, Row, RowKey, Snapshot};
+use super::{Ctx, Effect, Mutation, Row, RowKey, Snapshot};
 use crate::idempotency::{self, Began, Begin, StoredResponse};
 use crate::{ChangeKind, ChangeOp, Error};
 
 /// The change of an application key, if it is one.
-fn app_change(effect: &mut Effect, app: bool, ctx: &Ctx, scope: &str, key: &str, op: ChangeOp) {
+fn app_change<A>(effect: &mut Effect<A>, app: bool, ctx: &Ctx, scope: &str, key: &str, op: ChangeOp) {
     if app {
         let k = format!("{scope}/{key}");
         effect
@@ -26,11 +27,11 @@ pub(super) fn begin(
     app: bool,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<Began>, Error> {
     let stored_scope = idem_scope(scope, app);
     let existing = idem_entry(snapshot, &stored_scope, key);
     let began = idempotency::begin(existing.as_ref(), &stored_scope, key, req, ctx.now)?;
-    let mut effect = Effect::answer(Outcome::IdemBegun(began.clone()));
+    let mut effect = Effect::answer(began.clone());
     if let Began::Started(e) = began {
         effect.mutations.push(Mutation::Put(Row::Idem(e)));
         app_change(&mut effect, app, ctx, scope, key, ChangeOp::Start);
@@ -47,10 +48,10 @@ pub(super) fn complete(
     app: bool,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<IdemCompleted>, Error> {
     let existing = idem_entry(snapshot, &idem_scope(scope, app), key);
     let done = idempotency::complete(existing.as_ref(), token, response.clone(), ctx.now)?;
-    let mut effect = Effect::answer(Outcome::IdemCompleted);
+    let mut effect = Effect::answer(IdemCompleted);
     effect.mutations.push(Mutation::Put(Row::Idem(done)));
     app_change(&mut effect, app, ctx, scope, key, ChangeOp::Complete);
     Ok(effect)
@@ -64,10 +65,10 @@ pub(super) fn release(
     app: bool,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<IdemReleased>, Error> {
     let stored_scope = idem_scope(scope, app);
     idempotency::release(idem_entry(snapshot, &stored_scope, key).as_ref(), token, ctx.now)?;
-    let mut effect = Effect::answer(Outcome::IdemReleased);
+    let mut effect = Effect::answer(IdemReleased);
     effect
         .mutations
         .push(Mutation::Delete(RowKey::Idem(stored_scope, key.to_owned())));
@@ -76,9 +77,14 @@ pub(super) fn release(
 }
 
 /// The sweeper forgets an entry whose TTL ran out (`scope` is the stored one).
-pub(super) fn expire(scope: &str, key: &str, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn expire(
+    scope: &str,
+    key: &str,
+    snapshot: &Snapshot,
+    ctx: &Ctx,
+) -> Result<Effect<IdemReleased>, Error> {
     let expired = idem_entry(snapshot, scope, key).is_some_and(|e| e.expires_at <= ctx.now);
-    let mut effect = Effect::answer(Outcome::IdemReleased);
+    let mut effect = Effect::answer(IdemReleased);
     if expired {
         effect
             .mutations

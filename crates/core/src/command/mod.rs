@@ -4,7 +4,7 @@
 //! Backends call [`execute`] inside their storage transaction; [`execute`]
 //! hands each command to the module of its primitive.
 
-mod answer;
+pub mod answer;
 mod effect;
 mod feeds;
 mod gates;
@@ -16,7 +16,7 @@ mod rows;
 mod tests;
 mod txn;
 
-pub use answer::Outcome;
+pub use answer::{Answer, Outcome};
 pub use effect::{Effect, Mutation};
 pub use rows::{feed_config, idem_entry, idem_scope, Row, RowKey, Snapshot};
 
@@ -318,37 +318,39 @@ pub struct Ctx<'a> {
 /// Applies `cmd` to the stored rows `snapshot` (which must hold an entry for
 /// every row of [`Command::rows`]); pure: no I/O, no clock.
 pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
-    match cmd {
-        Command::Put { key, req } => records::put(key, req, snapshot, ctx),
+    Ok(match cmd {
+        Command::Put { key, req } => records::put(key, req, snapshot, ctx)?.erase(),
         Command::Patch {
             key,
             doc,
             precondition,
-        } => records::patch(key, doc, precondition, snapshot, ctx),
-        Command::Delete { key, precondition } => records::delete(key, precondition, snapshot, ctx),
-        Command::Expire { key } => records::expire(key, snapshot, ctx),
-        Command::Txn(t) => txn::execute(t, snapshot, ctx),
-        Command::Acquire { name, req } => leases::acquire(name, req, snapshot, ctx),
-        Command::Renew { name, token, ttl_ms } => leases::renew(name, token, *ttl_ms, snapshot, ctx),
-        Command::Release { name, token } => leases::release(name, token, snapshot, ctx),
-        Command::Break { name } => leases::break_lease(name, snapshot, ctx),
-        Command::ExpireLease { name } => leases::expire(name, snapshot, ctx),
-        Command::LeaveQueue { name, waiter } => leases::leave_queue(name, *waiter, snapshot, ctx),
-        Command::Append { feed, entry } => feeds::append(feed, entry, snapshot, ctx),
-        Command::Import { feed, entries } => feeds::import(feed, entries, snapshot, ctx),
-        Command::MarkRead { feed, selector } => feeds::mark_read(feed, selector, ctx),
-        Command::DeleteEntry { feed, id } => feeds::delete_entry(feed, id, snapshot, ctx),
-        Command::Configure { feed, config } => feeds::configure(feed, config, ctx),
-        Command::PurgeEntries { feed, ids, before } => feeds::retain(feed, ids, Some(before), snapshot, ctx),
-        Command::ScrubEntries { feed, ids } => feeds::retain(feed, ids, None, snapshot, ctx),
-        Command::PutGate { id, policy, meta } => gates::put(id, *policy, meta, snapshot, ctx),
-        Command::Transition { id, transition } => gates::transition(id, *transition, snapshot, ctx),
+        } => records::patch(key, doc, precondition, snapshot, ctx)?.erase(),
+        Command::Delete { key, precondition } => records::delete(key, precondition, snapshot, ctx)?.erase(),
+        Command::Expire { key } => records::expire(key, snapshot, ctx)?.erase(),
+        Command::Txn(t) => txn::execute(t, snapshot, ctx)?.erase(),
+        Command::Acquire { name, req } => leases::acquire(name, req, snapshot, ctx)?.erase(),
+        Command::Renew { name, token, ttl_ms } => leases::renew(name, token, *ttl_ms, snapshot, ctx)?.erase(),
+        Command::Release { name, token } => leases::release(name, token, snapshot, ctx)?.erase(),
+        Command::Break { name } => leases::break_lease(name, snapshot, ctx)?.erase(),
+        Command::ExpireLease { name } => leases::expire(name, snapshot, ctx)?.erase(),
+        Command::LeaveQueue { name, waiter } => leases::leave_queue(name, *waiter, snapshot, ctx)?.erase(),
+        Command::Append { feed, entry } => feeds::append(feed, entry, snapshot, ctx)?.erase(),
+        Command::Import { feed, entries } => feeds::import(feed, entries, snapshot, ctx)?.erase(),
+        Command::MarkRead { feed, selector } => feeds::mark_read(feed, selector, ctx)?.erase(),
+        Command::DeleteEntry { feed, id } => feeds::delete_entry(feed, id, snapshot, ctx)?.erase(),
+        Command::Configure { feed, config } => feeds::configure(feed, config, ctx)?.erase(),
+        Command::PurgeEntries { feed, ids, before } => {
+            feeds::retain(feed, ids, Some(before), snapshot, ctx)?.erase()
+        }
+        Command::ScrubEntries { feed, ids } => feeds::retain(feed, ids, None, snapshot, ctx)?.erase(),
+        Command::PutGate { id, policy, meta } => gates::put(id, *policy, meta, snapshot, ctx)?.erase(),
+        Command::Transition { id, transition } => gates::transition(id, *transition, snapshot, ctx)?.erase(),
         Command::Admit {
             gate,
             ticket,
             meta,
             capability,
-        } => gates::admit(gate, ticket, meta, capability.as_ref(), snapshot, ctx),
+        } => gates::admit(gate, ticket, meta, capability.as_ref(), snapshot, ctx)?.erase(),
         Command::Ticket {
             gate,
             ticket,
@@ -363,9 +365,10 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             capability.as_ref(),
             snapshot,
             ctx,
-        ),
+        )?
+        .erase(),
         Command::IdemBegin { scope, key, req, app } => {
-            idempotency::begin(scope, key, req, *app, snapshot, ctx)
+            idempotency::begin(scope, key, req, *app, snapshot, ctx)?.erase()
         }
         Command::IdemComplete {
             scope,
@@ -373,13 +376,13 @@ pub fn execute(cmd: &Command, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, 
             token,
             response,
             app,
-        } => idempotency::complete(scope, key, token, response, *app, snapshot, ctx),
+        } => idempotency::complete(scope, key, token, response, *app, snapshot, ctx)?.erase(),
         Command::IdemRelease {
             scope,
             key,
             token,
             app,
-        } => idempotency::release(scope, key, token, *app, snapshot, ctx),
-        Command::ExpireIdem { scope, key } => idempotency::expire(scope, key, snapshot, ctx),
-    }
+        } => idempotency::release(scope, key, token, *app, snapshot, ctx)?.erase(),
+        Command::ExpireIdem { scope, key } => idempotency::expire(scope, key, snapshot, ctx)?.erase(),
+    })
 }

@@ -1,13 +1,14 @@
 //! Records: put, patch, delete, and the sweeper's purge of an expired record.
 
+use super::answer::{RecordDeleted, RecordExpired, RecordPatched, RecordPut};
 use super::effect::change;
 use super::rows::{live, record_row};
-use super::{Ctx, Effect, Mutation, Outcome, Row, RowKey, Snapshot};
+use super::{Ctx, Effect, Mutation, Row, RowKey, Snapshot};
 use crate::record::{self, PatchDoc, Precondition, PutRecord};
 use crate::{ChangeKind, ChangeOp, Error};
 
 /// The one record change of a record command.
-fn record_write(ctx: &Ctx, key: &str, op: ChangeOp, forced: bool, m: Mutation, outcome: Outcome) -> Effect {
+fn record_write<A>(ctx: &Ctx, key: &str, op: ChangeOp, forced: bool, m: Mutation, outcome: A) -> Effect<A> {
     Effect {
         changes: vec![change(ctx, 0, ChangeKind::Record, key, op, forced)],
         mutations: vec![m],
@@ -16,7 +17,12 @@ fn record_write(ctx: &Ctx, key: &str, op: ChangeOp, forced: bool, m: Mutation, o
 }
 
 /// `PUT`: create or replace under the precondition.
-pub(super) fn put(key: &str, req: &PutRecord, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn put(
+    key: &str,
+    req: &PutRecord,
+    snapshot: &Snapshot,
+    ctx: &Ctx,
+) -> Result<Effect<RecordPut>, Error> {
     let cur = live(snapshot, key, ctx.now);
     let (record, created) = record::put(key, cur.as_ref(), req, ctx.revision, ctx.now, ctx.limits)?;
     let forced = req.force && req.precondition != Precondition::None;
@@ -27,7 +33,7 @@ pub(super) fn put(key: &str, req: &PutRecord, snapshot: &Snapshot, ctx: &Ctx) ->
         ChangeOp::Put,
         forced,
         m,
-        Outcome::Put { record, created },
+        RecordPut { record, created },
     ))
 }
 
@@ -38,7 +44,7 @@ pub(super) fn patch(
     precondition: &Precondition,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<RecordPatched>, Error> {
     let cur = live(snapshot, key, ctx.now);
     let record = record::patch(
         key,
@@ -56,7 +62,7 @@ pub(super) fn patch(
         ChangeOp::Patch,
         false,
         m,
-        Outcome::Patch { record },
+        RecordPatched { record },
     ))
 }
 
@@ -66,7 +72,7 @@ pub(super) fn delete(
     precondition: &Precondition,
     snapshot: &Snapshot,
     ctx: &Ctx,
-) -> Result<Effect, Error> {
+) -> Result<Effect<RecordDeleted>, Error> {
     let cur = live(snapshot, key, ctx.now);
     record::delete(key, cur.as_ref(), precondition)?;
     let m = Mutation::Delete(RowKey::Record(key.to_owned()));
@@ -76,15 +82,15 @@ pub(super) fn delete(
         ChangeOp::Delete,
         false,
         m,
-        Outcome::Delete { key: key.to_owned() },
+        RecordDeleted { key: key.to_owned() },
     ))
 }
 
 /// The sweeper's purge: removes the record only if its TTL indeed ran out.
-pub(super) fn expire(key: &str, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn expire(key: &str, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect<RecordExpired>, Error> {
     let expired = record_row(snapshot, key).is_some_and(|r| !r.is_live(ctx.now));
     if !expired {
-        return Ok(Effect::answer(Outcome::Expire { expired }));
+        return Ok(Effect::answer(RecordExpired { expired }));
     }
     let m = Mutation::Delete(RowKey::Record(key.to_owned()));
     Ok(record_write(
@@ -93,6 +99,6 @@ pub(super) fn expire(key: &str, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect
         ChangeOp::Expire,
         false,
         m,
-        Outcome::Expire { expired },
+        RecordExpired { expired },
     ))
 }

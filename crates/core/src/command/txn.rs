@@ -3,12 +3,13 @@
 
 use super::effect::change;
 use super::rows::{fence_row, lease_row, live};
-use super::{Ctx, Effect, Mutation, Outcome, Row, RowKey, Snapshot};
-use crate::txn::{self, Guards, Txn, Working};
+
+use super::{Ctx, Effect, Mutation, Row, RowKey, Snapshot};
+use crate::txn::{self, Guards, Txn, TxnResult, Working};
 use crate::{Change, ChangeKind, ChangeOp, Error};
 
 /// `POST /txn`.
-pub(super) fn execute(t: &Txn, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect, Error> {
+pub(super) fn execute(t: &Txn, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect<TxnResult>, Error> {
     t.validate(ctx.limits)?;
     let (mut working, guards) = load(t, snapshot, ctx);
     let (result, writes) = txn::apply(t, &mut working, &guards, ctx.revision, ctx.now, ctx.limits)?;
@@ -43,7 +44,7 @@ pub(super) fn execute(t: &Txn, snapshot: &Snapshot, ctx: &Ctx) -> Result<Effect,
         }
     }
     Ok(Effect {
-        outcome: Outcome::Txn(result),
+        outcome: result,
         mutations,
         changes,
     })
