@@ -1,24 +1,27 @@
-//! Wire shapes: how core types are written as JSON. Only the server knows them.
+//! Wire shapes: every JSON body the server answers is built here, from core
+//! types, as `#[derive(Serialize)]` structs (one module per resource). Only
+//! the server knows them; problem+json documents are shaped here and filled in
+//! by `error.rs` alone.
 
+pub mod changes;
+pub mod feeds;
+pub mod gates;
+pub mod idempotency;
+pub mod leases;
+pub mod openapi;
+pub mod problem;
+pub mod records;
+pub mod system;
+
+use crate::ApiError;
 use axum::http::HeaderValue;
-use lockstep_core::txn::{OpResult, TxnResult};
-use lockstep_core::{Millis, Record};
-use serde_json::{json, Value};
+use lockstep_core::Millis;
+use serde::Serialize;
+use serde_json::Value;
 
-fn time(t: Millis) -> Value {
-    Value::from(t.to_rfc3339())
-}
-
-/// `{key, value, version, created_at, updated_at, expires_at}`.
-pub fn record(r: &Record) -> Value {
-    json!({
-        "key": r.key,
-        "value": r.value,
-        "version": r.version,
-        "created_at": time(r.created_at),
-        "updated_at": time(r.updated_at),
-        "expires_at": r.expires_at.map(time),
-    })
+/// A time as RFC 3339 text.
+pub fn time(t: Millis) -> String {
+    t.to_rfc3339()
 }
 
 /// The strong entity tag of a version: `"N"`.
@@ -27,18 +30,17 @@ pub fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
-/// `{succeeded, failed, results, revision}` (SPEC §5, §15).
-pub fn txn(t: &TxnResult, revision: u64) -> Value {
-    let results: Vec<Value> = t
-        .results
-        .iter()
-        .map(|r| match r {
-            OpResult::Get(None) => Value::Null,
-            OpResult::Get(Some(r)) | OpResult::Written(r) => {
-                json!({"key": r.key, "value": r.value, "version": r.version})
-            }
-            OpResult::Delete { key, deleted } => json!({"key": key, "deleted": deleted}),
-        })
-        .collect();
-    json!({"succeeded": t.succeeded, "failed": t.failed, "results": results, "revision": revision})
+/// A wire shape as a JSON value (what a keyed request stores).
+pub fn to_value(body: &impl Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(body).map_err(|e| ApiError::Internal(format!("an answer did not serialize: {e}")))
+}
+
+/// `{…, next_cursor}`: one page of a listing, its items under their name.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    /// The items, under the listing's name.
+    #[serde(flatten)]
+    pub items: T,
+    /// The cursor of the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
