@@ -10,14 +10,16 @@ mod feeds;
 mod gates;
 mod idempotency;
 mod leases;
+mod outcome;
 mod records;
 mod rows;
 #[cfg(test)]
 mod tests;
 mod txn;
 
-pub use answer::{Answer, Outcome};
+pub use answer::Answer;
 pub use effect::{Effect, Mutation};
+pub use outcome::Outcome;
 pub use rows::{feed_config, idem_entry, idem_scope, Row, RowKey, Snapshot};
 
 use crate::capability::CapabilityCheck;

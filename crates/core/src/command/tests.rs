@@ -202,3 +202,23 @@ fn taking_over_an_unswept_expired_lease_logs_its_expiry_first() {
         [(0, ChangeKind::Lease, "job", ChangeOp::Acquire, "t")]
     );
 }
+
+#[test]
+fn typed_answers_round_trip_through_the_outcome() {
+    use super::answer::{AcquireAnswer, MarkedRead, RecordDeleted, Released, TicketAnswer};
+    fn round_trip<A: Answer + Clone + PartialEq + std::fmt::Debug>(a: A) {
+        assert_eq!(A::try_from(a.clone().into()), Ok(a));
+    }
+    round_trip(RecordDeleted { key: "k".into() });
+    round_trip(Released { released: true });
+    round_trip(MarkedRead);
+    round_trip(AcquireAnswer::Queued {
+        id: 3,
+        held: Error::LeaseLost("x".into()),
+    });
+    round_trip(TicketAnswer::Voided { detail: "d".into() });
+    // Another command's answer is given back, never misread.
+    let other = Outcome::Released { released: false };
+    assert_eq!(RecordDeleted::try_from(other.clone()), Err(other.clone()));
+    assert_eq!(AcquireAnswer::try_from(other.clone()), Err(other));
+}

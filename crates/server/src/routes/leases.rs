@@ -150,31 +150,45 @@ pub async fn acquire(
     if let Some(g) = key_guard.as_mut() {
         g.armed = false; // answered below: the key is completed or released there
     }
-    match (result, keyed) {
-        (Ok(l), _) => Ok(answer(&lockstep_store::Committed {
-            outcome: Outcome::Lease(l),
+    match result {
+        Ok(l) => Ok(answer(&lockstep_store::Committed {
+            outcome: Outcome::from(l),
             revision: 0,
         })?
         .into_response()),
-        (Err(Waited::TimedOut(held)), Some((r, token))) => {
+        Err(waited) => Err(refused(&st, &ns, &caller.name, keyed, waited).await),
+    }
+}
+
+/// The refusal of an acquire that ended without the lease; a keyed one's key
+/// stores a final refusal, or is given up after a storage failure.
+async fn refused(
+    st: &AppState,
+    ns: &str,
+    caller: &str,
+    keyed: Option<(idempotency::IdemRequest, String)>,
+    waited: Waited,
+) -> ApiError {
+    match (waited, keyed) {
+        (Waited::TimedOut(held), Some((r, token))) => {
             // The final refusal was decided outside a transaction: store it now.
             let e = ApiError::from(held);
             let cmd = Command::IdemComplete {
-                scope: idempotency::scope(&caller.name, &r),
+                scope: idempotency::scope(caller, &r),
                 key: r.key.clone(),
                 token,
                 response: e.stored(),
                 app: false,
             };
-            let _ = st.store.execute(&ns, cmd, &caller.name).await;
-            Err(e)
+            let _ = st.store.execute(ns, cmd, caller).await;
+            e
         }
-        (Err(Waited::TimedOut(held)), None) => Err(held.into()),
-        (Err(Waited::Failed(e)), keyed) => {
+        (Waited::TimedOut(held), None) => held.into(),
+        (Waited::Failed(e), keyed) => {
             if let (Some((r, token)), "unavailable" | "internal") = (keyed, e.catalogue().1) {
-                idempotency::release(&st, &ns, &caller.name, &r, token).await;
+                idempotency::release(st, ns, caller, &r, token).await;
             }
-            Err(e)
+            e
         }
     }
 }
