@@ -44,3 +44,49 @@ pub struct Page<T> {
     /// The cursor of the next page; null on the last.
     pub next_cursor: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// JSON shapes are built in `wire/` only, and problem documents are
+    /// rendered in `error.rs` only.
+    #[test]
+    fn shapes_live_in_wire_and_problems_in_error_rs() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        for f in files {
+            let rel = f
+                .strip_prefix(&src)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            if !rel.starts_with("wire/") {
+                assert!(
+                    !text.contains(concat!("json", "!")),
+                    "{rel} builds JSON outside wire/"
+                );
+            }
+            if rel != "error.rs" {
+                let problem = concat!("urn:lockstep:", "problem");
+                assert!(
+                    !text.contains(problem),
+                    "{rel} renders a problem outside error.rs"
+                );
+            }
+        }
+    }
+}

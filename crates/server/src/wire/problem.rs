@@ -8,7 +8,7 @@ use serde_json::Value;
 /// `{type, title, status, detail, code}` and the refusal's extension members.
 #[derive(Debug, Serialize)]
 pub struct Problem {
-    /// `urn:lockstep:problem:{code}`.
+    /// The problem type: the URN of the code (set by `error.rs`).
     #[serde(rename = "type")]
     pub kind: String,
     /// The code's title.
