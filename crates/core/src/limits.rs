@@ -34,12 +34,17 @@ pub struct Limits {
     /// How long a request with an `Idempotency-Key` owns the key before a
     /// retry may take over (it covers the longest waiting acquire).
     pub idempotency_lock_ms: u64,
+    /// Longest `fingerprint` of a key of the application's idempotency store.
+    pub idempotency_fingerprint_bytes_max: usize,
     /// Change-log retention: entries older than this are compacted away.
     pub changes_keep_ms: u64,
     /// Change-log retention: at most this many entries are kept (whole revisions).
     pub changes_keep_count: u64,
     /// Most elements of one legacy feed import.
     pub import_entries_max: usize,
+    /// Most changes a watch reads from the log at once (a larger revision
+    /// comes whole).
+    pub watch_read_changes_max: usize,
     /// Longest lifetime of a capability.
     pub capability_ttl_ms_max: u64,
     /// Requests a second one token may make (a burst of one second's worth); 0: no limit.
@@ -70,9 +75,11 @@ impl Default for Limits {
             lease_waiters_max: 1_000,
             idempotency_ttl_ms: 24 * 3600 * 1000,
             idempotency_lock_ms: 90_000,
+            idempotency_fingerprint_bytes_max: 1024,
             changes_keep_ms: 7 * 24 * 3600 * 1000,
             changes_keep_count: 1_000_000,
             import_entries_max: 1_000,
+            watch_read_changes_max: 1_000,
             capability_ttl_ms_max: 30 * 24 * 3600 * 1000,
             token_requests_per_s: 0,
             token_waiting_acquires_max: 256,

@@ -91,9 +91,11 @@ pub struct LimitsTable {
     pub lease_waiters_max: Option<usize>,
     pub idempotency_ttl_ms: Option<u64>,
     pub idempotency_lock_ms: Option<u64>,
+    pub idempotency_fingerprint_bytes_max: Option<usize>,
     pub changes_keep_ms: Option<u64>,
     pub changes_keep_count: Option<u64>,
     pub import_entries_max: Option<usize>,
+    pub watch_read_changes_max: Option<usize>,
     pub capability_ttl_ms_max: Option<u64>,
     pub token_requests_per_s: Option<u64>,
     pub token_waiting_acquires_max: Option<usize>,
@@ -157,9 +159,11 @@ impl File {
             lease_waiters_max,
             idempotency_ttl_ms,
             idempotency_lock_ms,
+            idempotency_fingerprint_bytes_max,
             changes_keep_ms,
             changes_keep_count,
             import_entries_max,
+            watch_read_changes_max,
             capability_ttl_ms_max,
             token_requests_per_s,
             token_waiting_acquires_max,
@@ -181,7 +185,7 @@ pub fn check_limits(l: &Limits) -> anyhow::Result<()> {
             l.lease_wait_ms_max
         );
     }
-    let positive: [(&str, u64); 17] = [
+    let positive: [(&str, u64); 19] = [
         ("body_bytes_max", l.body_bytes_max as u64),
         ("value_bytes_max", l.value_bytes_max as u64),
         ("key_bytes_max", l.key_bytes_max as u64),
@@ -195,9 +199,14 @@ pub fn check_limits(l: &Limits) -> anyhow::Result<()> {
         ("lease_holder_bytes_max", l.lease_holder_bytes_max as u64),
         ("idempotency_ttl_ms", l.idempotency_ttl_ms),
         ("idempotency_lock_ms", l.idempotency_lock_ms),
+        (
+            "idempotency_fingerprint_bytes_max",
+            l.idempotency_fingerprint_bytes_max as u64,
+        ),
         ("changes_keep_ms", l.changes_keep_ms),
         ("changes_keep_count", l.changes_keep_count),
         ("import_entries_max", l.import_entries_max as u64),
+        ("watch_read_changes_max", l.watch_read_changes_max as u64),
         ("capability_ttl_ms_max", l.capability_ttl_ms_max),
     ];
     for (name, v) in positive {

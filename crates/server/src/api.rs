@@ -5,6 +5,7 @@
 use crate::auth::Access;
 use crate::capabilities;
 use crate::routes::{changes, feeds, gates, idempotency, leases, records, system, txn};
+use crate::wire::{self, openapi::body};
 use crate::ApiError;
 use crate::AppState;
 use axum::extract::{Request, State};
@@ -12,21 +13,21 @@ use axum::handler::Handler;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{on, MethodFilter, MethodRouter};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// One endpoint: a method on a path, its handler and its documentation.
 pub struct Endpoint {
-    method: &'static str,
-    path: &'static str,
-    id: &'static str,
-    summary: &'static str,
-    query: &'static [(&'static str, &'static str, &'static str)],
-    body: Option<(&'static [&'static str], Value)>,
-    responses: &'static [(u16, &'static str)],
-    produces: &'static str,
-    access: Option<Access>,
-    route: MethodRouter<AppState>,
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) id: &'static str,
+    pub(crate) summary: &'static str,
+    pub(crate) query: &'static [(&'static str, &'static str, &'static str)],
+    pub(crate) body: Option<(&'static [&'static str], Value)>,
+    pub(crate) responses: &'static [(u16, &'static str)],
+    pub(crate) produces: &'static str,
+    pub(crate) access: Option<Access>,
+    pub(crate) route: MethodRouter<AppState>,
 }
 
 fn ep<H, T>(
@@ -110,18 +111,6 @@ const WRITE_ERRORS: &[(u16, &str)] = &[
     (503, "unavailable"),
 ];
 
-fn record_value_schema() -> Value {
-    json!({"description": "any JSON value, at most 1 MiB serialized"})
-}
-
-fn feed_config_schema() -> Value {
-    json!({"type": "object", "additionalProperties": false, "properties": {
-        "max_entries": {"type": "integer", "minimum": 1},
-        "max_age_ms": {"type": "integer", "minimum": 1},
-        "scrub": {"type": "object", "required": ["fields", "after_ms"], "properties": {
-            "fields": {"type": "array", "items": {"type": "string"}}, "after_ms": {"type": "integer", "minimum": 0}}}}})
-}
-
 /// Every endpoint of the API.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -143,16 +132,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{key, value, version, created_at, updated_at, expires_at}`"), (304, "If-None-Match matched"), (404, "not_found")])
             .access(Access::Read),
         ep("put", "/v1/ns/{ns}/records/{*key}", "putRecord", "Create or replace a record, optionally only at an expected version.", records::put)
-            .body(&["application/json"], json!({"type": "object", "required": ["value"], "additionalProperties": false, "properties": {
-                "value": record_value_schema(),
-                "expected_version": {"type": "integer", "minimum": 0, "description": "0 = must not exist; else 409 version_mismatch"},
-                "ttl_ms": {"type": "integer", "minimum": 1},
-                "force": {"type": "boolean", "description": "skip the precondition (admin)"}}}))
+            .body(&["application/json"], body::put_record())
             .responses(&[(200, "replaced: `{key, version, revision}`"), (201, "created: `{key, version, revision}`"), (409, "version_mismatch, with `current`"), (412, "precondition_failed"), (400, "invalid_request"), (413, "payload_too_large"), (415, "unsupported_media_type"), (503, "unavailable")])
             .access(Access::Write),
         ep("patch", "/v1/ns/{ns}/records/{*key}", "patchRecord", "Patch a record on the server (RFC 7396 or RFC 6902).", records::patch)
             .query(&[("expected_version", "integer", "409 unless the current version is this")])
-            .body(&["application/merge-patch+json", "application/json-patch+json"], json!({"description": "a merge patch document, or a JSON Patch array"}))
+            .body(&["application/merge-patch+json", "application/json-patch+json"], body::patch_record())
             .responses(&[(200, "`{key, version, value, revision}`"), (404, "not_found"), (409, "version_mismatch or patch_test_failed, with `current`"), (412, "precondition_failed"), (422, "invalid_patch"), (400, "invalid_request"), (415, "unsupported_media_type")])
             .access(Access::Write),
         ep("delete", "/v1/ns/{ns}/records/{*key}", "deleteRecord", "Delete a record, optionally only at an expected version.", records::delete)
@@ -160,26 +145,19 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{key, deleted, revision}`"), (404, "not_found"), (409, "version_mismatch"), (412, "precondition_failed")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/txn", "txn", "Compare, then apply one branch atomically.", txn::txn)
-            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
-                "compare": {"type": "array", "items": {"type": "object", "description": "{key, version} | {key, exists} | {key, value} | {lease, token} | {fence: {resource, token}}"}},
-                "success": {"type": "array", "items": {"type": "object", "description": "{get|put|delete|patch|incr: {...}}"}},
-                "failure": {"type": "array", "items": {"type": "object"}}}}))
+            .body(&["application/json"], body::txn())
             .responses(&[(200, "`{succeeded, failed, results, revision}`"), (404, "not_found (patch of an absent record)"), (422, "invalid_patch"), (400, "invalid_request"), (413, "payload_too_large")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/acquire", "acquireLease", "Acquire a lease: a fresh owner token and a larger fence; optionally wait in line.", leases::acquire)
-            .body(&["application/json"], json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
-                "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000},
-                "holder": {"type": "string", "maxLength": 256},
-                "wait_ms": {"type": "integer", "minimum": 0, "maximum": 60_000, "description": "wait in line (first come, first served)"}}}))
+            .body(&["application/json"], body::acquire_lease())
             .responses(&[(200, "`{name, token, fence, holder, acquired_at, expires_at}`"), (409, "lease_held, with `holder`, `expires_at`, `waiters`"), (400, "invalid_request")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/renew", "renewLease", "Extend a held lease.", leases::renew)
-            .body(&["application/json"], json!({"type": "object", "required": ["token", "ttl_ms"], "additionalProperties": false, "properties": {
-                "token": {"type": "string"}, "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
+            .body(&["application/json"], body::renew_lease())
             .responses(&[(200, "the lease with its new `expires_at`"), (409, "lease_lost: the token does not hold it; stop"), (400, "invalid_request")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/release", "releaseLease", "Compare-and-clear: release only if the token holds the lease.", leases::release)
-            .body(&["application/json"], json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}}))
+            .body(&["application/json"], body::release_lease())
             .responses(&[(200, "`{released, revision}`"), (400, "invalid_request")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/leases/{name}/break", "breakLease", "Clear a live lease whatever its token (admin).", leases::break_lease)
@@ -189,8 +167,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{name, held, holder, acquired_at, expires_at, fence}`"), (400, "invalid_request")])
             .access(Access::Read),
         ep("post", "/v1/ns/{ns}/feeds/{name}/entries", "appendEntry", "Append an entry; idempotent by id.", feeds::append)
-            .body(&["application/json"], json!({"type": "object", "required": ["id", "data"], "additionalProperties": false, "properties": {
-                "id": {"type": "string"}, "data": {"type": "object"}, "at": {"type": "string", "format": "date-time"}}}))
+            .body(&["application/json"], body::append_entry())
             .responses(&[(201, "`{id, at, data, read, revision, cursor, created: true}`"), (200, "the original entry with `created: false`"), (400, "invalid_request")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/feeds/{name}/entries", "listEntries", "Page a feed's visible entries by (at, id).", feeds::entries)
@@ -204,21 +181,20 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{feed, config, own_config, entries, unread_count}`"), (400, "invalid_request")])
             .access(Access::Read),
         ep("put", "/v1/ns/{ns}/feeds/{name}", "configureFeed", "Set a feed's cap, maximum age and scrubbed fields.", feeds::put_config)
-            .body(&["application/json"], feed_config_schema())
+            .body(&["application/json"], body::feed_config())
             .responses(&[(200, "`{feed, config, revision}`"), (400, "invalid_request")])
             .access(Access::Write),
         ep("put", "/v1/ns/{ns}/feed-defaults", "configureFeedDefaults", "The configuration of every feed of the namespace without its own.", feeds::put_defaults)
-            .body(&["application/json"], feed_config_schema())
+            .body(&["application/json"], body::feed_config())
             .responses(&[(200, "`{feed: \"\", config, revision}`"), (400, "invalid_request")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/feeds/{name}/read", "markRead", "Mark entries read: by ids, up to a cursor, or all.", feeds::read)
-            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
-                "ids": {"type": "array", "items": {"type": "string"}}, "up_to": {"type": "string"}, "all": {"const": true}}}))
+            .body(&["application/json"], body::mark_read())
             .responses(&[(200, "`{revision}`"), (400, "invalid_request")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/feeds/{name}/import", "importFeed", "Import a legacy JSON array of entries, each id once; a bad element refuses the whole batch.", feeds::import)
             .query(&[("id_field", "string", "the member holding each element's id (default id)"), ("at_field", "string", "the member holding its time, RFC 3339 or epoch milliseconds (default at)"), ("data_field", "string", "the member holding its payload object (default data); without it, every other member is the payload")])
-            .body(&["application/json"], json!({"type": "array", "maxItems": 1000, "items": {"type": "object", "required": ["id"]}}))
+            .body(&["application/json"], body::import_feed())
             .responses(&[(200, "`{imported, skipped, revision}`"), (400, "invalid_request"), (413, "payload_too_large")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/feeds", "listFeeds", "Feeds by name with entry and unread counts.", feeds::list)
@@ -226,8 +202,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{feeds, next_cursor}`"), (400, "invalid_request")])
             .access(Access::Read),
         ep("put", "/v1/ns/{ns}/gates/{name}", "putGate", "Create a gate (open, epoch 1), or update its policy and meta.", gates::put)
-            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
-                "policy": {"type": "object", "properties": {"pending": {"enum": ["reject", "recover"]}}}, "meta": {}}}))
+            .body(&["application/json"], body::put_gate())
             .responses(&[(201, "created: the gate"), (200, "updated: the gate"), (410, "gate_closed (deleted)"), (400, "invalid_request")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/gates/{name}", "getGate", "Read a gate: state, epoch, policy, meta.", gates::get)
@@ -240,13 +215,11 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "the gate with `changed`, `voided`, `pending`, `revision`"), (404, "not_found"), (409, "invalid_transition"), (410, "gate_closed"), (400, "invalid_request (unknown transition)")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/gates/{name}/tickets", "admitTicket", "Admit a ticket under the current epoch.", gates::admit)
-            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {"ticket_id": {"type": "string"}, "meta": {}}}))
+            .body(&["application/json"], body::admit_ticket())
             .responses(&[(201, "the ticket"), (200, "the same open ticket, `created: false`"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (404, "not_found")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/gates/{name}/capabilities", "mintCapability", "Sign a capability for this gate at its current epoch: ticket operations only, until it expires or the epoch moves on.", capabilities::mint)
-            .body(&["application/json"], json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
-                "ttl_ms": {"type": "integer", "minimum": 1000, "maximum": 2_592_000_000_u64},
-                "ops": {"type": "array", "items": {"enum": ["admit", "check", "commit", "abort", "finalize"]}, "minItems": 1}}}))
+            .body(&["application/json"], body::mint_capability())
             .responses(&[(201, "`{capability, expires_at, epoch, gate, ops}`"), (404, "not_found"), (410, "gate_closed"), (400, "invalid_request"), (403, "forbidden")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/gates/{name}/tickets", "listTickets", "List a gate's tickets by id.", gates::tickets)
@@ -254,24 +227,22 @@ pub fn endpoints() -> Vec<Endpoint> {
             .responses(&[(200, "`{tickets, next_cursor}`"), (400, "invalid_request")])
             .access(Access::Read),
         ep("post", "/v1/ns/{ns}/gates/{name}/tickets/{ticket}/{op}", "ticketOp", "check, commit, finalize (optionally appending a feed entry atomically) or abort a ticket; see docs/gates.md.", gates::ticket_op)
-            .body(&["application/json"], json!({"type": "object", "additionalProperties": false, "properties": {
-                "append": {"type": "object", "required": ["feed", "data"], "properties": {"feed": {"type": "string"}, "data": {"type": "object"}}}}}))
+            .body(&["application/json"], body::ticket_op())
             .responses(&[(200, "the ticket"), (404, "not_found"), (409, "ticket_conflict"), (410, "gate_closed"), (423, "gate_paused"), (400, "invalid_request")])
             .access(Access::Write),
         ep("post", "/v1/ns/{ns}/idempotency/{scope}/{key}", "beginIdempotency", "Own a key for the app's own endpoint, or replay its stored response.", idempotency::begin)
-            .body(&["application/json"], json!({"type": "object", "required": ["fingerprint", "lock_ms"], "additionalProperties": false, "properties": {
-                "fingerprint": {"type": "string"}, "lock_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}}))
+            .body(&["application/json"], body::begin_idempotency())
             .responses(&[(201, "`{state: \"started\", token}`: the caller owns the key"), (200, "`{state: \"completed\", response}`: replay"), (409, "idempotency_key_in_use"), (422, "idempotency_key_reused"), (400, "invalid_request")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/idempotency/{scope}/{key}", "getIdempotency", "A key's state: started (with locked_until, stale) or completed (with response); never the owner's token.", idempotency::get)
             .responses(&[(200, "`{scope, key, state, locked_until?, stale?, response?, expires_at}`"), (404, "not_found"), (400, "invalid_request")])
             .access(Access::Read),
         ep("put", "/v1/ns/{ns}/idempotency/{scope}/{key}", "completeIdempotency", "Store the response of an owned key.", idempotency::complete)
-            .body(&["application/json"], json!({"type": "object", "required": ["token", "response"], "additionalProperties": false, "properties": {"token": {"type": "string"}, "response": {}}}))
+            .body(&["application/json"], body::complete_idempotency())
             .responses(&[(200, "`{state: \"completed\"}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")])
             .access(Access::Write),
         ep("delete", "/v1/ns/{ns}/idempotency/{scope}/{key}", "giveUpIdempotency", "Give an owned key up so a retry may run.", idempotency::give_up)
-            .body(&["application/json"], json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}}))
+            .body(&["application/json"], body::give_up_idempotency())
             .responses(&[(200, "`{released: true}`"), (409, "lease_lost: a stale owner"), (400, "invalid_request")])
             .access(Access::Write),
         ep("get", "/v1/ns/{ns}/changes", "listChanges", "Page the change log in (revision, index) order; pages hold whole revisions.", changes::list)
@@ -358,65 +329,5 @@ async fn known_query(
 
 /// The OpenAPI 3.1 document of every endpoint.
 pub fn openapi() -> Value {
-    let mut paths = Map::new();
-    for e in endpoints() {
-        let path = e.path.replace("{*key}", "{key}");
-        let mut params: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        params.extend(e.query.iter().map(|(name, ty, desc)| {
-            json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}})
-        }));
-        let mut responses = Map::new();
-        for (status, desc) in e.responses {
-            let content = if *status >= 400 {
-                json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}})
-            } else {
-                json!({e.produces: {}})
-            };
-            responses.insert(
-                status.to_string(),
-                json!({"description": desc, "content": content}),
-            );
-        }
-        let mut op =
-            json!({"operationId": e.id, "summary": e.summary, "parameters": params, "responses": responses});
-        let access = e.access.unwrap_or(Access::Admin);
-        op["x-lockstep-access"] = json!(access.as_str());
-        if access == Access::Open {
-            op["security"] = json!([]);
-        } else {
-            let problem =
-                json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
-            op["responses"]["401"] =
-                json!({"description": "unauthorized: no or unknown token", "content": problem});
-            if access.role().is_some() {
-                op["responses"]["403"] = json!({"description": "forbidden: the token's role or namespaces do not allow it", "content": problem});
-            }
-        }
-        if let Some((types, schema)) = &e.body {
-            let content: Map<String, Value> = types
-                .iter()
-                .map(|t| ((*t).to_owned(), json!({"schema": schema})))
-                .collect();
-            op["requestBody"] = json!({"required": true, "content": content});
-        }
-        let entry = paths.entry(path).or_insert_with(|| json!({}));
-        entry[e.method] = op;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "lockstep", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Coordination primitives over HTTP/JSON: versioned records, transactions."},
-        "paths": paths,
-        "security": [{"bearer": []}],
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-            "description": "a token of the config file; `x-lockstep-access` names the role each operation needs"}},
-            "schemas": {"Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
-            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-            "detail": {"type": "string"}, "code": {"type": "string"},
-            "current": {"description": "the current {version, value}, or null (version_mismatch, patch_test_failed)"}}}}}
-    })
+    wire::openapi::document(&endpoints())
 }

@@ -16,7 +16,6 @@ use lockstep_core::gate::GateState;
 use lockstep_core::{Row, RowKey};
 use lockstep_store::Store;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The name of the generated key in the database's settings.
 const STORED_KEY: &str = "capability_key";
@@ -125,9 +124,12 @@ pub async fn mint(
         .ok_or_else(|| ApiError::Internal("no capability key".into()))?;
     let token = capability::sign(&claims, signing)?;
     let ops: Vec<&str> = claims.ops.iter().map(|o| o.as_str()).collect();
-    let answer = json!({
-        "capability": token, "expires_at": expires_at.to_rfc3339(), "epoch": claims.epoch,
-        "gate": claims.gate, "ops": ops,
-    });
+    let answer = crate::wire::gates::Capability {
+        capability: &token,
+        expires_at: expires_at.to_rfc3339(),
+        epoch: claims.epoch,
+        gate: &claims.gate,
+        ops,
+    };
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }

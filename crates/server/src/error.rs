@@ -2,10 +2,9 @@
 //! Every status and stable `code` of SPEC §3 is decided here and nowhere else;
 //! the conversion has no side effects.
 
+use crate::wire::problem::{CurrentBody, Extensions, Problem};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use lockstep_core::Current;
-use serde_json::{json, Map, Value};
 
 /// Every refusal the HTTP API answers.
 #[derive(Debug, thiserror::Error)]
@@ -119,30 +118,26 @@ impl ApiError {
     }
 
     /// Extension members (e.g. `current`).
-    fn extensions(&self, body: &mut Map<String, Value>) {
+    fn extensions(&self) -> Option<Extensions> {
         use lockstep_core::Error as C;
-        let current = |c: &Option<Current>| match c {
-            Some(c) => json!({"version": c.version, "value": c.value}),
-            None => Value::Null,
-        };
         match self {
             ApiError::Core(
                 C::VersionMismatch { current: c, .. }
                 | C::PatchTestFailed { current: c, .. }
                 | C::PreconditionFailed { current: c, .. },
-            ) => {
-                body.insert("current".into(), current(c));
-            }
+            ) => Some(Extensions::Current {
+                current: c.as_ref().map(CurrentBody::from),
+            }),
             ApiError::Core(C::LeaseHeld {
                 holder,
                 expires_at,
                 waiters,
-            }) => {
-                body.insert("holder".into(), json!(holder));
-                body.insert("expires_at".into(), json!(expires_at.map(|t| t.to_rfc3339())));
-                body.insert("waiters".into(), json!(waiters));
-            }
-            _ => {}
+            }) => Some(Extensions::LeaseHeld {
+                holder: holder.clone(),
+                expires_at: expires_at.map(|t| t.to_rfc3339()),
+                waiters: *waiters,
+            }),
+            _ => None,
         }
     }
 }
@@ -151,8 +146,8 @@ impl ApiError {
 pub const RETRY_AFTER_S: u64 = 1;
 
 impl ApiError {
-    /// The status and the problem+json body: the one rendering of every refusal.
-    pub fn problem(&self) -> (StatusCode, Value) {
+    /// The status and the problem document: the one rendering of every refusal.
+    pub fn problem(&self) -> (StatusCode, Problem) {
         let (status, code, title) = self.catalogue();
         let detail = match self {
             ApiError::Internal(_) => "an internal error occurred; see the server log".to_owned(),
@@ -162,24 +157,39 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = Map::new();
-        body.insert("type".into(), Value::from(format!("urn:lockstep:problem:{code}")));
-        body.insert("title".into(), Value::from(title));
-        body.insert("status".into(), Value::from(status.as_u16()));
-        body.insert("detail".into(), Value::from(detail));
-        body.insert("code".into(), Value::from(code));
-        self.extensions(&mut body);
-        (status, Value::Object(body))
+        let problem = Problem {
+            kind: format!("urn:lockstep:problem:{code}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            code,
+            extensions: self.extensions(),
+        };
+        (status, problem)
+    }
+
+    /// The status and the problem+json text (also the data of a watch's
+    /// `error` event).
+    pub fn problem_json(&self) -> (StatusCode, String) {
+        let (status, problem) = self.problem();
+        // Strings, numbers and JSON values always serialize.
+        let body = serde_json::to_string(&problem).unwrap_or_else(|_| {
+            format!(
+                r#"{{"type":"urn:lockstep:problem:internal","status":{}}}"#,
+                status.as_u16()
+            )
+        });
+        (status, body)
     }
 
     /// The refusal as an idempotency key stores it.
     pub fn stored(&self) -> lockstep_core::idempotency::StoredResponse {
-        let (status, body) = self.problem();
+        let (status, body) = self.problem_json();
         lockstep_core::idempotency::StoredResponse {
             status: status.as_u16(),
             content_type: "application/problem+json".into(),
             etag: None,
-            body: body.to_string(),
+            body,
         }
     }
 
@@ -197,8 +207,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = self.problem();
-        let mut resp = (status, body.to_string()).into_response();
+        let (status, body) = self.problem_json();
+        let mut resp = (status, body).into_response();
         let headers = resp.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -219,9 +229,4 @@ impl IntoResponse for ApiError {
         }
         resp
     }
-}
-
-/// The refusal for a command outcome a handler did not expect (a bug).
-pub fn unexpected(o: &lockstep_core::Outcome) -> ApiError {
-    ApiError::Internal(format!("unexpected outcome {o:?}"))
 }

@@ -18,9 +18,11 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use lockstep_core::command::Answer;
 use lockstep_core::idempotency::{self, Began, Begin, StoredResponse};
 use lockstep_core::{Command, Outcome};
 use lockstep_store::{Committed, Completion, Finish};
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -49,25 +51,33 @@ pub struct Reply {
 
 impl Reply {
     /// 200 with `body`.
-    pub fn ok(body: Value) -> Reply {
-        Reply {
-            status: StatusCode::OK,
-            body,
-            etag: None,
-        }
+    pub fn ok(body: impl Serialize) -> Result<Reply, ApiError> {
+        Reply::with(StatusCode::OK, body)
     }
 
     /// 201 when `created`, else 200, with `body`.
-    pub fn created(created: bool, body: Value) -> Reply {
+    pub fn created(created: bool, body: impl Serialize) -> Result<Reply, ApiError> {
         let status = if created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
-        Reply {
+        Reply::with(status, body)
+    }
+
+    fn with(status: StatusCode, body: impl Serialize) -> Result<Reply, ApiError> {
+        Ok(Reply {
             status,
-            body,
+            body: crate::wire::to_value(&body)?,
             etag: None,
+        })
+    }
+
+    /// The same answer with `ETag` of `version`.
+    pub fn with_etag(self, version: u64) -> Reply {
+        Reply {
+            etag: Some(version),
+            ..self
         }
     }
 
@@ -94,9 +104,11 @@ impl IntoResponse for Reply {
 /// How a handler turns its command's outcome into an answer.
 pub type Renderer = Arc<dyn Fn(&Committed) -> Result<Reply, ApiError> + Send + Sync>;
 
-/// Wraps a rendering closure.
-pub fn render(f: impl Fn(&Committed) -> Result<Reply, ApiError> + Send + Sync + 'static) -> Renderer {
-    Arc::new(f)
+/// The renderer of a command whose typed answer is `A`: `f` gets the answer
+/// and the revision it committed at. An answer of another type is an internal
+/// error, decided in one place (`lockstep_store::answer`).
+pub fn render<A: Answer>(f: impl Fn(A, u64) -> Result<Reply, ApiError> + Send + Sync + 'static) -> Renderer {
+    Arc::new(move |c: &Committed| f(c.answer::<A>()?, c.revision))
 }
 
 /// Answers that applied nothing and invite a retry are not stored (SPEC §15).
@@ -213,10 +225,9 @@ pub async fn begin(
         },
         app: false,
     };
-    match st.store.execute(ns, cmd, caller).await?.outcome {
-        Outcome::IdemBegun(Began::Started(_)) => Ok(Ok(token)),
-        Outcome::IdemBegun(Began::Replay(r)) => Ok(Err(replay(r))),
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    match st.store.execute_as::<Began>(ns, cmd, caller).await?.answer {
+        Began::Started(_) => Ok(Ok(token)),
+        Began::Replay(r) => Ok(Err(replay(r))),
     }
 }
 
@@ -292,6 +303,7 @@ pub async fn run(
     // simply runs again.
     let c = st.store.execute_completing(ns, cmd, caller, Some(cp)).await?;
     match c.outcome {
+        // The key was completed before: its stored answer, not the command's.
         Outcome::IdemBegun(Began::Replay(r)) => Ok(replay(r)),
         _ => Ok(render(&c)?.into_response()),
     }

@@ -3,6 +3,7 @@
 //! `lockstep-core`, and persists the rows and change entries it returns,
 //! atomically. SQLite serves embedded mode, PostgreSQL shared mode.
 
+pub mod answer;
 mod changelog;
 pub mod clock;
 mod codec;

@@ -11,16 +11,15 @@
 //! connection alive every [`KEEP_ALIVE`].
 
 use crate::extract::{Caller, Ns, Query};
-use crate::{ApiError, AppState};
+use crate::{wire, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use lockstep_core::{Change, ChangeKind, Limits};
+use lockstep_core::{ChangeKind, Limits};
 use lockstep_store::{ChangePage, Store};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -34,9 +33,6 @@ pub const MIN_GAP: Duration = Duration::from_millis(5);
 
 /// How often an idle watch sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Most changes a watch reads per poll (a larger revision comes whole).
-const WATCH_PAGE: usize = 1000;
 
 /// The sweeper compacts the change log once every this many sweeps.
 pub const COMPACT_EVERY_SWEEPS: u64 = 10;
@@ -153,20 +149,6 @@ fn parse_revision(what: &str, s: &str) -> Result<u64, ApiError> {
     Ok(lockstep_core::names::validate_revision(what, n)?)
 }
 
-/// `{revision, index, kind, key, op, actor, forced, at}`.
-fn change_json(c: &Change) -> Value {
-    json!({
-        "revision": c.revision,
-        "index": c.index,
-        "kind": c.kind.as_str(),
-        "key": c.key,
-        "op": c.op.as_str(),
-        "actor": c.actor,
-        "forced": c.forced,
-        "at": c.at.to_rfc3339(),
-    })
-}
-
 /// `GET /changes?after=&prefix=&kind=&limit=` → `{changes, next_cursor}`. Without
 /// `after` the page starts at the oldest change kept; `next_cursor` (the last
 /// revision of the page) is the `after` of the next page, null once caught up.
@@ -187,9 +169,11 @@ pub async fn list(
         Some(after) => filter.read(&st.store, &ns, after, limit).await?,
         None => from_oldest(&st.store, &ns, &filter, limit).await?,
     };
-    let changes: Vec<Value> = page.changes.iter().map(change_json).collect();
+    let items = wire::changes::Changes {
+        changes: page.changes.iter().map(wire::changes::change).collect(),
+    };
     let next_cursor = page.more.then(|| page.through.to_string());
-    Ok(axum::Json(json!({"changes": changes, "next_cursor": next_cursor})).into_response())
+    Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
 }
 
 /// The first page from the oldest change kept (compaction may move it while we
@@ -238,9 +222,12 @@ pub async fn watch(
         None => st.store.change_bounds().await?.latest,
     };
     // The first read happens now, so a compacted start is a plain 410.
-    let first = filter.read(&st.store, &ns, after, WATCH_PAGE).await?;
+    let first = filter
+        .read(&st.store, &ns, after, st.limits.watch_read_changes_max)
+        .await?;
     let mut w = Watcher {
         store: st.store.clone(),
+        read_max: st.limits.watch_read_changes_max,
         ns,
         filter,
         after,
@@ -273,6 +260,8 @@ struct Watcher {
     /// This watch in its token's count of open watches.
     _slot: crate::quota::Slot,
     store: Store,
+    /// Most changes read at once.
+    read_max: usize,
     ns: String,
     filter: Filter,
     /// Every matching change up to here was read.
@@ -293,20 +282,24 @@ struct Watcher {
 impl Watcher {
     /// Queues one event per revision of `page`.
     fn absorb(&mut self, page: ChangePage) {
-        let mut changes = page.changes.into_iter().peekable();
-        while let Some(first) = changes.next() {
-            let revision = first.revision;
-            let mut of_revision = vec![change_json(&first)];
-            while let Some(c) = changes.next_if(|c| c.revision == revision) {
-                of_revision.push(change_json(&c));
+        for of_revision in page.changes.chunk_by(|a, b| a.revision == b.revision) {
+            let revision = of_revision[0].revision;
+            let data = wire::changes::Event {
+                revision,
+                changes: of_revision.iter().map(wire::changes::change).collect(),
+            };
+            let event = Event::default().id(revision.to_string()).event("change");
+            // An event that does not serialize (never: strings and numbers)
+            // ends the stream with an error event.
+            match event.json_data(&data) {
+                Ok(event) => self.pending.push_back(event),
+                Err(e) => {
+                    let e = ApiError::Internal(format!("a change event did not serialize: {e}"));
+                    self.pending.push_back(error_event(&e));
+                    self.done = true;
+                    break;
+                }
             }
-            let data = json!({"revision": revision, "changes": of_revision});
-            self.pending.push_back(
-                Event::default()
-                    .id(revision.to_string())
-                    .event("change")
-                    .data(data.to_string()),
-            );
         }
         self.after = self.after.max(page.through);
         self.more = page.more;
@@ -347,7 +340,7 @@ impl Watcher {
             self.last_read = Instant::now();
             match self
                 .filter
-                .read(&self.store, &self.ns, self.after, WATCH_PAGE)
+                .read(&self.store, &self.ns, self.after, self.read_max)
                 .await
             {
                 Ok(page) => self.absorb(page),
@@ -362,21 +355,10 @@ impl Watcher {
     }
 }
 
-/// An `error` event carrying the problem document of `e`.
+/// An `error` event carrying the problem document of `e`, as `error.rs`
+/// renders it.
 fn error_event(e: &ApiError) -> Event {
-    let (status, code, title) = e.catalogue();
-    let detail = match e {
-        ApiError::Internal(_) => "an internal error occurred; see the server log".to_owned(),
-        other => other.to_string(),
-    };
-    let problem = json!({
-        "type": format!("urn:lockstep:problem:{code}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": code,
-    });
-    Event::default().event("error").data(problem.to_string())
+    Event::default().event("error").data(e.problem_json().1)
 }
 
 /// Compacts the change log by the retention in `limits` (the sweeper calls it).

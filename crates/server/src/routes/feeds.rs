@@ -1,17 +1,17 @@
 //! `/v1/ns/{ns}/feeds`: append-only feeds with idempotent appends, cursors,
 //! retention, scrubbing and read marks (SPEC §8).
 
-use crate::error::unexpected;
 use crate::extract::{Caller, Json, Name, Ns, Path, Query};
 use crate::idempotency::{render, run, Idem, IdemRequest, Reply};
 use crate::routes::paging::Page;
-use crate::{ApiError, AppState};
+use crate::{wire, ApiError, AppState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use lockstep_core::feed::{self, Entry, FeedConfig, LegacyFields, NewEntry, ReadSelector};
-use lockstep_core::{cursor, names, Command, Millis, Outcome, RowKey};
+use lockstep_core::command::answer::{Appended, EntryDeleted, Imported, MarkedRead};
+use lockstep_core::feed::{self, FeedConfig, LegacyFields, NewEntry, ReadSelector};
+use lockstep_core::{cursor, names, Command, Millis, RowKey};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `POST /entries` body.
 #[derive(Debug, Deserialize, Serialize)]
@@ -50,17 +50,6 @@ pub struct FeedsQuery {
     cursor: Option<String>,
 }
 
-fn entry_json(ns: &str, e: &Entry) -> Value {
-    json!({
-        "id": e.id,
-        "at": e.at.to_rfc3339(),
-        "data": e.data,
-        "read": e.read,
-        "revision": e.revision,
-        "cursor": cursor::encode(&feed::cursor_scope(ns, &e.feed), &feed::position(e.at, &e.id)),
-    })
-}
-
 fn decode_position(ns: &str, feed: &str, c: &str) -> Result<(Millis, String), ApiError> {
     let p = cursor::decode(c, &feed::cursor_scope(ns, feed))?;
     Ok(feed::parse_position(&p)?)
@@ -78,13 +67,12 @@ pub async fn append(
     let at = body.at.as_deref().map(Millis::parse_rfc3339).transpose()?;
     let entry = NewEntry::new(body.id, body.data, at, &st.limits)?;
     let scope_ns = ns.clone();
-    let answer = render(move |c| match &c.outcome {
-        Outcome::Appended { entry, created } => {
-            let mut body = entry_json(&scope_ns, entry);
-            body["created"] = json!(created);
-            Ok(Reply::created(*created, body))
-        }
-        other => Err(unexpected(other)),
+    let answer = render(move |Appended { entry, created }, _| {
+        let body = wire::feeds::Appended {
+            entry: wire::feeds::entry(&scope_ns, &entry),
+            created,
+        };
+        Reply::created(created, body)
     });
     run(
         &st,
@@ -120,9 +108,11 @@ pub async fn entries(
         .list_entries(&ns, &feed, desc, after, page.fetch())
         .await?;
     let (entries, next_cursor) = page.cut(fetched.entries, |e| feed::position(e.at, &e.id));
-    let entries: Vec<Value> = entries.iter().map(|e| entry_json(&ns, e)).collect();
-    let body = json!({"entries": entries, "next_cursor": next_cursor, "unread_count": fetched.unread_count});
-    Ok(axum::Json(body).into_response())
+    let items = wire::feeds::Entries {
+        entries: entries.iter().map(|e| wire::feeds::entry(&ns, e)).collect(),
+        unread_count: fetched.unread_count,
+    };
+    Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
 }
 
 /// `GET /feeds/{feed}`: the configuration in force (its own, else the
@@ -144,9 +134,13 @@ pub async fn get(State(st): State<AppState>, Ns(ns): Ns, Name(name): Name) -> Re
         .into_iter()
         .find(|f| f.feed == name);
     let (entries, unread) = counts.map_or((0, 0), |f| (f.entries, f.unread_count));
-    let body = json!({
-        "feed": name, "config": config, "own_config": own, "entries": entries, "unread_count": unread,
-    });
+    let body = wire::feeds::Feed {
+        feed: &name,
+        config: &config,
+        own_config: own,
+        entries,
+        unread_count: unread,
+    };
     Ok(axum::Json(body).into_response())
 }
 
@@ -159,11 +153,12 @@ async fn configure(
     config: FeedConfig,
 ) -> Result<Response, ApiError> {
     let name = feed.clone();
-    let answer = render(move |c| match &c.outcome {
-        Outcome::Configured(config) => Ok(Reply::ok(
-            json!({"feed": name, "config": config, "revision": c.revision}),
-        )),
-        other => Err(unexpected(other)),
+    let answer = render(move |config: FeedConfig, revision| {
+        Reply::ok(wire::feeds::Configured {
+            feed: &name,
+            config: &config,
+            revision,
+        })
     });
     run(
         st,
@@ -228,7 +223,7 @@ pub async fn read(
         (None, None, Some(true)) => ReadSelector::All,
         _ => return Err(ApiError::invalid("give exactly one of ids, up_to or all: true")),
     };
-    let answer = render(|c| Ok(Reply::ok(json!({"revision": c.revision}))));
+    let answer = render(|MarkedRead, revision| Reply::ok(wire::feeds::MarkedRead { revision }));
     run(
         &st,
         &ns,
@@ -251,10 +246,12 @@ pub async fn delete_entry(
     names::validate_key(&feed, &st.limits)?;
     names::validate_key(&id, &st.limits)?;
     let entry_id = id.clone();
-    let answer = render(move |c| {
-        Ok(Reply::ok(
-            json!({"id": entry_id, "deleted": true, "revision": c.revision}),
-        ))
+    let answer = render(move |EntryDeleted, revision| {
+        Reply::ok(wire::feeds::EntryDeleted {
+            id: &entry_id,
+            deleted: true,
+            revision,
+        })
     });
     run(
         &st,
@@ -313,11 +310,12 @@ pub async fn import(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let answer = render(|c| match &c.outcome {
-        Outcome::Imported { imported, skipped } => Ok(Reply::ok(
-            json!({"imported": imported, "skipped": skipped, "revision": c.revision}),
-        )),
-        other => Err(unexpected(other)),
+    let answer = render(|Imported { imported, skipped }, revision| {
+        Reply::ok(wire::feeds::Imported {
+            imported,
+            skipped,
+            revision,
+        })
     });
     run(
         &st,
@@ -347,9 +345,8 @@ pub async fn list(
         .list_feeds(&ns, &q.prefix, page.after.as_deref(), page.fetch())
         .await?;
     let (feeds, next_cursor) = page.cut(feeds, |f| f.feed.clone());
-    let feeds: Vec<Value> = feeds
-        .iter()
-        .map(|f| json!({"feed": f.feed, "entries": f.entries, "unread_count": f.unread_count}))
-        .collect();
-    Ok(axum::Json(json!({"feeds": feeds, "next_cursor": next_cursor})).into_response())
+    let items = wire::feeds::Feeds {
+        feeds: feeds.iter().map(wire::feeds::summary).collect(),
+    };
+    Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
 }

@@ -2,19 +2,19 @@
 //! an epoch (SPEC §7). The answers of ticket operations are tabulated in
 //! `docs/gates.md`.
 
-use crate::error::unexpected;
 use crate::extract::{content_type_is, parse_json, read_body, Caller, Json, Name, Ns, Path, Query};
 use crate::idempotency::{render, run, Idem, Reply};
 use crate::routes::leases::random_id;
 use crate::routes::paging::Page;
-use crate::{ApiError, AppState};
+use crate::{wire, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use lockstep_core::command::answer::{Admitted, GatePut, TicketAnswer, Transitioned};
 use lockstep_core::feed::NewEntry;
-use lockstep_core::gate::{Gate, Policy, Ticket, TicketOp, TicketState, Transition};
-use lockstep_core::{names, Command, Outcome};
+use lockstep_core::gate::{Policy, TicketOp, TicketState, Transition};
+use lockstep_core::{names, Command};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `PUT /gates/{id}` body.
 #[derive(Debug, Deserialize, Serialize)]
@@ -56,21 +56,6 @@ pub struct TicketsQuery {
     cursor: Option<String>,
 }
 
-fn gate_json(g: &Gate) -> Value {
-    json!({
-        "id": g.id, "state": g.state.as_str(), "epoch": g.epoch, "policy": g.policy, "meta": g.meta,
-        "revision": g.revision, "created_at": g.created_at.to_rfc3339(), "updated_at": g.updated_at.to_rfc3339(),
-    })
-}
-
-fn ticket_json(t: &Ticket) -> Value {
-    json!({
-        "ticket_id": t.id, "gate": t.gate, "epoch": t.epoch, "state": t.state.as_str(), "meta": t.meta,
-        "recovered": t.recovered, "finalized_revision": t.finalized_revision, "revision": t.revision,
-        "created_at": t.created_at.to_rfc3339(), "updated_at": t.updated_at.to_rfc3339(),
-    })
-}
-
 /// `PUT /gates/{id}`: 201 created open at epoch 1; 200 updates policy and meta.
 pub async fn put(
     State(st): State<AppState>,
@@ -83,10 +68,7 @@ pub async fn put(
     if let Some(m) = &body.meta {
         lockstep_core::json::check_value(m, &st.limits)?;
     }
-    let answer = render(|c| match &c.outcome {
-        Outcome::GatePut { gate, created } => Ok(Reply::created(*created, gate_json(gate))),
-        other => Err(unexpected(other)),
-    });
+    let answer = render(|GatePut { gate, created }, _| Reply::created(created, wire::gates::gate(&gate)));
     let cmd = Command::PutGate {
         id,
         policy: body.policy,
@@ -102,7 +84,7 @@ pub async fn get(State(st): State<AppState>, Ns(ns): Ns, Name(id): Name) -> Resu
         .get_gate(&ns, &id)
         .await?
         .ok_or_else(|| lockstep_core::Error::NotFound(format!("gate {id:?} does not exist")))?;
-    Ok(axum::Json(gate_json(&g)).into_response())
+    Ok(axum::Json(wire::gates::gate(&g)).into_response())
 }
 
 /// `POST /gates/{id}/{transition}`: pause, resume, revoke, delete, reopen.
@@ -142,20 +124,13 @@ async fn run_transition(
     if matches!(transition, Transition::Delete) && !caller.admin {
         return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
     }
-    let answer = render(|c| match &c.outcome {
-        Outcome::Transitioned {
-            gate,
-            changed,
-            voided,
-            pending,
-        } => {
-            let mut body = gate_json(gate);
-            body["changed"] = json!(changed);
-            body["voided"] = json!(voided);
-            body["pending"] = json!(pending);
-            Ok(Reply::ok(body))
-        }
-        other => Err(unexpected(other)),
+    let answer = render(|t: Transitioned, _| {
+        Reply::ok(wire::gates::Transitioned {
+            gate: wire::gates::gate(&t.gate),
+            changed: t.changed,
+            voided: t.voided,
+            pending: t.pending,
+        })
     });
     run(
         st,
@@ -188,13 +163,12 @@ pub async fn admit(
         }
         None => random_id()?,
     };
-    let answer = render(|c| match &c.outcome {
-        Outcome::Admitted { ticket, created } => {
-            let mut body = ticket_json(ticket);
-            body["created"] = json!(created);
-            Ok(Reply::created(*created, body))
-        }
-        other => Err(unexpected(other)),
+    let answer = render(|Admitted { ticket, created }, _| {
+        let body = wire::gates::Admitted {
+            ticket: wire::gates::ticket(&ticket),
+            created,
+        };
+        Reply::created(created, body)
     });
     run(
         &st,
@@ -261,10 +235,9 @@ pub async fn ticket_op(
         }
         (_, Some(_)) => return Err(ApiError::invalid("append is only valid with finalize")),
     };
-    let answer = render(|c| match &c.outcome {
-        Outcome::TicketDone { ticket } => Ok(Reply::ok(ticket_json(ticket))),
-        Outcome::TicketVoided { detail } => Err(lockstep_core::Error::GateClosed(detail.clone()).into()),
-        other => Err(unexpected(other)),
+    let answer = render(|a: TicketAnswer, _| match a {
+        TicketAnswer::Done(ticket) => Reply::ok(wire::gates::ticket(&ticket)),
+        TicketAnswer::Voided { detail } => Err(lockstep_core::Error::GateClosed(detail).into()),
     });
     run(
         &st,
@@ -304,6 +277,8 @@ pub async fn tickets(
         .list_tickets(&ns, &gate, state, page.after.as_deref(), page.fetch())
         .await?;
     let (tickets, next_cursor) = page.cut(tickets, |t| t.id.clone());
-    let tickets: Vec<Value> = tickets.iter().map(ticket_json).collect();
-    Ok(axum::Json(json!({"tickets": tickets, "next_cursor": next_cursor})).into_response())
+    let items = wire::gates::Tickets {
+        tickets: tickets.iter().map(wire::gates::ticket).collect(),
+    };
+    Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
 }

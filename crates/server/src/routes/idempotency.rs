@@ -4,17 +4,17 @@
 //! the key up so a retry may run. A started key whose `lock_ms` ran out is taken
 //! over by the next caller, and the stale owner's complete/give-up is refused.
 
-use crate::error::unexpected;
 use crate::extract::{Caller, Json, Ns, Path};
 use crate::routes::leases::random_id;
-use crate::{ApiError, AppState};
+use crate::{wire, ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lockstep_core::command::answer::{IdemCompleted, IdemReleased};
 use lockstep_core::idempotency::{Began, Begin, StoredResponse};
-use lockstep_core::{names, Command, Outcome, RowKey};
+use lockstep_core::{names, Command, RowKey};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `POST` body.
 #[derive(Debug, Deserialize, Serialize)]
@@ -58,11 +58,16 @@ pub async fn begin(
     Json(body): Json<BeginBody>,
 ) -> Result<Response, ApiError> {
     let (scope, key) = target(&st, &scope, &key)?;
-    if body.fingerprint.is_empty() || body.fingerprint.len() > 1024 {
-        return Err(ApiError::invalid("fingerprint must be 1..=1024 bytes"));
+    let max = st.limits.idempotency_fingerprint_bytes_max;
+    if body.fingerprint.is_empty() || body.fingerprint.len() > max {
+        return Err(ApiError::invalid(format!("fingerprint must be 1..={max} bytes")));
     }
-    lockstep_core::lease::check_ttl(body.lock_ms, &st.limits)
-        .map_err(|_| ApiError::invalid("lock_ms must be within 100..=86400000"))?;
+    lockstep_core::lease::check_ttl(body.lock_ms, &st.limits).map_err(|_| {
+        ApiError::invalid(format!(
+            "lock_ms must be within {}..={}",
+            st.limits.lease_ttl_ms_min, st.limits.lease_ttl_ms_max
+        ))
+    })?;
     let req = Begin {
         fingerprint: body.fingerprint,
         token: random_id()?,
@@ -71,7 +76,7 @@ pub async fn begin(
     };
     let c = st
         .store
-        .execute(
+        .execute_as::<Began>(
             &ns,
             Command::IdemBegin {
                 scope,
@@ -82,18 +87,14 @@ pub async fn begin(
             &caller.name,
         )
         .await?;
-    match c.outcome {
-        Outcome::IdemBegun(Began::Started(e)) => Ok((
+    Ok(match c.answer {
+        Began::Started(e) => (
             StatusCode::CREATED,
-            axum::Json(json!({"state": "started", "token": e.token, "revision": c.revision})),
+            axum::Json(wire::idempotency::started(&e.token, c.revision)),
         )
-            .into_response()),
-        Outcome::IdemBegun(Began::Replay(r)) => {
-            let response: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-            Ok(axum::Json(json!({"state": "completed", "response": response})).into_response())
-        }
-        other => Err(unexpected(&other)),
-    }
+            .into_response(),
+        Began::Replay(r) => axum::Json(wire::idempotency::replayed(&r)).into_response(),
+    })
 }
 
 /// `GET .../{scope}/{key}`: the key's state (`started` with `locked_until`,
@@ -115,22 +116,7 @@ pub async fn get(
         .ok_or_else(|| {
             lockstep_core::Error::NotFound(format!("idempotency key {key:?} of scope {scope:?} is not known"))
         })?;
-    let mut body = json!({
-        "scope": scope, "key": key, "expires_at": entry.expires_at.to_rfc3339(),
-    });
-    match &entry.response {
-        Some(r) => {
-            body["state"] = json!("completed");
-            body["response"] = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-        }
-        None => {
-            body["state"] = json!("started");
-            body["locked_until"] = json!(entry.locked_until.to_rfc3339());
-            // Past its lock, the next begin takes the key over.
-            body["stale"] = json!(entry.locked_until <= now);
-        }
-    }
-    Ok(axum::Json(body).into_response())
+    Ok(axum::Json(wire::idempotency::key(&scope, &key, &entry, now)).into_response())
 }
 
 /// `PUT .../{scope}/{key}` `{token, response}`.
@@ -157,8 +143,11 @@ pub async fn complete(
         response,
         app: true,
     };
-    let c = st.store.execute(&ns, cmd, &caller.name).await?;
-    Ok(axum::Json(json!({"state": "completed", "revision": c.revision})).into_response())
+    let c = st
+        .store
+        .execute_as::<IdemCompleted>(&ns, cmd, &caller.name)
+        .await?;
+    Ok(axum::Json(wire::idempotency::completed(c.revision)).into_response())
 }
 
 /// `DELETE .../{scope}/{key}` `{token}`: give the key up.
@@ -177,6 +166,13 @@ pub async fn give_up(
         token: body.token,
         app: true,
     };
-    let c = st.store.execute(&ns, cmd, &caller.name).await?;
-    Ok(axum::Json(json!({"released": true, "revision": c.revision})).into_response())
+    let c = st
+        .store
+        .execute_as::<IdemReleased>(&ns, cmd, &caller.name)
+        .await?;
+    let body = wire::idempotency::GivenUp {
+        released: true,
+        revision: c.revision,
+    };
+    Ok(axum::Json(body).into_response())
 }

@@ -1,18 +1,17 @@
 //! `/v1/ns/{ns}/leases/{name}`: leases with owner tokens, compare-and-clear
 //! release, fencing and first-come-first-served waiting (SPEC §6).
 
-use crate::error::unexpected;
 use crate::extract::{Caller, Json, Name, Ns};
 use crate::idempotency::{self, render, run, Idem, Reply};
-use crate::{ApiError, AppState};
+use crate::{wire, ApiError, AppState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use lockstep_core::command::answer::{AcquireAnswer, Broken, Released};
 use lockstep_core::lease::{AcquireReq, Lease};
-use lockstep_core::{Command, Millis, Outcome};
+use lockstep_core::{Command, Outcome};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -50,19 +49,6 @@ pub fn random_id() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn time(t: Millis) -> Value {
-    Value::from(t.to_rfc3339())
-}
-
-/// The answer of acquire and renew, with the revision they committed at (an
-/// acquire commits at its fence).
-fn held_json(l: &Lease, revision: u64) -> Value {
-    json!({
-        "name": l.name, "token": l.token, "fence": l.fence, "holder": l.holder,
-        "acquired_at": time(l.acquired_at), "expires_at": time(l.expires_at), "revision": revision,
-    })
 }
 
 /// Leaves the queue if the waiting request ends any other way than acquiring:
@@ -152,10 +138,8 @@ pub async fn acquire(
         token: token.clone(),
         armed: true,
     });
-    let answer = render(|c| match &c.outcome {
-        Outcome::Lease(l) => Ok(Reply::ok(held_json(l, l.fence))),
-        other => Err(unexpected(other)),
-    });
+    // An acquire commits at its fence.
+    let answer = render(|l: Lease, _| Reply::ok(wire::leases::held(&l, l.fence)));
     // A queued attempt is an intermediate step: the key stays started.
     let completion = keyed.as_ref().map(|(r, token)| {
         idempotency::completion(&caller.name, r, token.clone(), answer.clone(), |o| {
@@ -166,31 +150,45 @@ pub async fn acquire(
     if let Some(g) = key_guard.as_mut() {
         g.armed = false; // answered below: the key is completed or released there
     }
-    match (result, keyed) {
-        (Ok(l), _) => Ok(answer(&lockstep_store::Committed {
-            outcome: Outcome::Lease(l),
+    match result {
+        Ok(l) => Ok(answer(&lockstep_store::Committed {
+            outcome: Outcome::from(l),
             revision: 0,
         })?
         .into_response()),
-        (Err(Waited::TimedOut(held)), Some((r, token))) => {
+        Err(waited) => Err(refused(&st, &ns, &caller.name, keyed, waited).await),
+    }
+}
+
+/// The refusal of an acquire that ended without the lease; a keyed one's key
+/// stores a final refusal, or is given up after a storage failure.
+async fn refused(
+    st: &AppState,
+    ns: &str,
+    caller: &str,
+    keyed: Option<(idempotency::IdemRequest, String)>,
+    waited: Waited,
+) -> ApiError {
+    match (waited, keyed) {
+        (Waited::TimedOut(held), Some((r, token))) => {
             // The final refusal was decided outside a transaction: store it now.
             let e = ApiError::from(held);
             let cmd = Command::IdemComplete {
-                scope: idempotency::scope(&caller.name, &r),
+                scope: idempotency::scope(caller, &r),
                 key: r.key.clone(),
                 token,
                 response: e.stored(),
                 app: false,
             };
-            let _ = st.store.execute(&ns, cmd, &caller.name).await;
-            Err(e)
+            let _ = st.store.execute(ns, cmd, caller).await;
+            e
         }
-        (Err(Waited::TimedOut(held)), None) => Err(held.into()),
-        (Err(Waited::Failed(e)), keyed) => {
+        (Waited::TimedOut(held), None) => held.into(),
+        (Waited::Failed(e), keyed) => {
             if let (Some((r, token)), "unavailable" | "internal") = (keyed, e.catalogue().1) {
-                idempotency::release(&st, &ns, &caller.name, &r, token).await;
+                idempotency::release(st, ns, caller, &r, token).await;
             }
-            Err(e)
+            e
         }
     }
 }
@@ -251,13 +249,12 @@ async fn acquire_waiting(
     };
     let first = st
         .store
-        .execute_completing(ns, cmd(&req), actor, completion.clone())
+        .execute_completing_as::<AcquireAnswer>(ns, cmd(&req), actor, completion.clone())
         .await
         .map_err(failed)?;
-    let (id, mut last) = match first.outcome {
-        Outcome::Lease(l) => return Ok(l),
-        Outcome::Queued { id, held } => (id, held),
-        other => return Err(Waited::Failed(unexpected(&other))),
+    let (id, mut last) = match first.answer {
+        AcquireAnswer::Granted(l) => return Ok(l),
+        AcquireAnswer::Queued { id, held } => (id, held),
     };
     let guard = QueueGuard {
         st: st.clone(),
@@ -279,17 +276,16 @@ async fn acquire_waiting(
         }
         let c = st
             .store
-            .execute_completing(ns, cmd(&req), actor, completion.clone())
+            .execute_completing_as(ns, cmd(&req), actor, completion.clone())
             .await
             .map_err(failed)?;
-        match c.outcome {
-            Outcome::Lease(l) => {
+        match c.answer {
+            AcquireAnswer::Granted(l) => {
                 let mut guard = guard;
                 guard.id = None; // acquiring removed it from the queue
                 return Ok(l);
             }
-            Outcome::Queued { held, .. } => last = held,
-            other => return Err(Waited::Failed(unexpected(&other))),
+            AcquireAnswer::Queued { held, .. } => last = held,
         }
     }
 }
@@ -308,10 +304,7 @@ pub async fn renew(
         token: body.token,
         ttl_ms: body.ttl_ms,
     };
-    let answer = render(|c| match &c.outcome {
-        Outcome::Lease(l) => Ok(Reply::ok(held_json(l, c.revision))),
-        other => Err(unexpected(other)),
-    });
+    let answer = render(|l: Lease, revision| Reply::ok(wire::leases::held(&l, revision)));
     run(&st, &ns, &caller.name, idem, cmd, answer).await
 }
 
@@ -324,12 +317,8 @@ pub async fn release(
     Idem(idem): Idem,
     Json(body): Json<ReleaseBody>,
 ) -> Result<Response, ApiError> {
-    let answer = render(|c| match &c.outcome {
-        Outcome::Released { released } => {
-            Ok(Reply::ok(json!({"released": released, "revision": c.revision})))
-        }
-        other => Err(unexpected(other)),
-    });
+    let answer =
+        render(|Released { released }, revision| Reply::ok(wire::leases::Released { released, revision }));
     let resp = run(
         &st,
         &ns,
@@ -358,10 +347,7 @@ pub async fn break_lease(
     if !caller.admin {
         return Err(lockstep_core::Error::Forbidden("breaking a lease needs the admin role".into()).into());
     }
-    let answer = render(|c| match &c.outcome {
-        Outcome::Broken { broken } => Ok(Reply::ok(json!({"broken": broken, "revision": c.revision}))),
-        other => Err(unexpected(other)),
-    });
+    let answer = render(|Broken { broken }, revision| Reply::ok(wire::leases::Broken { broken, revision }));
     let resp = run(&st, &ns, &caller.name, idem, Command::Break { name }, answer).await;
     st.lease_freed.notify_waiters();
     resp
@@ -370,15 +356,5 @@ pub async fn break_lease(
 /// `GET /leases/{name}`: `{held, holder, acquired_at, expires_at, fence}`.
 pub async fn get(State(st): State<AppState>, Ns(ns): Ns, Name(name): Name) -> Result<Response, ApiError> {
     let (lease, now) = st.store.get_lease(&ns, &name).await?;
-    let body = match lease {
-        Some(l) if l.live_token(now).is_some() => json!({
-            "name": name, "held": true, "holder": l.holder, "acquired_at": time(l.acquired_at),
-            "expires_at": time(l.expires_at), "fence": l.fence,
-        }),
-        other => json!({
-            "name": name, "held": false, "holder": null, "acquired_at": null, "expires_at": null,
-            "fence": other.map(|l| l.fence),
-        }),
-    };
-    Ok(axum::Json(body).into_response())
+    Ok(axum::Json(wire::leases::state(&name, lease.as_ref(), now)).into_response())
 }

@@ -1,6 +1,5 @@
 //! `/v1/ns/{ns}/records`: versioned records with optimistic concurrency (SPEC §4).
 
-use crate::error::unexpected;
 use crate::extract::{content_type_is, read_body, Caller, Json, Key, Ns, Query};
 use crate::idempotency::{render, run, Idem, Reply};
 use crate::routes::paging::Page;
@@ -8,10 +7,11 @@ use crate::{wire, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use lockstep_core::command::answer::{RecordDeleted, RecordPatched, RecordPut};
 use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
-use lockstep_core::{names, Command, Outcome, Precondition};
+use lockstep_core::{names, Command, Precondition};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `PUT` body.
 #[derive(Debug, Deserialize, Serialize)]
@@ -94,12 +94,6 @@ fn precondition(headers: &HeaderMap, expected: Option<u64>) -> Result<Preconditi
     }
 }
 
-fn with_etag(status: StatusCode, version: u64, body: Value) -> Response {
-    let mut resp = (status, axum::Json(body)).into_response();
-    resp.headers_mut().insert(header::ETAG, wire::etag(version));
-    resp
-}
-
 /// `GET /records/{key}`; `If-None-Match` answers 304 when it matches.
 pub async fn get(
     State(st): State<AppState>,
@@ -120,7 +114,9 @@ pub async fn get(
             return Ok(resp);
         }
     }
-    Ok(with_etag(StatusCode::OK, rec.version, wire::record(&rec)))
+    let mut resp = axum::Json(wire::records::record(&rec)).into_response();
+    resp.headers_mut().insert(header::ETAG, wire::etag(rec.version));
+    Ok(resp)
 }
 
 /// `PUT /records/{key}`.
@@ -142,15 +138,13 @@ pub async fn put(
         ttl_ms: body.ttl_ms,
         force: body.force,
     };
-    let answer = render(|c| match &c.outcome {
-        Outcome::Put { record, created } => Ok(Reply {
-            etag: Some(record.version),
-            ..Reply::created(
-                *created,
-                json!({"key": record.key, "version": record.version, "revision": c.revision}),
-            )
-        }),
-        other => Err(unexpected(other)),
+    let answer = render(|RecordPut { record, created }, revision| {
+        let body = wire::records::Put {
+            key: &record.key,
+            version: record.version,
+            revision,
+        };
+        Ok(Reply::created(created, body)?.with_etag(record.version))
     });
     run(&st, &ns, &caller.name, idem, Command::Put { key, req }, answer).await
 }
@@ -179,13 +173,14 @@ pub async fn patch(
     } else {
         PatchDoc::Json(crate::extract::parse_json(&bytes, &st.limits)?)
     };
-    let answer = render(|c| match &c.outcome {
-        Outcome::Patch { record } => Ok(Reply {
-            status: StatusCode::OK,
-            body: json!({"key": record.key, "version": record.version, "value": record.value, "revision": c.revision}),
-            etag: Some(record.version),
-        }),
-        other => Err(unexpected(other)),
+    let answer = render(|RecordPatched { record }, revision| {
+        let body = wire::records::Patched {
+            key: &record.key,
+            version: record.version,
+            value: &record.value,
+            revision,
+        };
+        Ok(Reply::ok(body)?.with_etag(record.version))
     });
     run(
         &st,
@@ -213,11 +208,12 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let precondition = precondition(&headers, q.expected_version)?;
-    let answer = render(|c| match &c.outcome {
-        Outcome::Delete { key } => Ok(Reply::ok(
-            json!({"key": key, "deleted": true, "revision": c.revision}),
-        )),
-        other => Err(unexpected(other)),
+    let answer = render(|RecordDeleted { key }, revision| {
+        Reply::ok(wire::records::Deleted {
+            key: &key,
+            deleted: true,
+            revision,
+        })
     });
     run(
         &st,
@@ -247,8 +243,10 @@ pub async fn list(
         .list(&ns, &q.prefix, page.after.as_deref(), page.fetch())
         .await?;
     let (records, next_cursor) = page.cut(records, |r| r.key.clone());
-    let records: Vec<Value> = records.iter().map(wire::record).collect();
-    Ok(axum::Json(json!({"records": records, "next_cursor": next_cursor})).into_response())
+    let items = wire::records::Records {
+        records: records.iter().map(wire::records::record).collect(),
+    };
+    Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
 }
 
 /// `DELETE /v1/ns/{ns}` (admin): removes the namespace and everything in it.
@@ -263,7 +261,12 @@ pub async fn delete_namespace(
         );
     }
     let removed = st.store.delete_namespace(&ns).await?;
-    Ok(axum::Json(json!({"namespace": ns, "deleted": true, "records": removed})).into_response())
+    let body = wire::records::NamespaceDeleted {
+        namespace: &ns,
+        deleted: true,
+        records: removed,
+    };
+    Ok(axum::Json(body).into_response())
 }
 
 /// `GET /v1/namespaces?limit=&cursor=` query.
@@ -286,7 +289,8 @@ pub async fn namespaces(
     let page = Page::new(&st, "\0namespaces".into(), q.limit, q.cursor.as_deref())?;
     let names = st.store.namespaces(page.after.as_deref(), page.fetch()).await?;
     let (names, next_cursor) = page.cut(names, Clone::clone);
-    Ok(axum::Json(json!({"namespaces": names, "next_cursor": next_cursor})).into_response())
+    let items = wire::records::Namespaces { namespaces: names };
+    Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
 }
 
 #[cfg(test)]

@@ -1,30 +1,38 @@
 //! Service endpoints: info, health, readiness, metrics, OpenAPI.
 
+use crate::wire::system::{Info, Status};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// `GET /v1/info`.
 pub async fn info(State(st): State<AppState>) -> Response {
-    axum::Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "backend": st.store.backend(),
-        "durability": st.store.durability(),
-    }))
+    axum::Json(Info {
+        version: env!("CARGO_PKG_VERSION"),
+        backend: st.store.backend(),
+        durability: st.store.durability(),
+    })
     .into_response()
 }
 
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+    axum::Json(Status {
+        status: "ok",
+        backend: None,
+    })
+    .into_response()
 }
 
 /// `GET /readyz`: storage is reachable.
 pub async fn readyz(State(st): State<AppState>) -> Result<Response, ApiError> {
     st.store.ping().await?;
-    Ok(axum::Json(json!({"status": "ready", "backend": st.store.backend()})).into_response())
+    let body = Status {
+        status: "ready",
+        backend: Some(st.store.backend()),
+    };
+    Ok(axum::Json(body).into_response())
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -1,13 +1,13 @@
 //! `POST /v1/ns/{ns}/txn`: compare, then one branch atomically (SPEC §5).
 
-use crate::error::unexpected;
 use crate::extract::{Caller, Json, Ns};
 use crate::idempotency::{render, run, Idem, Reply};
 use crate::{wire, ApiError, AppState};
 use axum::extract::State;
 use axum::response::Response;
 use lockstep_core::txn::Txn;
-use lockstep_core::{Command, Outcome};
+use lockstep_core::txn::TxnResult;
+use lockstep_core::Command;
 
 /// Runs a transaction.
 pub async fn txn(
@@ -18,9 +18,6 @@ pub async fn txn(
     Json(t): Json<Txn>,
 ) -> Result<Response, ApiError> {
     t.validate(&st.limits)?;
-    let answer = render(|c| match &c.outcome {
-        Outcome::Txn(result) => Ok(Reply::ok(wire::txn(result, c.revision))),
-        other => Err(unexpected(other)),
-    });
+    let answer = render(|result: TxnResult, revision| Reply::ok(wire::records::txn(&result, revision)));
     run(&st, &ns, &caller.name, idem, Command::Txn(t), answer).await
 }
