@@ -384,7 +384,7 @@ async fn capability_caller(
     let claims = capability::verify(presented, &keys).map_err(|e| ApiError::Unauthorized(format!("{e}")))?;
     // Expired is 401 at the door (this instance's clock) and again inside the
     // operation's transaction (the storage's clock), which decides.
-    if claims.check().expires_at <= lockstep_store::clock::system_now() {
+    if claims.check().expires_at <= st.store.clock().now() {
         return Err(ApiError::Unauthorized("the capability has expired".into()));
     }
     let forbidden = |why: &str| ApiError::Core(lockstep_core::Error::Forbidden(why.into()));

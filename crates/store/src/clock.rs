@@ -67,6 +67,13 @@ pub fn system_now() -> Millis {
     Millis(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
+/// The storage clock in PostgreSQL's SQL, with parameter `$n`: a manual
+/// clock's time when bound (tests), else PostgreSQL's `clock_timestamp()` (so
+/// that every instance over one database agrees).
+pub(crate) fn pg_now_sql(n: usize) -> String {
+    format!("coalesce(${n}::int8, (extract(epoch from clock_timestamp()) * 1000)::int8)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,19 @@ pub(crate) struct Job<'a> {
     pub limits: &'a Limits,
 }
 
+impl<'a> Job<'a> {
+    /// The job of `write` under `limits`.
+    pub fn of(write: &'a crate::Write, limits: &'a Limits) -> Job<'a> {
+        Job {
+            ns: &write.ns,
+            cmd: &write.cmd,
+            actor: &write.actor,
+            completion: write.completion.as_ref(),
+            limits,
+        }
+    }
+}
+
 /// Runs one command on `tx` and commits it. The outer `Err` means nothing was
 /// committed (the caller may retry, as PostgreSQL does); `Ok` carries the
 /// committed answer, which is a refusal when a keyed request stored it.

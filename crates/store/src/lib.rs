@@ -12,6 +12,7 @@ pub mod error;
 mod kernel;
 pub mod metrics;
 pub mod postgres;
+pub mod query;
 pub mod schema;
 mod sql;
 pub mod sqlite;
@@ -120,6 +121,32 @@ impl Completion {
         now: Millis,
     ) -> Result<Option<lockstep_core::Mutation>, Error> {
         Ok(self.admission().finish(snapshot, (self.render)(answer), now)?)
+    }
+}
+
+/// One write command as a backend receives it: the command, where, by whom,
+/// and the keyed request's idempotency entry to complete with it.
+#[derive(Debug)]
+pub struct Write {
+    /// The namespace.
+    pub ns: String,
+    /// The command.
+    pub cmd: Command,
+    /// Who asks (the change entries' actor).
+    pub actor: String,
+    /// The idempotency entry completed in the same transaction, if keyed.
+    pub completion: Option<Completion>,
+}
+
+impl Write {
+    /// A write of `cmd` in `ns` by `actor`.
+    pub fn new(ns: &str, cmd: Command, actor: &str, completion: Option<Completion>) -> Write {
+        Write {
+            ns: ns.to_owned(),
+            cmd,
+            actor: actor.to_owned(),
+            completion,
+        }
     }
 }
 
@@ -254,8 +281,8 @@ impl Store {
     ) -> Result<Committed, Error> {
         let started = std::time::Instant::now();
         let r = match self {
-            Store::Sqlite(s) => s.execute(ns, cmd, actor, completion).await,
-            Store::Postgres(s) => s.execute(ns, cmd, actor, completion).await,
+            Store::Sqlite(s) => s.execute(Write::new(ns, cmd, actor, completion)).await,
+            Store::Postgres(s) => s.execute(Write::new(ns, cmd, actor, completion)).await,
         };
         self.metrics()
             .storage_latency_us
@@ -281,9 +308,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Record>, Error> {
         lockstep_core::names::validate_text("prefix", prefix)?;
+        let q = query::NamePage::new(ns, prefix, after, limit);
         match self {
-            Store::Sqlite(s) => s.list(ns, prefix, after, limit).await,
-            Store::Postgres(s) => s.list(ns, prefix, after, limit).await,
+            Store::Sqlite(s) => s.list(q).await,
+            Store::Postgres(s) => s.list(q).await,
         }
     }
 
@@ -357,9 +385,16 @@ impl Store {
         after: Option<(Millis, String)>,
         limit: usize,
     ) -> Result<FeedPage, Error> {
+        let q = query::EntryPage {
+            ns: ns.to_owned(),
+            feed: feed.to_owned(),
+            desc,
+            after,
+            limit,
+        };
         match self {
-            Store::Sqlite(s) => s.list_entries(ns, feed, desc, after, limit).await,
-            Store::Postgres(s) => s.list_entries(ns, feed, desc, after, limit).await,
+            Store::Sqlite(s) => s.list_entries(q).await,
+            Store::Postgres(s) => s.list_entries(q).await,
         }
     }
 
@@ -372,9 +407,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<FeedSummary>, Error> {
         lockstep_core::names::validate_text("prefix", prefix)?;
+        let q = query::NamePage::new(ns, prefix, after, limit);
         match self {
-            Store::Sqlite(s) => s.list_feeds(ns, prefix, after, limit).await,
-            Store::Postgres(s) => s.list_feeds(ns, prefix, after, limit).await,
+            Store::Sqlite(s) => s.list_feeds(q).await,
+            Store::Postgres(s) => s.list_feeds(q).await,
         }
     }
 
@@ -393,9 +429,16 @@ impl Store {
         if let Some(p) = prefix {
             lockstep_core::names::validate_text("prefix", p)?;
         }
+        let q = query::ChangeQuery {
+            ns: ns.to_owned(),
+            after,
+            prefix: prefix.unwrap_or_default().to_owned(),
+            kind: kind.map(str::to_owned),
+            limit,
+        };
         match self {
-            Store::Sqlite(s) => s.list_changes(ns, after, prefix, kind, limit).await,
-            Store::Postgres(s) => s.list_changes(ns, after, prefix, kind, limit).await,
+            Store::Sqlite(s) => s.list_changes(q).await,
+            Store::Postgres(s) => s.list_changes(q).await,
         }
     }
 
@@ -434,9 +477,16 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
+        let q = query::TicketPage {
+            ns: ns.to_owned(),
+            gate: gate.to_owned(),
+            state,
+            after: after.map(str::to_owned),
+            limit,
+        };
         match self {
-            Store::Sqlite(s) => s.list_tickets(ns, gate, state, after, limit).await,
-            Store::Postgres(s) => s.list_tickets(ns, gate, state, after, limit).await,
+            Store::Sqlite(s) => s.list_tickets(q).await,
+            Store::Postgres(s) => s.list_tickets(q).await,
         }
     }
 
@@ -499,6 +549,15 @@ impl Store {
                     ),
                 ]
             }
+        }
+    }
+
+    /// The clock the store was given (to compare times outside a
+    /// transaction with the store's own, such as a capability's expiry).
+    pub fn clock(&self) -> &clock::Clock {
+        match self {
+            Store::Sqlite(s) => s.clock(),
+            Store::Postgres(s) => s.clock(),
         }
     }
 

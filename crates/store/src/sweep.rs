@@ -9,6 +9,16 @@ use lockstep_core::retention::{self, Configs, Found};
 use lockstep_core::{Command, Millis};
 use std::time::{Duration, Instant};
 
+/// One feed a retention query scans, and how many ids it may answer.
+pub(crate) struct FeedScan<'a> {
+    /// Namespace.
+    pub ns: &'a str,
+    /// Feed name.
+    pub feed: &'a str,
+    /// Most ids answered.
+    pub limit: i64,
+}
+
 /// The queries feed retention runs.
 pub(crate) trait RetentionReads {
     /// The backend's failure.
@@ -28,25 +38,20 @@ pub(crate) trait RetentionReads {
         w: &Window,
     ) -> Result<Option<(i64, String)>, Self::Fail>;
 
-    /// Up to `limit` entries at or before `age_cut` or before `boundary`.
+    /// Entries at or before `age_cut` or before `boundary`.
     async fn purge_ids(
         &mut self,
-        ns: &str,
-        feed: &str,
+        s: &FeedScan<'_>,
         age_cut: i64,
         boundary: &(i64, String),
-        limit: i64,
-    ) -> Result<Vec<String>, Self::Fail>;
+    ) -> Ids<Self::Fail>;
 
-    /// Up to `limit` unscrubbed entries at or before `due`.
-    async fn scrub_ids(
-        &mut self,
-        ns: &str,
-        feed: &str,
-        due: i64,
-        limit: i64,
-    ) -> Result<Vec<String>, Self::Fail>;
+    /// Unscrubbed entries at or before `due`.
+    async fn scrub_ids(&mut self, s: &FeedScan<'_>, due: i64) -> Ids<Self::Fail>;
 }
+
+/// Entry ids a retention query found, or the backend's failure.
+pub(crate) type Ids<F> = Result<Vec<String>, F>;
 
 /// Retention work for the sweeper: for every feed under a retention policy,
 /// the entries that fell out of its window and those due for scrubbing.
@@ -71,11 +76,14 @@ pub(crate) async fn retention<R: RetentionReads>(
             .await?
             .filter(|(at, _)| *at > i64::MIN);
         let cut = boundary.clone().unwrap_or((i64::MIN, String::new()));
-        let purge = r
-            .purge_ids(&ns, &feed, plan.window.age_cut.0, &cut, limit)
-            .await?;
+        let scan = FeedScan {
+            ns: &ns,
+            feed: &feed,
+            limit,
+        };
+        let purge = r.purge_ids(&scan, plan.window.age_cut.0, &cut).await?;
         let scrub = match plan.scrub_due {
-            Some(due) => r.scrub_ids(&ns, &feed, due.0, limit).await?,
+            Some(due) => r.scrub_ids(&scan, due.0).await?,
             None => vec![],
         };
         let found = Found {

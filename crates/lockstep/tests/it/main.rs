@@ -19,3 +19,4 @@ mod idempotency;
 mod leases;
 mod outage;
 mod shutdown;
+mod tidy;

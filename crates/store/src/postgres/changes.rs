@@ -13,6 +13,7 @@
 use super::{now_sql, pg_error, PgStore, QUERY_TIMEOUT};
 use crate::changelog::{whole_revisions, with_whole_revision, Fetched};
 use crate::codec::change_from_parts;
+use crate::query::ChangeQuery;
 use crate::sweep::{compact, Batch, Compaction};
 use crate::{rev_i64, sql, stored_u64, ChangeBounds, ChangePage, Error};
 use deadpool_postgres::GenericClient;
@@ -42,16 +43,9 @@ fn row_change(r: &tokio_postgres::Row, at: usize) -> Result<Change, Error> {
     )
 }
 
-async fn list(
-    c: &impl GenericClient,
-    ns: &str,
-    visible: u64,
-    after: u64,
-    prefix: &str,
-    kind: Option<&str>,
-    limit: usize,
-) -> Result<ChangePage, Error> {
-    let upper = lockstep_core::names::prefix_upper_bound(prefix);
+async fn list(c: &impl GenericClient, q: &ChangeQuery, visible: u64) -> Result<ChangePage, Error> {
+    let (ns, after, prefix, kind, limit) = (&q.ns, q.after, &q.prefix, &q.kind, q.limit);
+    let upper = q.upper();
     let stmt = c
         .prepare_cached(&format!(
             "SELECT h.revision, m.latest, c.revision, c.idx, c.kind, c.key, c.op, c.actor, c.forced, c.at
@@ -66,7 +60,7 @@ async fn list(
         ))
         .await
         .map_err(pg_error)?;
-    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let fetch = q.sql_fetch();
     let rows = c
         .query(
             &stmt,
@@ -208,28 +202,10 @@ impl Compaction for Compactor<'_> {
 
 impl PgStore {
     /// One page of the change log of `ns` after `after` (see [`crate::Store::list_changes`]).
-    pub async fn list_changes(
-        &self,
-        ns: &str,
-        after: u64,
-        prefix: Option<&str>,
-        kind: Option<&str>,
-        limit: usize,
-    ) -> Result<ChangePage, Error> {
+    pub async fn list_changes(&self, q: ChangeQuery) -> Result<ChangePage, Error> {
         let visible = self.visible_revision().await?;
         let client = self.client().await?;
-        bounded!(client, {
-            list(
-                &client,
-                ns,
-                visible,
-                after,
-                prefix.unwrap_or_default(),
-                kind,
-                limit,
-            )
-            .await
-        })
+        bounded!(client, { list(&client, &q, visible).await })
     }
 
     /// The compaction horizon and the visible revision.

@@ -3,7 +3,8 @@
 
 use super::{now_sql, pg_error, Failure};
 use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
-use crate::sweep::RetentionReads;
+use crate::query::{EntryPage, NamePage};
+use crate::sweep::{FeedScan, Ids, RetentionReads};
 use crate::{rev_i64, sql, Error, FeedPage, FeedSummary};
 use deadpool_postgres::GenericClient;
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
@@ -190,13 +191,10 @@ pub async fn storage_now(c: &impl GenericClient, fixed: Option<i64>) -> Result<M
 /// One page of visible entries with the feed's unread count, from one snapshot.
 pub async fn list_entries(
     c: &mut deadpool_postgres::Object,
-    ns: &str,
-    feed: &str,
-    desc: bool,
-    after: Option<&(Millis, String)>,
-    limit: usize,
+    q: &EntryPage,
     fixed_now: Option<i64>,
 ) -> Result<FeedPage, Failure> {
+    let (ns, feed) = (q.ns.as_str(), q.feed.as_str());
     let tx = c
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -207,12 +205,7 @@ pub async fn list_entries(
     let config = effective_config(&tx, ns, feed).await?;
     let w = feed::window(&config, now);
     let (b_at, b_id) = cap_boundary(&tx, ns, feed, &w).await?;
-    let (cmp, order, start) = if desc {
-        ("<", "DESC", (i64::MAX, String::new()))
-    } else {
-        (">", "ASC", (i64::MIN, String::new()))
-    };
-    let (c_at, c_id) = after.map_or(start, |(at, id)| (at.0, id.clone()));
+    let (cmp, order, (c_at, c_id)) = q.cursor();
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM feed_entries
@@ -220,11 +213,19 @@ pub async fn list_entries(
              ORDER BY at {order}, id {order} LIMIT $8"
         ))
         .await?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = tx
         .query(
             &stmt,
-            &[&ns, &feed, &w.age_cut.0, &b_at, &b_id, &c_at, &c_id, &limit],
+            &[
+                &ns,
+                &feed,
+                &w.age_cut.0,
+                &b_at,
+                &b_id,
+                &c_at,
+                &c_id,
+                &q.sql_limit(),
+            ],
         )
         .await?;
     let mut entries = Vec::with_capacity(rows.len());
@@ -242,12 +243,10 @@ pub async fn list_entries(
 /// Feeds of a namespace by name with their visible and unread counts.
 pub async fn list_feeds(
     c: &mut deadpool_postgres::Object,
-    ns: &str,
-    prefix: &str,
-    after: Option<&str>,
-    limit: usize,
+    q: &NamePage,
     fixed_now: Option<i64>,
 ) -> Result<Vec<FeedSummary>, Failure> {
+    let ns = q.ns.as_str();
     let tx = c
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -255,19 +254,16 @@ pub async fn list_feeds(
         .start()
         .await?;
     let now = storage_now(&tx, fixed_now).await?;
-    let strict = after.is_some_and(|a| a >= prefix);
-    let lower = if strict { after.unwrap_or(prefix) } else { prefix };
-    let upper = lockstep_core::names::prefix_upper_bound(prefix);
+    let r = q.range();
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT DISTINCT feed FROM feed_entries
              WHERE ns = $1 AND feed {} $2 AND ($3::text IS NULL OR feed < $3::text) ORDER BY feed LIMIT $4",
-            if strict { ">" } else { ">=" }
+            r.op
         ))
         .await?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let names: Vec<String> = tx
-        .query(&stmt, &[&ns, &lower, &upper, &limit])
+        .query(&stmt, &[&ns, &r.lower, &r.upper, &q.sql_limit()])
         .await?
         .iter()
         .map(|r| r.try_get(0))
@@ -329,12 +325,10 @@ impl<C: GenericClient> RetentionReads for Retention<'_, C> {
 
     async fn purge_ids(
         &mut self,
-        ns: &str,
-        feed: &str,
+        s: &FeedScan<'_>,
         age_cut: i64,
         (b_at, b_id): &(i64, String),
-        limit: i64,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Ids<Failure> {
         let c = self.0;
         let stmt = c
             .prepare_cached(
@@ -343,24 +337,18 @@ impl<C: GenericClient> RetentionReads for Retention<'_, C> {
             )
             .await?;
         ids(c
-            .query(&stmt, &[&ns, &feed, &age_cut, b_at, b_id, &limit])
+            .query(&stmt, &[&s.ns, &s.feed, &age_cut, b_at, b_id, &s.limit])
             .await?)
     }
 
-    async fn scrub_ids(
-        &mut self,
-        ns: &str,
-        feed: &str,
-        due: i64,
-        limit: i64,
-    ) -> Result<Vec<String>, Failure> {
+    async fn scrub_ids(&mut self, s: &FeedScan<'_>, due: i64) -> Ids<Failure> {
         let c = self.0;
         let stmt = c
             .prepare_cached(
                 "SELECT id FROM feed_entries WHERE ns = $1 AND feed = $2 AND NOT scrubbed AND at <= $3 LIMIT $4",
             )
             .await?;
-        ids(c.query(&stmt, &[&ns, &feed, &due, &limit]).await?)
+        ids(c.query(&stmt, &[&s.ns, &s.feed, &due, &s.limit]).await?)
     }
 }
 

@@ -2,9 +2,10 @@
 
 use super::{pg_error, Failure};
 use crate::codec::{gate_from, json_text, pending_text, ticket_from, GATE_COLUMNS, TICKET_COLUMNS};
+use crate::query::TicketPage;
 use crate::{rev_i64, sql, Error};
 use deadpool_postgres::GenericClient;
-use lockstep_core::gate::{Gate, Ticket, TicketState};
+use lockstep_core::gate::{Gate, Ticket};
 
 fn gate_row(r: &tokio_postgres::Row) -> Result<Gate, Error> {
     let g = |i| r.try_get::<_, String>(i).map_err(pg_error);
@@ -125,23 +126,16 @@ pub async fn put_ticket(c: &impl GenericClient, ns: &str, t: &Ticket) -> Result<
 }
 
 /// Tickets of a gate by id, optionally of one state, after `after`.
-pub async fn list_tickets(
-    c: &impl GenericClient,
-    ns: &str,
-    gate: &str,
-    state: Option<TicketState>,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Ticket>, Failure> {
+pub async fn list_tickets(c: &impl GenericClient, q: &TicketPage) -> Result<Vec<Ticket>, Failure> {
     let stmt = c
         .prepare_cached(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE ns = $1 AND gate = $2 AND ($3::text IS NULL OR state = $3::text)
                AND ($4::text IS NULL OR id > $4::text) ORDER BY id LIMIT $5"
         ))
         .await?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let state = state.map(TicketState::as_str);
-    Ok(c.query(&stmt, &[&ns, &gate, &state, &after, &limit])
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&q.ns, &q.gate, &q.state_name(), &q.after, &q.sql_limit()];
+    Ok(c.query(&stmt, &params)
         .await?
         .iter()
         .map(ticket_row)

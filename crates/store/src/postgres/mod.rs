@@ -8,8 +8,9 @@
 
 use crate::clock::Clock;
 use crate::kernel;
+use crate::query::{EntryPage, NamePage, TicketPage};
 use crate::sql;
-use crate::{record_from_parts, Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics};
+use crate::{record_from_parts, Committed, Error, FeedPage, FeedSummary, Options, StoreMetrics, Write};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use lockstep_core::{Command, Limits, Millis, Record, RowKey, Snapshot};
 use sha2::{Digest, Sha256};
@@ -62,12 +63,8 @@ mod introspect;
 /// deadlock cycle with them.
 pub(crate) const VISIBILITY_GATE: i64 = 0x6c73_7265_7669_7369; // "lsrevisi"
 
-/// The storage clock in SQL, with parameter `$n`: a manual clock's time when
-/// bound (tests), else PostgreSQL's `clock_timestamp()` (so that every
-/// instance over one database agrees).
-pub(crate) fn now_sql(n: usize) -> String {
-    format!("coalesce(${n}::int8, (extract(epoch from clock_timestamp()) * 1000)::int8)")
-}
+pub(crate) use crate::clock::pg_now_sql as now_sql;
+
 const ATTEMPTS_MAX: u32 = 20;
 
 /// The PostgreSQL store. Cheap to clone.
@@ -226,6 +223,11 @@ impl PgStore {
         (s.size, s.available, s.waiting)
     }
 
+    /// The clock this store was given.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The manual clock's time, bound where SQL reads the storage clock.
     fn fixed_now(&self) -> Option<i64> {
         self.clock.fixed().map(|m| m.0)
@@ -237,16 +239,10 @@ impl PgStore {
 
     /// Applies one write command (and completes its idempotency entry in the
     /// same transaction), retrying serialization failures and deadlocks.
-    pub async fn execute(
-        &self,
-        ns: &str,
-        cmd: Command,
-        actor: &str,
-        completion: Option<Completion>,
-    ) -> Result<Committed, Error> {
+    pub async fn execute(&self, write: Write) -> Result<Committed, Error> {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS_MAX {
-            match self.attempt(ns, &cmd, actor, completion.as_ref()).await {
+            match self.attempt(&write).await {
                 Ok(c) => return Ok(c),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retry(why)) => {
@@ -260,27 +256,14 @@ impl PgStore {
         )))
     }
 
-    async fn attempt(
-        &self,
-        ns: &str,
-        cmd: &Command,
-        actor: &str,
-        completion: Option<&Completion>,
-    ) -> Result<Committed, Failure> {
+    async fn attempt(&self, write: &Write) -> Result<Committed, Failure> {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = PgTx {
                 tx: client.transaction().await?,
                 fixed_now: self.fixed_now(),
             };
-            let job = kernel::Job {
-                ns,
-                cmd,
-                actor,
-                completion,
-                limits: &self.limits,
-            };
-            let answer = kernel::run(tx, job).await?;
+            let answer = kernel::run(tx, kernel::Job::of(write, &self.limits)).await?;
             self.metrics.commit_batch_size.observe(1);
             answer.map_err(Failure::Final)
         })
@@ -338,41 +321,20 @@ impl PgStore {
     }
 
     /// One page of a feed's visible entries with its unread count.
-    pub async fn list_entries(
-        &self,
-        ns: &str,
-        feed: &str,
-        desc: bool,
-        after: Option<(Millis, String)>,
-        limit: usize,
-    ) -> Result<FeedPage, Error> {
+    pub async fn list_entries(&self, q: EntryPage) -> Result<FeedPage, Error> {
         let mut client = self.client().await?;
         bounded!(client, {
-            feeds::list_entries(
-                &mut client,
-                ns,
-                feed,
-                desc,
-                after.as_ref(),
-                limit,
-                self.fixed_now(),
-            )
-            .await
-            .map_err(final_error)
+            feeds::list_entries(&mut client, &q, self.fixed_now())
+                .await
+                .map_err(final_error)
         })
     }
 
     /// Feeds by name with their counts.
-    pub async fn list_feeds(
-        &self,
-        ns: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<FeedSummary>, Error> {
+    pub async fn list_feeds(&self, q: NamePage) -> Result<Vec<FeedSummary>, Error> {
         let mut client = self.client().await?;
         bounded!(client, {
-            feeds::list_feeds(&mut client, ns, prefix, after, limit, self.fixed_now())
+            feeds::list_feeds(&mut client, &q, self.fixed_now())
                 .await
                 .map_err(final_error)
         })
@@ -391,19 +353,10 @@ impl PgStore {
     }
 
     /// Lists a gate's tickets.
-    pub async fn list_tickets(
-        &self,
-        ns: &str,
-        gate: &str,
-        state: Option<lockstep_core::gate::TicketState>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
+    pub async fn list_tickets(&self, q: TicketPage) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
         let client = self.client().await?;
         bounded!(client, {
-            gates::list_tickets(&client, ns, gate, state, after, limit)
-                .await
-                .map_err(final_error)
+            gates::list_tickets(&client, &q).await.map_err(final_error)
         })
     }
 
@@ -428,33 +381,26 @@ impl PgStore {
     }
 
     /// Lists live records by key.
-    pub async fn list(
-        &self,
-        ns: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Record>, Error> {
-        let (lower_op, lower) = match after {
-            Some(a) if a >= prefix => (">", a.to_owned()),
-            _ => (">=", prefix.to_owned()),
-        };
-        let upper = lockstep_core::names::prefix_upper_bound(prefix);
+    pub async fn list(&self, q: NamePage) -> Result<Vec<Record>, Error> {
+        let r = q.range();
         let client = self.client().await?;
         bounded!(client, {
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT key, value, version, created_at, updated_at, expires_at FROM records
-                     WHERE ns = $1 AND key {lower_op} $2 AND ($3::text IS NULL OR key < $3::text)
+                     WHERE ns = $1 AND key {} $2 AND ($3::text IS NULL OR key < $3::text)
                        AND (expires_at IS NULL OR expires_at > {})
                      ORDER BY key LIMIT $4",
+                    r.op,
                     now_sql(5)
                 ))
                 .await
                 .map_err(pg_error)?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = client
-                .query(&stmt, &[&ns, &lower, &upper, &limit, &self.fixed_now()])
+                .query(
+                    &stmt,
+                    &[&q.ns, &r.lower, &r.upper, &q.sql_limit(), &self.fixed_now()],
+                )
                 .await
                 .map_err(pg_error)?;
             rows.iter().map(|r| row_to_record(r, 0)).collect()

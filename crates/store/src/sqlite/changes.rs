@@ -12,6 +12,7 @@ use super::SqliteStore;
 use crate::changelog::{whole_revisions, with_whole_revision, Fetched};
 use crate::codec::change_from_parts;
 use crate::kernel::complete_now;
+use crate::query::ChangeQuery;
 use crate::sweep::{compact, Batch, Compaction};
 use crate::{rev_i64, sql, stored_u64, ChangeBounds, ChangePage, Error};
 use lockstep_core::compaction::Cutoffs;
@@ -57,20 +58,14 @@ fn horizon(c: &Connection) -> Result<u64, Error> {
     )
 }
 
-fn list(
-    c: &Connection,
-    ns: &str,
-    after: u64,
-    prefix: &str,
-    kind: Option<&str>,
-    limit: usize,
-) -> Result<ChangePage, Error> {
-    let upper = lockstep_core::names::prefix_upper_bound(prefix);
+fn list(c: &Connection, q: &ChangeQuery) -> Result<ChangePage, Error> {
+    let (ns, after, prefix, kind, limit) = (&q.ns, q.after, &q.prefix, &q.kind, q.limit);
+    let upper = q.upper();
     // One read transaction: the rows, the latest revision and the horizon come
     // from one snapshot.
     let tx = c.unchecked_transaction()?;
     let latest = latest(&tx)?;
-    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let fetch = q.sql_fetch();
     let rows = tx
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM changes WHERE {FILTER} AND revision > ?5 ORDER BY revision, idx LIMIT ?6"
@@ -152,21 +147,8 @@ impl Compaction for Compactor<'_> {
 
 impl SqliteStore {
     /// One page of the change log of `ns` after `after` (see [`crate::Store::list_changes`]).
-    pub async fn list_changes(
-        &self,
-        ns: &str,
-        after: u64,
-        prefix: Option<&str>,
-        kind: Option<&str>,
-        limit: usize,
-    ) -> Result<ChangePage, Error> {
-        let (ns, prefix, kind) = (
-            ns.to_owned(),
-            prefix.unwrap_or_default().to_owned(),
-            kind.map(str::to_owned),
-        );
-        self.read(move |c| list(c, &ns, after, &prefix, kind.as_deref(), limit))
-            .await
+    pub async fn list_changes(&self, q: ChangeQuery) -> Result<ChangePage, Error> {
+        self.read(move |c| list(c, &q)).await
     }
 
     /// The compaction horizon and the latest committed revision.

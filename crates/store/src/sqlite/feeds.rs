@@ -2,7 +2,8 @@
 //! marks, configuration, the visibility window and retention candidates.
 
 use crate::codec::{config_from, feed_entry_from, ENTRY_COLUMNS};
-use crate::sweep::RetentionReads;
+use crate::query::{EntryPage, NamePage};
+use crate::sweep::{FeedScan, Ids, RetentionReads};
 use crate::{rev_i64, sql, Error, FeedPage, FeedSummary};
 use lockstep_core::feed::{self, Entry, FeedConfig, ReadSelector, Window};
 use lockstep_core::retention::Configs;
@@ -141,34 +142,21 @@ fn counts(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<(u64, u64)
 
 /// One page of visible entries after `after` in the given order, with the
 /// feed's unread count, all from one read transaction.
-pub fn list_entries(
-    c: &Connection,
-    ns: &str,
-    feed: &str,
-    desc: bool,
-    after: Option<&(Millis, String)>,
-    limit: usize,
-    now: Millis,
-) -> Result<FeedPage, Error> {
+pub fn list_entries(c: &Connection, q: &EntryPage, now: Millis) -> Result<FeedPage, Error> {
+    let (ns, feed) = (q.ns.as_str(), q.feed.as_str());
     let tx = c.unchecked_transaction()?;
     let config = effective_config(&tx, ns, feed)?;
     let w = feed::window(&config, now);
     let (b_at, b_id) = cap_boundary(&tx, ns, feed, &w)?.unwrap_or((i64::MIN, String::new()));
-    let (cmp, order, start) = if desc {
-        ("<", "DESC", (i64::MAX, String::new()))
-    } else {
-        (">", "ASC", (i64::MIN, String::new()))
-    };
-    let (c_at, c_id) = after.map_or(start, |(at, id)| (at.0, id.clone()));
+    let (cmp, order, (c_at, c_id)) = q.cursor();
     let sql = format!(
         "SELECT {ENTRY_COLUMNS} FROM feed_entries
          WHERE ns = ?1 AND feed = ?2 AND at > ?3 AND (at, id) >= (?4, ?5) AND (at, id) {cmp} (?6, ?7)
          ORDER BY at {order}, id {order} LIMIT ?8"
     );
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(
-        params![ns, feed, w.age_cut.0, b_at, b_id, c_at, c_id, limit],
+        params![ns, feed, w.age_cut.0, b_at, b_id, c_at, c_id, q.sql_limit()],
         entry_parts,
     )?;
     let mut entries = Vec::new();
@@ -185,27 +173,18 @@ pub fn list_entries(
 }
 
 /// Feeds of a namespace by name with their visible and unread counts.
-pub fn list_feeds(
-    c: &Connection,
-    ns: &str,
-    prefix: &str,
-    after: Option<&str>,
-    limit: usize,
-    now: Millis,
-) -> Result<Vec<FeedSummary>, Error> {
+pub fn list_feeds(c: &Connection, q: &NamePage, now: Millis) -> Result<Vec<FeedSummary>, Error> {
+    let ns = q.ns.as_str();
     let tx = c.unchecked_transaction()?;
-    let lower = after.filter(|a| *a >= prefix).unwrap_or(prefix);
-    let strict = after.is_some_and(|a| a >= prefix);
-    let upper = lockstep_core::names::prefix_upper_bound(prefix);
+    let r = q.range();
     let sql = format!(
         "SELECT DISTINCT feed FROM feed_entries WHERE ns = ?1 AND feed {} ?2 AND (?3 IS NULL OR feed < ?3)
          ORDER BY feed LIMIT ?4",
-        if strict { ">" } else { ">=" }
+        r.op
     );
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let names: Vec<String> = tx
         .prepare_cached(&sql)?
-        .query_map(params![ns, lower, upper, limit], |r| r.get(0))?
+        .query_map(params![ns, r.lower, r.upper, q.sql_limit()], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for feed in names {
@@ -258,25 +237,23 @@ impl RetentionReads for Retention<'_> {
 
     async fn purge_ids(
         &mut self,
-        ns: &str,
-        feed: &str,
+        s: &FeedScan<'_>,
         age_cut: i64,
         (b_at, b_id): &(i64, String),
-        limit: i64,
-    ) -> Result<Vec<String>, Error> {
+    ) -> Ids<Error> {
         let mut stmt = self.0.prepare_cached(
             "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND (at <= ?3 OR (at, id) < (?4, ?5))
              LIMIT ?6",
         )?;
-        let ids = stmt.query_map(params![ns, feed, age_cut, b_at, b_id, limit], |r| r.get(0))?;
+        let ids = stmt.query_map(params![s.ns, s.feed, age_cut, b_at, b_id, s.limit], |r| r.get(0))?;
         Ok(ids.collect::<Result<_, _>>()?)
     }
 
-    async fn scrub_ids(&mut self, ns: &str, feed: &str, due: i64, limit: i64) -> Result<Vec<String>, Error> {
+    async fn scrub_ids(&mut self, s: &FeedScan<'_>, due: i64) -> Ids<Error> {
         let mut stmt = self.0.prepare_cached(
             "SELECT id FROM feed_entries WHERE ns = ?1 AND feed = ?2 AND scrubbed = 0 AND at <= ?3 LIMIT ?4",
         )?;
-        let ids = stmt.query_map(params![ns, feed, due, limit], |r| r.get(0))?;
+        let ids = stmt.query_map(params![s.ns, s.feed, due, s.limit], |r| r.get(0))?;
         Ok(ids.collect::<Result<_, _>>()?)
     }
 }

@@ -3,8 +3,9 @@
 use crate::codec::{
     gate_from, json_text, pending_text, ticket_from, GateParts, TicketParts, GATE_COLUMNS, TICKET_COLUMNS,
 };
+use crate::query::TicketPage;
 use crate::{rev_i64, sql, Error};
-use lockstep_core::gate::{Gate, Ticket, TicketState};
+use lockstep_core::gate::{Gate, Ticket};
 use lockstep_core::Row;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -110,22 +111,14 @@ pub fn put_ticket(c: &Connection, ns: &str, t: &Ticket) -> Result<(), Error> {
 }
 
 /// Tickets of a gate by id, optionally of one state, after `after`.
-pub fn list_tickets(
-    c: &Connection,
-    ns: &str,
-    gate: &str,
-    state: Option<TicketState>,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Ticket>, Error> {
+pub fn list_tickets(c: &Connection, q: &TicketPage) -> Result<Vec<Ticket>, Error> {
     let sql = format!(
         "SELECT {TICKET_COLUMNS} FROM tickets WHERE ns = ?1 AND gate = ?2 AND (?3 IS NULL OR state = ?3)
            AND (?4 IS NULL OR id > ?4) ORDER BY id LIMIT ?5"
     );
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     c.prepare_cached(&sql)?
         .query_map(
-            params![ns, gate, state.map(TicketState::as_str), after, limit],
+            params![q.ns, q.gate, q.state_name(), q.after, q.sql_limit()],
             ticket_parts,
         )?
         .map(|r| r.map_err(Error::from).and_then(ticket_from))

@@ -7,8 +7,9 @@
 
 use crate::clock::Clock;
 use crate::kernel;
+use crate::query::{EntryPage, NamePage, TicketPage};
 use crate::sql;
-use crate::{Committed, Completion, Error, FeedPage, FeedSummary, Options, StoreMetrics};
+use crate::{Committed, Error, FeedPage, FeedSummary, Options, StoreMetrics, Write};
 use lockstep_core::{Command, Millis, Record, RowKey, Snapshot};
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
@@ -133,20 +134,16 @@ impl SqliteStore {
         rx.await.map_err(|_| gone())?
     }
 
+    /// The clock this store was given.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
     /// Applies one write command (group-committed with concurrent ones).
-    pub async fn execute(
-        &self,
-        ns: &str,
-        cmd: Command,
-        actor: &str,
-        completion: Option<Completion>,
-    ) -> Result<Committed, Error> {
+    pub async fn execute(&self, write: Write) -> Result<Committed, Error> {
         let (reply, rx) = oneshot::channel();
         let job = Job::Exec {
-            ns: ns.to_owned(),
-            cmd: Box::new(cmd),
-            actor: actor.to_owned(),
-            completion,
+            write: Box::new(write),
             reply,
         };
         self.submit(job, rx).await
@@ -207,31 +204,20 @@ impl SqliteStore {
     }
 
     /// Lists live records by key.
-    pub async fn list(
-        &self,
-        ns: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Record>, Error> {
-        let (ns, prefix, after) = (ns.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+    pub async fn list(&self, q: NamePage) -> Result<Vec<Record>, Error> {
         let clock = self.inner.clock.clone();
         self.read(move |c| {
             let now = clock.now().0;
-            let (lower_op, lower) = match after {
-                Some(a) if a.as_str() >= prefix.as_str() => (">", a),
-                _ => (">=", prefix.clone()),
-            };
-            let upper = lockstep_core::names::prefix_upper_bound(&prefix);
+            let r = q.range();
             let sql = format!(
                 "SELECT key, value, version, created_at, updated_at, expires_at FROM records
-                 WHERE ns = ?1 AND key {lower_op} ?2 AND (?3 IS NULL OR key < ?3)
+                 WHERE ns = ?1 AND key {} ?2 AND (?3 IS NULL OR key < ?3)
                    AND (expires_at IS NULL OR expires_at > ?4)
-                 ORDER BY key LIMIT ?5"
+                 ORDER BY key LIMIT ?5",
+                r.op
             );
             let mut stmt = c.prepare_cached(&sql)?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![ns, lower, upper, now, limit], row_parts)?;
+            let rows = stmt.query_map(params![q.ns, r.lower, r.upper, now, q.sql_limit()], row_parts)?;
             rows.map(|r| r.map_err(Error::from).and_then(parts_to_record))
                 .collect()
         })
@@ -304,32 +290,15 @@ impl SqliteStore {
     }
 
     /// One page of a feed's visible entries with its unread count.
-    pub async fn list_entries(
-        &self,
-        ns: &str,
-        feed: &str,
-        desc: bool,
-        after: Option<(Millis, String)>,
-        limit: usize,
-    ) -> Result<FeedPage, Error> {
-        let (ns, feed) = (ns.to_owned(), feed.to_owned());
+    pub async fn list_entries(&self, q: EntryPage) -> Result<FeedPage, Error> {
         let clock = self.inner.clock.clone();
-        self.read(move |c| feeds::list_entries(c, &ns, &feed, desc, after.as_ref(), limit, clock.now()))
-            .await
+        self.read(move |c| feeds::list_entries(c, &q, clock.now())).await
     }
 
     /// Feeds by name with their counts.
-    pub async fn list_feeds(
-        &self,
-        ns: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<FeedSummary>, Error> {
-        let (ns, prefix, after) = (ns.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+    pub async fn list_feeds(&self, q: NamePage) -> Result<Vec<FeedSummary>, Error> {
         let clock = self.inner.clock.clone();
-        self.read(move |c| feeds::list_feeds(c, &ns, &prefix, after.as_deref(), limit, clock.now()))
-            .await
+        self.read(move |c| feeds::list_feeds(c, &q, clock.now())).await
     }
 
     /// Reads a gate.
@@ -339,17 +308,8 @@ impl SqliteStore {
     }
 
     /// Lists a gate's tickets.
-    pub async fn list_tickets(
-        &self,
-        ns: &str,
-        gate: &str,
-        state: Option<lockstep_core::gate::TicketState>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
-        let (ns, gate, after) = (ns.to_owned(), gate.to_owned(), after.map(str::to_owned));
-        self.read(move |c| gates::list_tickets(c, &ns, &gate, state, after.as_deref(), limit))
-            .await
+    pub async fn list_tickets(&self, q: TicketPage) -> Result<Vec<lockstep_core::gate::Ticket>, Error> {
+        self.read(move |c| gates::list_tickets(c, &q)).await
     }
 
     /// Checks the database answers.

@@ -5,18 +5,15 @@
 use super::rows::{load_row, persist, persist_mutation};
 use crate::clock::Clock;
 use crate::kernel::{self, WriteTx};
-use crate::{rev_i64, sql, Committed, Completion, Error, StoreMetrics};
-use lockstep_core::{Command, Effect, Limits, Millis, Mutation, RowKey, Snapshot};
+use crate::{rev_i64, sql, Committed, Error, StoreMetrics, Write};
+use lockstep_core::{Effect, Limits, Millis, Mutation, RowKey, Snapshot};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 pub(super) enum Job {
     Exec {
-        ns: String,
-        cmd: Box<Command>,
-        actor: String,
-        completion: Option<Completion>,
+        write: Box<Write>,
         reply: oneshot::Sender<Result<Committed, Error>>,
     },
     DeleteNamespace {
@@ -120,13 +117,7 @@ impl Writer {
         let mut revision = self.revision;
         for job in batch {
             match job {
-                Job::Exec {
-                    ns,
-                    cmd,
-                    actor,
-                    completion,
-                    reply,
-                } => {
+                Job::Exec { write, reply } => {
                     let before = revision;
                     let answer = tx.savepoint().map_err(Error::from).and_then(|sp| {
                         let stx = SqliteTx {
@@ -134,14 +125,7 @@ impl Writer {
                             revision: &mut revision,
                             now,
                         };
-                        let job = kernel::Job {
-                            ns: &ns,
-                            cmd: &cmd,
-                            actor: &actor,
-                            completion: completion.as_ref(),
-                            limits: &self.limits,
-                        };
-                        kernel::complete_now(kernel::run(stx, job))
+                        kernel::complete_now(kernel::run(stx, kernel::Job::of(&write, &self.limits)))
                     });
                     let answer = answer.unwrap_or_else(|e| {
                         // Rolled back: the revision it may have taken is free again.
