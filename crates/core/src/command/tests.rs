@@ -222,3 +222,27 @@ fn typed_answers_round_trip_through_the_outcome() {
     assert_eq!(RecordDeleted::try_from(other.clone()), Err(other.clone()));
     assert_eq!(AcquireAnswer::try_from(other.clone()), Err(other));
 }
+
+#[test]
+fn every_force_put_is_marked_forced() {
+    let l = Limits::default();
+    for precondition in [Precondition::None, Precondition::ExpectedVersion(12345)] {
+        for force in [false, true] {
+            let put = Command::Put {
+                key: "k".into(),
+                req: PutRecord {
+                    value: json!(1),
+                    precondition: precondition.clone(),
+                    ttl_ms: None,
+                    force,
+                },
+            };
+            let snap = Snapshot::from([(rk("k"), None)]);
+            match execute(&put, &snap, &ctx(1, 0, &l)) {
+                Ok(e) => assert_eq!(e.changes[0].forced, force, "{precondition:?}"),
+                // Without force, the precondition refuses the write.
+                Err(e) => assert!(!force && precondition != Precondition::None, "{e}"),
+            }
+        }
+    }
+}

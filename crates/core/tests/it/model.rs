@@ -159,9 +159,8 @@ fn the_checker_notices_a_broken_store() {
     }
 }
 
-/// Replays a hand-written history against the strict model (the SPEC's reading
-/// also where the core is known to disagree).
-fn strict_replay(steps: Vec<(i64, Command)>) {
+/// Replays a hand-written history; the core and the model must agree.
+fn replay_agrees(steps: Vec<(i64, Command)>) {
     let steps: Vec<Step> = steps
         .into_iter()
         .map(|(advance_ms, cmd)| Step { advance_ms, cmd })
@@ -200,7 +199,7 @@ fn append(feed: &str, id: &str) -> Command {
 #[test]
 #[ignore = "known disagreement: the core deletes a feed entry hidden by age (SPEC §8 reading: 404)"]
 fn known_disagreement_delete_of_an_aged_out_entry() {
-    strict_replay(vec![
+    replay_agrees(vec![
         (0, max_age("f", 500)),
         (0, append("f", "e1")),
         (
@@ -232,7 +231,7 @@ fn known_disagreement_waiter_id_reused() {
         },
     };
     // T0 is 1_000_000 ms: the first waiter's id is 1_000_000_000.
-    strict_replay(vec![
+    replay_agrees(vec![
         (0, acquire("A", None)),
         (0, acquire("B", Some(None))),
         (
@@ -246,13 +245,12 @@ fn known_disagreement_waiter_id_reused() {
     ]);
 }
 
-/// Known disagreement 3 (found reading the model against docs/records.md and
-/// docs/changes.md): a `force: true` PUT without a precondition is not marked
-/// `forced` in the change log.
+/// Found reading the model against docs/records.md and docs/changes.md: a
+/// `force: true` PUT without a precondition was not marked `forced` in the
+/// change log; every `force` write is.
 #[test]
-#[ignore = "known disagreement: a force PUT without a precondition is not marked forced"]
-fn known_disagreement_force_without_precondition_is_not_marked() {
-    strict_replay(vec![(
+fn found_force_without_precondition_is_marked() {
+    replay_agrees(vec![(
         0,
         Command::Put {
             key: "a".into(),

@@ -377,12 +377,9 @@ impl Model {
                 let view = rec.view();
                 self.records.insert(key.clone(), rec);
                 let mut sig = record_sig(key, "put");
-                // Known disagreement 3: SPEC §4 and docs/records.md mark a `force`
-                // write `forced` in the change log ("`forced` marks a `force` write",
-                // docs/changes.md); the core marks it only when the PUT also carried
-                // a precondition, so an admin's `force: true` PUT without one is
-                // logged as an ordinary write.
-                sig.forced = req.force && (self.strict || req.precondition != Precondition::None);
+                // SPEC §4, docs/records.md and docs/changes.md: every `force`
+                // write is marked `forced`, with or without a precondition.
+                sig.forced = req.force;
                 wrote(
                     Answer::Record {
                         record: view,
