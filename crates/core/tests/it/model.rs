@@ -191,14 +191,12 @@ fn append(feed: &str, id: &str) -> Command {
     }
 }
 
-/// Known disagreement 1 (found by seed 3): SPEC §8 hides an entry past its
-/// feed's `max_age_ms` at once, and the core itself treats it as gone when it
-/// is appended again (`created: true`); but `DELETE` of it answers 200 and logs
-/// a `delete` change, where a reader who cannot see it expects 404 (as for an
-/// expired record, SPEC §4).
+/// Found by seed 3: SPEC §8 hides an entry past its feed's `max_age_ms` at
+/// once, and an append of its id treats it as gone (`created: true`); so
+/// `DELETE` of it is 404 with no change (as for an expired record, SPEC §4).
+/// The core used to delete it (200, a `delete` change).
 #[test]
-#[ignore = "known disagreement: the core deletes a feed entry hidden by age (SPEC §8 reading: 404)"]
-fn known_disagreement_delete_of_an_aged_out_entry() {
+fn found_delete_of_an_aged_out_entry_is_not_found() {
     replay_agrees(vec![
         (0, max_age("f", 500)),
         (0, append("f", "e1")),
@@ -264,15 +262,13 @@ fn found_force_without_precondition_is_marked() {
     )]);
 }
 
-/// Known disagreement 4 (found while modelling imports, see the model's
-/// `Import`): docs/feeds.md promises that "importing twice changes nothing",
-/// but an element whose `at` is already past the feed's `max_age_ms` is
-/// imported as new every time (hidden at once, so the next import sees no
-/// entry): each re-import answers `imported: 1` again, at a new revision with
-/// an `append` change.
+/// Found while modelling imports: docs/feeds.md promises that "importing
+/// twice changes nothing", but an element whose `at` was already past the
+/// feed's `max_age_ms` was imported as new every time (hidden at once, so the
+/// next import saw no entry). Such an element is now skipped, never stored:
+/// both imports answer `imported: 0, skipped: 1` and write nothing.
 #[test]
-#[ignore = "known disagreement: re-importing an entry older than max_age_ms imports it again"]
-fn known_disagreement_reimport_of_an_aged_entry() {
+fn found_reimport_of_an_aged_entry_changes_nothing() {
     use lockstep_core::{execute, Ctx, Limits, Millis, Mutation, Row, RowKey, Snapshot};
     let limits = Limits::default();
     let now = Millis(1_000_000);
@@ -309,15 +305,21 @@ fn known_disagreement_reimport_of_an_aged_entry() {
         }
         answers.push(answer::of_core(&Ok(effect)));
     }
+    let nothing = (
+        answer::Answer::Imported {
+            imported: 0,
+            skipped: 1,
+        },
+        vec![],
+    );
+    assert_eq!(answers[0], nothing, "an entry past the age was imported");
     assert_eq!(
-        answers[1],
-        (
-            answer::Answer::Imported {
-                imported: 0,
-                skipped: 1
-            },
-            vec![]
-        ),
+        answers[1], nothing,
         "the second import of the same array changed something"
+    );
+    assert_eq!(
+        stored.get(&RowKey::FeedEntry("f".into(), "e1".into())),
+        Some(&None),
+        "the entry was stored"
     );
 }
