@@ -87,6 +87,7 @@ fn fenced_transactions() {
         fence: 7,
         acquired_at: Millis(0),
         expires_at: Millis(100),
+        last_waiter: 0,
     };
     let mut snap: Snapshot = cmd.rows().into_iter().map(|k| (k, None)).collect();
     snap.insert(RowKey::Lease("job".into()), Some(Row::Lease(held_by_a)));
@@ -171,6 +172,7 @@ fn taking_over_an_unswept_expired_lease_logs_its_expiry_first() {
         fence: 7,
         acquired_at: Millis(0),
         expires_at: Millis(100),
+        last_waiter: 0,
     };
     let mut snap: Snapshot = cmd.rows().into_iter().map(|k| (k, None)).collect();
     snap.insert(RowKey::Lease("job".into()), Some(Row::Lease(lapsed.clone())));

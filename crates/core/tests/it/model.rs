@@ -10,11 +10,9 @@
 //! seeds (default 200, from 0) and steps per seed (default 200) run. A failure
 //! prints its seed, the history and a shrunk history that still fails.
 //!
-//! Where the core disagrees with the SPEC (or the docs that decide its open
-//! details), the seeded run's model follows the core, so the run can find what
-//! else differs; each such place is marked "Known disagreement N" in
-//! `model/spec.rs` and has an `#[ignore]`d test below that fails until the core
-//! (or the SPEC) changes.
+//! The model follows the SPEC (and the docs that decide its open details)
+//! everywhere. The four disagreements it found in the core were fixed there;
+//! each keeps a hand-written history below (`found_*`) as a regression test.
 
 mod answer;
 mod driver;
@@ -152,7 +150,7 @@ fn the_checker_notices_a_broken_store() {
         assert_eq!(failure.kind, kind, "{fault:?}: {}", failure.detail);
         // The same history passes without the fault up to that step, and the
         // shrunk one still fails with it.
-        assert!(replay(&history, Fault::None, false).is_ok());
+        assert!(replay(&history, Fault::None).is_ok());
         let (short, again) = shrink(history, fault, kind);
         assert!(short.len() <= 3, "{fault:?} shrunk to\n{}", show(&short));
         assert_eq!(again.kind, kind);
@@ -165,7 +163,7 @@ fn replay_agrees(steps: Vec<(i64, Command)>) {
         .into_iter()
         .map(|(advance_ms, cmd)| Step { advance_ms, cmd })
         .collect();
-    if let Err(f) = replay(&steps, Fault::None, true) {
+    if let Err(f) = replay(&steps, Fault::None) {
         panic!("step {} of\n{}\n{}", f.step, show(&steps), f.detail);
     }
 }
@@ -210,15 +208,14 @@ fn found_delete_of_an_aged_out_entry_is_not_found() {
     ]);
 }
 
-/// Known disagreement 2 (found by seed 1960 of a long run): a waiter id is
-/// handed out twice. A waiter that leaves the queue (or is granted) empties it,
-/// and a waiter joining in the same millisecond gets the same id, as the id is
-/// `max(queued ids + 1, now * 1000)`. `lease.rs` promises the opposite; a late
-/// `LeaveQueue` of the first waiter (its guard's drop spawns one, e.g. after a
-/// grant whose answer was lost) then removes the second from the queue.
+/// Found by seed 1960 of a long run: a waiter id was handed out twice. A
+/// waiter that leaves the queue (or is granted) empties it, and a waiter
+/// joining in the same millisecond got the same id, as the id was
+/// `max(queued ids + 1, now * 1000)`; a late `LeaveQueue` of the first waiter
+/// (its guard's drop spawns one, e.g. after a grant whose answer was lost) then
+/// removed the second from the queue. The lease row now keeps the last id.
 #[test]
-#[ignore = "known disagreement: a waiter id is reused after the queue empties in the same millisecond"]
-fn known_disagreement_waiter_id_reused() {
+fn found_waiter_id_never_reused() {
     let acquire = |token: &str, wait: Option<Option<u64>>| Command::Acquire {
         name: "L".into(),
         req: AcquireReq {

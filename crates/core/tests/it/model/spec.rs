@@ -104,9 +104,6 @@ impl GateRow {
 /// (they read as absent; sweeper commands remove them).
 #[derive(Debug, Clone, Default)]
 pub struct Model {
-    /// Follow the SPEC also where the core is known to disagree (see
-    /// [`Model::strict`]); off in the seeded run, so it can find what else differs.
-    strict: bool,
     records: BTreeMap<String, Rec>,
     leases: BTreeMap<String, LeaseRow>,
     /// Waiter id -> alive until, per lease.
@@ -230,15 +227,6 @@ fn record_sig(key: &str, op: &'static str) -> ChangeSig {
 }
 
 impl Model {
-    /// A model that follows the SPEC where the core is known to disagree, so the
-    /// known disagreements fail (the `#[ignore]`d tests); else it follows the core there.
-    pub fn strict(strict: bool) -> Model {
-        Model {
-            strict,
-            ..Model::default()
-        }
-    }
-
     fn live(&self, key: &str, now: i64) -> Option<&Rec> {
         self.records.get(key).filter(|r| r.live(now))
     }
@@ -287,22 +275,11 @@ impl Model {
             .filter(|e| !self.aged_out(feed, e.at, now))
     }
 
-    /// The id a new waiter of `name` must be above: every id handed out before.
-    ///
-    /// Known disagreement 2: the core derives a new id from the clock and the
-    /// ids still queued, so once the queue empties (the waiter left or was
-    /// granted) a waiter joining in the same millisecond gets the same id again,
-    /// against its own comment ("never handed out twice, even after the queue
-    /// emptied"). Unless strict, the model asks only for ids above the queued ones.
+    /// The id a new waiter of `name` must be above: every id handed out before,
+    /// also once the queue emptied (a late `LeaveQueue` of an old id must never
+    /// remove a newer waiter).
     pub fn waiter_id_floor(&self, name: &str) -> u64 {
-        if self.strict {
-            self.waiter_ids.get(name).copied().unwrap_or(0)
-        } else {
-            self.queues
-                .get(name)
-                .and_then(|q| q.keys().next_back().copied())
-                .unwrap_or(0)
-        }
+        self.waiter_ids.get(name).copied().unwrap_or(0)
     }
 
     /// Versions of the live record of `key`, and every version seen, for the generator.
