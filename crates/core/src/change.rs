@@ -155,7 +155,7 @@ pub struct Change {
     pub op: ChangeOp,
     /// The token name of the caller.
     pub actor: String,
-    /// Whether a precondition was skipped with `force`.
+    /// Whether it was a `force` write (admin: any precondition skipped).
     pub forced: bool,
     /// When (storage clock).
     pub at: Millis,

@@ -2,7 +2,7 @@
 //! fencing tokens and a first-come-first-served queue of waiters.
 //!
 //! A lease name has one stored row that outlives its holders (it remembers the
-//! last fence), and a queue of waiters. A lease is *held* while its row has a
+//! last fence and the last waiter id handed out), and a queue of waiters. A lease is *held* while its row has a
 //! token and `now < expires_at`: an expired lease is free for the next acquirer
 //! at once, with no sweeper involved.
 
@@ -23,6 +23,9 @@ pub struct Lease {
     pub acquired_at: Millis,
     /// When the latest holder's lease runs out.
     pub expires_at: Millis,
+    /// The last waiter id handed out for this name (0: none yet). The row
+    /// outlives its queue, so an id is never handed out twice.
+    pub last_waiter: u64,
 }
 
 impl Lease {
@@ -122,6 +125,9 @@ pub enum Acquired {
         id: u64,
         /// Its refreshed row, when it must be written.
         refresh: Option<Waiter>,
+        /// The lease row recording a newly handed-out id as the last one, when
+        /// it must be written.
+        lease: Option<Lease>,
         /// The refusal it would get if it stopped waiting now.
         held: Error,
     },
@@ -165,22 +171,30 @@ pub fn acquire(
             fence: revision,
             acquired_at: now,
             expires_at: now.plus_ms(req.ttl_ms),
+            last_waiter: lease.map_or(0, |l| l.last_waiter),
         }));
     }
     let alive_until = now.plus_ms(WAITER_ALIVE_MS);
     // The refusal names the live holder only; a freed lease with a queue has none.
-    let lease = lease.filter(|l| l.live_token(now).is_some());
+    let holder = lease.filter(|l| l.live_token(now).is_some());
     match req.wait {
-        None => Err(held(lease, live.len())),
+        None => Err(held(holder, live.len())),
         Some(None) => {
-            // Ids grow with the storage clock (and past every queued id), so an
-            // id is never handed out twice, even after the queue emptied.
+            // Ids grow past the last one handed out (kept on the lease row,
+            // which outlives its queue), every queued id and the storage clock,
+            // so an id is never handed out twice, even after the queue emptied.
             let clock_id = u64::try_from(now.0).unwrap_or(0).saturating_mul(1000);
-            let id = (waiters.iter().map(|w| w.id).max().unwrap_or(0) + 1).max(clock_id);
+            let queued = waiters.iter().map(|w| w.id).max().unwrap_or(0);
+            let last = lease.map_or(0, |l| l.last_waiter);
+            let id = (last.max(queued) + 1).max(clock_id);
             Ok(Acquired::Queued {
                 id,
                 refresh: Some(Waiter { id, alive_until }),
-                held: held(lease, live.len() + 1),
+                lease: lease.map(|l| Lease {
+                    last_waiter: id,
+                    ..l.clone()
+                }),
+                held: held(holder, live.len() + 1),
             })
         }
         Some(Some(id)) => {
@@ -196,7 +210,8 @@ pub fn acquire(
             Ok(Acquired::Queued {
                 id,
                 refresh,
-                held: held(lease, queued),
+                lease: None,
+                held: held(holder, queued),
             })
         }
     }
@@ -295,6 +310,7 @@ mod tests {
             id: w2,
             refresh: Some(r2),
             held,
+            ..
         }) = acquire(
             "n",
             Some(&a),
@@ -353,6 +369,57 @@ mod tests {
             ),
             Ok(Acquired::Granted(_))
         ));
+    }
+
+    #[test]
+    fn waiter_ids_are_never_handed_out_twice() {
+        let a = granted(acquire("n", None, &[], &req("A", None), 1, Millis(5)));
+        assert_eq!(a.last_waiter, 0);
+        let Ok(Acquired::Queued {
+            id: w1,
+            lease: Some(recorded),
+            ..
+        }) = acquire("n", Some(&a), &[], &req("W1", Some(None)), 2, Millis(5))
+        else {
+            panic!("W1 is not queued with its id recorded")
+        };
+        assert_eq!((w1, recorded.last_waiter), (5000, 5000));
+        assert_eq!(
+            Lease {
+                last_waiter: 0,
+                ..recorded.clone()
+            },
+            a
+        );
+        // W1 left: the queue is empty, in the same millisecond. The next id is
+        // still new (it was 5000 again before the lease row kept the last one).
+        let Ok(Acquired::Queued { id: w2, lease, .. }) =
+            acquire("n", Some(&recorded), &[], &req("W2", Some(None)), 2, Millis(5))
+        else {
+            panic!("W2 is not queued")
+        };
+        assert_eq!(w2, 5001);
+        let recorded = lease.unwrap_or_else(|| panic!("W2's id is not recorded"));
+        // A refresh of a known waiter records nothing; the clock still moves ids on.
+        let w2_row = Waiter {
+            id: w2,
+            alive_until: Millis(5 + WAITER_ALIVE_MS as i64),
+        };
+        let again = acquire(
+            "n",
+            Some(&recorded),
+            &[w2_row],
+            &req("W2", Some(Some(w2))),
+            2,
+            Millis(6),
+        );
+        assert!(matches!(again, Ok(Acquired::Queued { lease: None, .. })));
+        let later = acquire("n", Some(&recorded), &[], &req("W3", Some(None)), 2, Millis(7));
+        assert!(matches!(later, Ok(Acquired::Queued { id: 7000, .. })));
+        // A grant and every later write of the row keep the last id.
+        let freed = release(Some(&recorded), "A", Millis(8)).unwrap_or_else(|| panic!("A holds it"));
+        let b = granted(acquire("n", Some(&freed), &[], &req("B", None), 3, Millis(8)));
+        assert_eq!(b.last_waiter, 5001);
     }
 
     #[test]

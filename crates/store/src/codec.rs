@@ -194,7 +194,11 @@ pub(crate) fn pending_text(p: Pending) -> &'static str {
     }
 }
 
-/// Builds a lease from its stored columns.
+/// A lease's columns after its name, in the order of [`lease_from`].
+pub(crate) const LEASE_COLUMNS: &str = "token, holder, fence, acquired_at, expires_at, last_waiter";
+
+/// Builds a lease from its stored columns ([`LEASE_COLUMNS`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn lease_from(
     name: String,
     token: Option<String>,
@@ -202,6 +206,7 @@ pub(crate) fn lease_from(
     fence: i64,
     acquired_at: i64,
     expires_at: i64,
+    last_waiter: i64,
 ) -> Result<Lease, Error> {
     Ok(Lease {
         name,
@@ -210,6 +215,7 @@ pub(crate) fn lease_from(
         fence: stored_u64("fence", fence)?,
         acquired_at: Millis(acquired_at),
         expires_at: Millis(expires_at),
+        last_waiter: stored_u64("last waiter id", last_waiter)?,
     })
 }
 

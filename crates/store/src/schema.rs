@@ -112,6 +112,7 @@ pub const TABLES: &[Table] = &[
             c("fence", Int),
             c("acquired_at", Int),
             c("expires_at", Int),
+            c("last_waiter", Int),
         ],
         key: &["ns", "name"],
         indexes: &[("leases_expiry", &["expires_at"])],

@@ -67,10 +67,11 @@ pub(crate) const UPSERT_FEED_CONFIGS: &str = "INSERT INTO feed_configs (ns, feed
 
 /// Writes one row of `leases` (an upsert).
 pub(crate) const UPSERT_LEASES: &str =
-    "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at, last_waiter)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (ns, name) DO UPDATE SET token = excluded.token, holder = excluded.holder,
-    fence = excluded.fence, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at";
+    fence = excluded.fence, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at,
+    last_waiter = excluded.last_waiter";
 
 /// Writes one row of `fences` (an upsert).
 pub(crate) const UPSERT_FENCES: &str = "INSERT INTO fences (ns, resource, fence) VALUES ($1, $2, $3)

@@ -209,7 +209,7 @@ pub struct Appended {
 pub struct Imported {
     /// Entries added.
     pub imported: usize,
-    /// Entries already present (or repeated in the array).
+    /// Entries skipped: already present, repeated in the array, or already past the feed's age.
     pub skipped: usize,
 }
 

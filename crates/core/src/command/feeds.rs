@@ -36,7 +36,9 @@ pub(super) fn append(
     })
 }
 
-/// Import: each id of the array appended once; known or repeated ids are skipped.
+/// Import: each id of the array appended once; known or repeated ids are
+/// skipped, and so is an entry already past the feed's age (it would be hidden
+/// at once, and stored again by every retry).
 pub(super) fn import(
     feed: &str,
     entries: &[NewEntry],
@@ -53,7 +55,7 @@ pub(super) fn import(
     for entry in entries {
         let existing = feed_entry(snapshot, feed, &entry.id);
         let (stored, created) = feed::append(feed, existing.as_ref(), &config, entry, ctx.revision, ctx.now);
-        if !created || !seen.insert(entry.id.clone()) {
+        if !created || !seen.insert(entry.id.clone()) || feed::aged_out(stored.at, &config, ctx.now) {
             skipped += 1;
             continue;
         }
@@ -83,14 +85,18 @@ pub(super) fn mark_read(feed: &str, selector: &ReadSelector, ctx: &Ctx) -> Resul
     })
 }
 
-/// Deletes one entry (404 when absent).
+/// Deletes one entry (404 when absent). An entry hidden by age is absent, as
+/// for an append of its id; one hidden by the cap is not (it still blocks an
+/// append of its id until the sweeper purges it).
 pub(super) fn delete_entry(
     feed: &str,
     id: &str,
     snapshot: &Snapshot,
     ctx: &Ctx,
 ) -> Result<Effect<EntryDeleted>, Error> {
-    if feed_entry(snapshot, feed, id).is_none() {
+    let config = feed_config(snapshot, feed);
+    let present = feed_entry(snapshot, feed, id).filter(|e| !feed::aged_out(e.at, &config, ctx.now));
+    if present.is_none() {
         return Err(Error::NotFound(format!(
             "entry {id:?} of feed {feed:?} does not exist"
         )));

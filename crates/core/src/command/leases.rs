@@ -73,8 +73,17 @@ pub(super) fn acquire(
             }
             Ok(effect)
         }
-        Acquired::Queued { id, refresh, held } => {
+        Acquired::Queued {
+            id,
+            refresh,
+            lease,
+            held,
+        } => {
             let mut effect = Effect::answer(AcquireAnswer::Queued { id, held });
+            // A waiter's bookkeeping: no change entry.
+            if let Some(l) = lease {
+                effect.mutations.push(Mutation::Put(Row::Lease(l)));
+            }
             if let Some(w) = refresh {
                 waiters.retain(|x| x.id != w.id && x.alive_until > now);
                 waiters.push(w);

@@ -262,7 +262,7 @@ impl Command {
             Command::PurgeEntries { feed, ids, .. } | Command::ScrubEntries { feed, ids } => {
                 feed_rows(feed, ids.iter())
             }
-            Command::DeleteEntry { feed, id } => vec![RowKey::FeedEntry(feed.clone(), id.clone())],
+            Command::DeleteEntry { feed, id } => feed_rows(feed, std::iter::once(id)),
             Command::MarkRead { .. } => vec![],
             Command::Configure { feed, .. } => vec![RowKey::FeedConfig(feed.clone())],
             Command::PutGate { id, .. } => vec![RowKey::Gate(id.clone())],

@@ -72,7 +72,7 @@ pub enum Outcome {
     Imported {
         /// Entries added.
         imported: usize,
-        /// Entries already present (or repeated in the array).
+        /// Entries skipped: already present, repeated in the array, or already past the feed's age.
         skipped: usize,
     },
     /// Read marks were set.

@@ -25,7 +25,8 @@ pub(super) fn put(
 ) -> Result<Effect<RecordPut>, Error> {
     let cur = live(snapshot, key, ctx.now);
     let (record, created) = record::put(key, cur.as_ref(), req, ctx.revision, ctx.now, ctx.limits)?;
-    let forced = req.force && req.precondition != Precondition::None;
+    // Every `force` write is marked, with or without a precondition to skip.
+    let forced = req.force;
     let m = Mutation::Put(Row::Record(record.clone()));
     Ok(record_write(
         ctx,

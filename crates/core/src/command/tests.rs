@@ -87,6 +87,7 @@ fn fenced_transactions() {
         fence: 7,
         acquired_at: Millis(0),
         expires_at: Millis(100),
+        last_waiter: 0,
     };
     let mut snap: Snapshot = cmd.rows().into_iter().map(|k| (k, None)).collect();
     snap.insert(RowKey::Lease("job".into()), Some(Row::Lease(held_by_a)));
@@ -171,6 +172,7 @@ fn taking_over_an_unswept_expired_lease_logs_its_expiry_first() {
         fence: 7,
         acquired_at: Millis(0),
         expires_at: Millis(100),
+        last_waiter: 0,
     };
     let mut snap: Snapshot = cmd.rows().into_iter().map(|k| (k, None)).collect();
     snap.insert(RowKey::Lease("job".into()), Some(Row::Lease(lapsed.clone())));
@@ -221,4 +223,103 @@ fn typed_answers_round_trip_through_the_outcome() {
     let other = Outcome::Released { released: false };
     assert_eq!(RecordDeleted::try_from(other.clone()), Err(other.clone()));
     assert_eq!(AcquireAnswer::try_from(other.clone()), Err(other));
+}
+
+#[test]
+fn every_force_put_is_marked_forced() {
+    let l = Limits::default();
+    for precondition in [Precondition::None, Precondition::ExpectedVersion(12345)] {
+        for force in [false, true] {
+            let put = Command::Put {
+                key: "k".into(),
+                req: PutRecord {
+                    value: json!(1),
+                    precondition: precondition.clone(),
+                    ttl_ms: None,
+                    force,
+                },
+            };
+            let snap = Snapshot::from([(rk("k"), None)]);
+            match execute(&put, &snap, &ctx(1, 0, &l)) {
+                Ok(e) => assert_eq!(e.changes[0].forced, force, "{precondition:?}"),
+                // Without force, the precondition refuses the write.
+                Err(e) => assert!(!force && precondition != Precondition::None, "{e}"),
+            }
+        }
+    }
+}
+
+/// A feed `f` with `max_age_ms: 500` and, when `stored_at` is given, entry `e1` at that time.
+fn aged_feed(cmd: &Command, stored_at: Option<i64>) -> Snapshot {
+    use crate::feed::{Entry, FeedConfig};
+    let mut snap: Snapshot = cmd.rows().into_iter().map(|k| (k, None)).collect();
+    snap.insert(
+        RowKey::FeedConfig("f".into()),
+        Some(Row::FeedConfig {
+            feed: "f".into(),
+            config: FeedConfig {
+                max_age_ms: Some(500),
+                ..FeedConfig::default()
+            },
+        }),
+    );
+    if let Some(at) = stored_at {
+        let e = Entry {
+            feed: "f".into(),
+            id: "e1".into(),
+            at: Millis(at),
+            data: serde_json::Map::new(),
+            revision: 1,
+            read: false,
+            scrubbed: false,
+        };
+        snap.insert(
+            RowKey::FeedEntry("f".into(), "e1".into()),
+            Some(Row::FeedEntry(e)),
+        );
+    }
+    snap
+}
+
+#[test]
+fn an_entry_hidden_by_age_is_absent_to_delete() {
+    let l = Limits::default();
+    let del = Command::DeleteEntry {
+        feed: "f".into(),
+        id: "e1".into(),
+    };
+    let snap = aged_feed(&del, Some(1_000));
+    // Visible until 500 ms old; from then on, 404 and nothing written.
+    let e = execute(&del, &snap, &ctx(2, 1_499, &l)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(e.changes[0].op, ChangeOp::Delete);
+    assert!(matches!(
+        execute(&del, &snap, &ctx(2, 1_500, &l)),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn an_import_element_past_the_age_is_skipped() {
+    use crate::feed::NewEntry;
+    let l = Limits::default();
+    let entry = |id: &str, at: i64| NewEntry {
+        id: id.into(),
+        data: serde_json::Map::new(),
+        at: Some(Millis(at)),
+    };
+    let import = Command::Import {
+        feed: "f".into(),
+        entries: vec![entry("old", 1_000), entry("new", 1_501)],
+    };
+    let snap = aged_feed(&import, None);
+    let e = execute(&import, &snap, &ctx(2, 1_500, &l)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        e.outcome,
+        Outcome::Imported {
+            imported: 1,
+            skipped: 1
+        }
+    ));
+    assert_eq!(e.changes.len(), 1);
+    assert!(matches!(&e.mutations[..], [Mutation::Put(Row::FeedEntry(x))] if x.id == "new"));
 }

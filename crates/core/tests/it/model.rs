@@ -10,11 +10,9 @@
 //! seeds (default 200, from 0) and steps per seed (default 200) run. A failure
 //! prints its seed, the history and a shrunk history that still fails.
 //!
-//! Where the core disagrees with the SPEC (or the docs that decide its open
-//! details), the seeded run's model follows the core, so the run can find what
-//! else differs; each such place is marked "Known disagreement N" in
-//! `model/spec.rs` and has an `#[ignore]`d test below that fails until the core
-//! (or the SPEC) changes.
+//! The model follows the SPEC (and the docs that decide its open details)
+//! everywhere. The four disagreements it found in the core were fixed there;
+//! each keeps a hand-written history below (`found_*`) as a regression test.
 
 mod answer;
 mod driver;
@@ -152,21 +150,20 @@ fn the_checker_notices_a_broken_store() {
         assert_eq!(failure.kind, kind, "{fault:?}: {}", failure.detail);
         // The same history passes without the fault up to that step, and the
         // shrunk one still fails with it.
-        assert!(replay(&history, Fault::None, false).is_ok());
+        assert!(replay(&history, Fault::None).is_ok());
         let (short, again) = shrink(history, fault, kind);
         assert!(short.len() <= 3, "{fault:?} shrunk to\n{}", show(&short));
         assert_eq!(again.kind, kind);
     }
 }
 
-/// Replays a hand-written history against the strict model (the SPEC's reading
-/// also where the core is known to disagree).
-fn strict_replay(steps: Vec<(i64, Command)>) {
+/// Replays a hand-written history; the core and the model must agree.
+fn replay_agrees(steps: Vec<(i64, Command)>) {
     let steps: Vec<Step> = steps
         .into_iter()
         .map(|(advance_ms, cmd)| Step { advance_ms, cmd })
         .collect();
-    if let Err(f) = replay(&steps, Fault::None, true) {
+    if let Err(f) = replay(&steps, Fault::None) {
         panic!("step {} of\n{}\n{}", f.step, show(&steps), f.detail);
     }
 }
@@ -192,15 +189,13 @@ fn append(feed: &str, id: &str) -> Command {
     }
 }
 
-/// Known disagreement 1 (found by seed 3): SPEC §8 hides an entry past its
-/// feed's `max_age_ms` at once, and the core itself treats it as gone when it
-/// is appended again (`created: true`); but `DELETE` of it answers 200 and logs
-/// a `delete` change, where a reader who cannot see it expects 404 (as for an
-/// expired record, SPEC §4).
+/// Found by seed 3: SPEC §8 hides an entry past its feed's `max_age_ms` at
+/// once, and an append of its id treats it as gone (`created: true`); so
+/// `DELETE` of it is 404 with no change (as for an expired record, SPEC §4).
+/// The core used to delete it (200, a `delete` change).
 #[test]
-#[ignore = "known disagreement: the core deletes a feed entry hidden by age (SPEC §8 reading: 404)"]
-fn known_disagreement_delete_of_an_aged_out_entry() {
-    strict_replay(vec![
+fn found_delete_of_an_aged_out_entry_is_not_found() {
+    replay_agrees(vec![
         (0, max_age("f", 500)),
         (0, append("f", "e1")),
         (
@@ -213,15 +208,14 @@ fn known_disagreement_delete_of_an_aged_out_entry() {
     ]);
 }
 
-/// Known disagreement 2 (found by seed 1960 of a long run): a waiter id is
-/// handed out twice. A waiter that leaves the queue (or is granted) empties it,
-/// and a waiter joining in the same millisecond gets the same id, as the id is
-/// `max(queued ids + 1, now * 1000)`. `lease.rs` promises the opposite; a late
-/// `LeaveQueue` of the first waiter (its guard's drop spawns one, e.g. after a
-/// grant whose answer was lost) then removes the second from the queue.
+/// Found by seed 1960 of a long run: a waiter id was handed out twice. A
+/// waiter that leaves the queue (or is granted) empties it, and a waiter
+/// joining in the same millisecond got the same id, as the id was
+/// `max(queued ids + 1, now * 1000)`; a late `LeaveQueue` of the first waiter
+/// (its guard's drop spawns one, e.g. after a grant whose answer was lost) then
+/// removed the second from the queue. The lease row now keeps the last id.
 #[test]
-#[ignore = "known disagreement: a waiter id is reused after the queue empties in the same millisecond"]
-fn known_disagreement_waiter_id_reused() {
+fn found_waiter_id_never_reused() {
     let acquire = |token: &str, wait: Option<Option<u64>>| Command::Acquire {
         name: "L".into(),
         req: AcquireReq {
@@ -232,7 +226,7 @@ fn known_disagreement_waiter_id_reused() {
         },
     };
     // T0 is 1_000_000 ms: the first waiter's id is 1_000_000_000.
-    strict_replay(vec![
+    replay_agrees(vec![
         (0, acquire("A", None)),
         (0, acquire("B", Some(None))),
         (
@@ -246,13 +240,12 @@ fn known_disagreement_waiter_id_reused() {
     ]);
 }
 
-/// Known disagreement 3 (found reading the model against docs/records.md and
-/// docs/changes.md): a `force: true` PUT without a precondition is not marked
-/// `forced` in the change log.
+/// Found reading the model against docs/records.md and docs/changes.md: a
+/// `force: true` PUT without a precondition was not marked `forced` in the
+/// change log; every `force` write is.
 #[test]
-#[ignore = "known disagreement: a force PUT without a precondition is not marked forced"]
-fn known_disagreement_force_without_precondition_is_not_marked() {
-    strict_replay(vec![(
+fn found_force_without_precondition_is_marked() {
+    replay_agrees(vec![(
         0,
         Command::Put {
             key: "a".into(),
@@ -266,15 +259,13 @@ fn known_disagreement_force_without_precondition_is_not_marked() {
     )]);
 }
 
-/// Known disagreement 4 (found while modelling imports, see the model's
-/// `Import`): docs/feeds.md promises that "importing twice changes nothing",
-/// but an element whose `at` is already past the feed's `max_age_ms` is
-/// imported as new every time (hidden at once, so the next import sees no
-/// entry): each re-import answers `imported: 1` again, at a new revision with
-/// an `append` change.
+/// Found while modelling imports: docs/feeds.md promises that "importing
+/// twice changes nothing", but an element whose `at` was already past the
+/// feed's `max_age_ms` was imported as new every time (hidden at once, so the
+/// next import saw no entry). Such an element is now skipped, never stored:
+/// both imports answer `imported: 0, skipped: 1` and write nothing.
 #[test]
-#[ignore = "known disagreement: re-importing an entry older than max_age_ms imports it again"]
-fn known_disagreement_reimport_of_an_aged_entry() {
+fn found_reimport_of_an_aged_entry_changes_nothing() {
     use lockstep_core::{execute, Ctx, Limits, Millis, Mutation, Row, RowKey, Snapshot};
     let limits = Limits::default();
     let now = Millis(1_000_000);
@@ -311,15 +302,21 @@ fn known_disagreement_reimport_of_an_aged_entry() {
         }
         answers.push(answer::of_core(&Ok(effect)));
     }
+    let nothing = (
+        answer::Answer::Imported {
+            imported: 0,
+            skipped: 1,
+        },
+        vec![],
+    );
+    assert_eq!(answers[0], nothing, "an entry past the age was imported");
     assert_eq!(
-        answers[1],
-        (
-            answer::Answer::Imported {
-                imported: 0,
-                skipped: 1
-            },
-            vec![]
-        ),
+        answers[1], nothing,
         "the second import of the same array changed something"
+    );
+    assert_eq!(
+        stored.get(&RowKey::FeedEntry("f".into(), "e1".into())),
+        Some(&None),
+        "the entry was stored"
     );
 }

@@ -65,6 +65,8 @@ const MIGRATIONS: &[&str] = &[
        UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;"#,
     // 8: server-wide settings (the generated capability signing key).
     r#"CREATE TABLE settings (name text COLLATE "C" PRIMARY KEY, value text NOT NULL);"#,
+    // 9: the last waiter id handed out per lease, so none is handed out twice.
+    r#"ALTER TABLE leases ADD COLUMN last_waiter bigint NOT NULL DEFAULT 0;"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each

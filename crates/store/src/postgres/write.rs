@@ -132,10 +132,10 @@ pub(super) async fn load_snapshot(
     }
     if !lease_names.is_empty() {
         let stmt = tx
-            .prepare_cached(
-                "SELECT name, token, holder, fence, acquired_at, expires_at FROM leases
-                 WHERE ns = $1 AND name = ANY($2::text[])",
-            )
+            .prepare_cached(&format!(
+                "SELECT name, {} FROM leases WHERE ns = $1 AND name = ANY($2::text[])",
+                codec::LEASE_COLUMNS
+            ))
             .await?;
         for row in tx.query(&stmt, &[&ns, &lease_names]).await? {
             let lease = codec::lease_from(
@@ -145,6 +145,7 @@ pub(super) async fn load_snapshot(
                 row.try_get(3)?,
                 row.try_get(4)?,
                 row.try_get(5)?,
+                row.try_get(6)?,
             )?;
             snapshot.insert(RowKey::Lease(lease.name.clone()), Some(Row::Lease(lease)));
         }
@@ -343,6 +344,7 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
         Mutation::Put(Row::Lease(l)) => {
             let stmt = tx.prepare_cached(sql::UPSERT_LEASES).await?;
             let fence = rev_i64(l.fence)?;
+            let last_waiter = rev_i64(l.last_waiter)?;
             tx.execute(
                 &stmt,
                 &[
@@ -353,6 +355,7 @@ async fn persist_row(tx: &deadpool_postgres::Transaction<'_>, ns: &str, m: &Muta
                     &fence,
                     &l.acquired_at.0,
                     &l.expires_at.0,
+                    &last_waiter,
                 ],
             )
             .await?;

@@ -65,6 +65,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
      UPDATE tickets SET revision = finalized_revision WHERE finalized_revision IS NOT NULL;",
     // 8: server-wide settings (the generated capability signing key).
     "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    // 9: the last waiter id handed out per lease, so none is handed out twice.
+    "ALTER TABLE leases ADD COLUMN last_waiter INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Applies every pending migration.
@@ -83,4 +85,31 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), Error> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockstep_core::{Row, RowKey};
+
+    #[test]
+    fn a_lease_of_an_older_database_has_handed_out_no_waiter_id() -> Result<(), Error> {
+        let mut conn = Connection::open_in_memory()?;
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql)?;
+        }
+        conn.pragma_update(None, "user_version", 8)?;
+        conn.execute(
+            "INSERT INTO leases (ns, name, token, holder, fence, acquired_at, expires_at)
+             VALUES ('n', 'l', 'A', NULL, 3, 1, 2)",
+            [],
+        )?;
+        migrate(&mut conn)?;
+        let Some(Row::Lease(l)) = super::super::rows::load_row(&conn, "n", &RowKey::Lease("l".into()))?
+        else {
+            panic!("the lease row is gone")
+        };
+        assert_eq!((l.fence, l.last_waiter, l.token.as_deref()), (3, 0, Some("A")));
+        Ok(())
+    }
 }

@@ -30,15 +30,24 @@ pub(super) fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<
     Ok(match key {
         RowKey::Record(k) => load(c, ns, k)?.map(Row::Record),
         RowKey::Lease(name) => c
-            .prepare_cached(
-                "SELECT token, holder, fence, acquired_at, expires_at FROM leases WHERE ns = ?1 AND name = ?2",
-            )?
+            .prepare_cached(&format!(
+                "SELECT {} FROM leases WHERE ns = ?1 AND name = ?2",
+                codec::LEASE_COLUMNS
+            ))?
             .query_row(params![ns, name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
             })
             .optional()?
-            .map(|(token, holder, fence, acquired_at, expires_at)| {
-                codec::lease_from(name.clone(), token, holder, fence, acquired_at, expires_at)
+            .map(|(token, holder, fence, acquired_at, expires_at, last_waiter)| {
+                codec::lease_from(
+                    name.clone(),
+                    token,
+                    holder,
+                    fence,
+                    acquired_at,
+                    expires_at,
+                    last_waiter,
+                )
             })
             .transpose()?
             .map(Row::Lease),
@@ -48,7 +57,10 @@ pub(super) fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<
             )?;
             let waiters = stmt
                 .query_map(params![ns, name], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .map(|r| r.map_err(Error::from).and_then(|(id, alive)| codec::waiter_from(id, alive)))
+                .map(|r| {
+                    r.map_err(Error::from)
+                        .and_then(|(id, alive)| codec::waiter_from(id, alive))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             (!waiters.is_empty()).then(|| Row::Waiters {
                 name: name.clone(),
@@ -70,9 +82,10 @@ pub(super) fn load_row(c: &Connection, ns: &str, key: &RowKey) -> Result<Option<
         RowKey::Ticket(id) => gates::load_ticket(c, ns, id)?.map(Row::Ticket),
         RowKey::GateTickets(gate) => gates::load_unfinished(c, ns, gate)?,
         RowKey::Idem(scope, key) => idempotency::load(c, ns, scope, key)?.map(Row::Idem),
-        RowKey::FeedConfig(feed) => {
-            feeds::load_config(c, ns, feed)?.map(|config| Row::FeedConfig { feed: feed.clone(), config })
-        }
+        RowKey::FeedConfig(feed) => feeds::load_config(c, ns, feed)?.map(|config| Row::FeedConfig {
+            feed: feed.clone(),
+            config,
+        }),
     })
 }
 
@@ -114,7 +127,8 @@ pub(super) fn persist_mutation(c: &Connection, ns: &str, m: &Mutation) -> Result
                         l.holder,
                         rev_i64(l.fence)?,
                         l.acquired_at.0,
-                        l.expires_at.0
+                        l.expires_at.0,
+                        rev_i64(l.last_waiter)?
                     ])?;
             }
             Mutation::Put(Row::Waiters { name, waiters }) => {

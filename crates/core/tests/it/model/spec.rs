@@ -104,9 +104,6 @@ impl GateRow {
 /// (they read as absent; sweeper commands remove them).
 #[derive(Debug, Clone, Default)]
 pub struct Model {
-    /// Follow the SPEC also where the core is known to disagree (see
-    /// [`Model::strict`]); off in the seeded run, so it can find what else differs.
-    strict: bool,
     records: BTreeMap<String, Rec>,
     leases: BTreeMap<String, LeaseRow>,
     /// Waiter id -> alive until, per lease.
@@ -230,15 +227,6 @@ fn record_sig(key: &str, op: &'static str) -> ChangeSig {
 }
 
 impl Model {
-    /// A model that follows the SPEC where the core is known to disagree, so the
-    /// known disagreements fail (the `#[ignore]`d tests); else it follows the core there.
-    pub fn strict(strict: bool) -> Model {
-        Model {
-            strict,
-            ..Model::default()
-        }
-    }
-
     fn live(&self, key: &str, now: i64) -> Option<&Rec> {
         self.records.get(key).filter(|r| r.live(now))
     }
@@ -287,22 +275,11 @@ impl Model {
             .filter(|e| !self.aged_out(feed, e.at, now))
     }
 
-    /// The id a new waiter of `name` must be above: every id handed out before.
-    ///
-    /// Known disagreement 2: the core derives a new id from the clock and the
-    /// ids still queued, so once the queue empties (the waiter left or was
-    /// granted) a waiter joining in the same millisecond gets the same id again,
-    /// against its own comment ("never handed out twice, even after the queue
-    /// emptied"). Unless strict, the model asks only for ids above the queued ones.
+    /// The id a new waiter of `name` must be above: every id handed out before,
+    /// also once the queue emptied (a late `LeaveQueue` of an old id must never
+    /// remove a newer waiter).
     pub fn waiter_id_floor(&self, name: &str) -> u64 {
-        if self.strict {
-            self.waiter_ids.get(name).copied().unwrap_or(0)
-        } else {
-            self.queues
-                .get(name)
-                .and_then(|q| q.keys().next_back().copied())
-                .unwrap_or(0)
-        }
+        self.waiter_ids.get(name).copied().unwrap_or(0)
     }
 
     /// Versions of the live record of `key`, and every version seen, for the generator.
@@ -377,12 +354,9 @@ impl Model {
                 let view = rec.view();
                 self.records.insert(key.clone(), rec);
                 let mut sig = record_sig(key, "put");
-                // Known disagreement 3: SPEC §4 and docs/records.md mark a `force`
-                // write `forced` in the change log ("`forced` marks a `force` write",
-                // docs/changes.md); the core marks it only when the PUT also carried
-                // a precondition, so an admin's `force: true` PUT without one is
-                // logged as an ordinary write.
-                sig.forced = req.force && (self.strict || req.precondition != Precondition::None);
+                // SPEC §4, docs/records.md and docs/changes.md: every `force`
+                // write is marked `forced`, with or without a precondition.
+                sig.forced = req.force;
                 wrote(
                     Answer::Record {
                         record: view,
@@ -616,7 +590,13 @@ impl Model {
                 let (mut imported, mut skipped, mut changes) = (0, 0, vec![]);
                 let mut added = vec![];
                 for e in entries {
-                    if !seen.insert(e.id.clone()) || self.visible_entry(feed, &e.id, now).is_some() {
+                    // docs/feeds.md: an entry already past the feed's age is
+                    // skipped (never stored), so importing twice changes nothing.
+                    let at = e.at.map_or(now, |a| a.0);
+                    if !seen.insert(e.id.clone())
+                        || self.visible_entry(feed, &e.id, now).is_some()
+                        || self.aged_out(feed, at, now)
+                    {
                         skipped += 1;
                         continue;
                     }
@@ -654,15 +634,11 @@ impl Model {
                 )
             }
             Command::DeleteEntry { feed, id } => {
-                // Known disagreement 1: SPEC §8 hides an entry past the feed's age
-                // at once, so to a reader it does not exist and DELETE is 404 (as
-                // for an expired record, §4); the core deletes it (200, a change).
-                let exists = if self.strict {
-                    self.visible_entry(feed, id, now).is_some()
-                } else {
-                    self.entries.contains_key(&(feed.clone(), id.clone()))
-                };
-                if !exists {
+                // SPEC §8 hides an entry past the feed's age at once, so to a
+                // reader it does not exist and DELETE is 404 (as for an expired
+                // record, §4), consistent with an append of its id. An entry
+                // hidden by the cap still exists until purged (docs/feeds.md).
+                if self.visible_entry(feed, id, now).is_none() {
                     return refused("not_found");
                 }
                 self.entries.remove(&(feed.clone(), id.clone()));
