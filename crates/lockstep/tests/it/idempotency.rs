@@ -320,6 +320,7 @@ async fn sqlite_kill_9_mid_burst_then_replay_every_key() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.load(Ordering::SeqCst) < ACKS_BEFORE_KILL {
         assert!(Instant::now() < deadline, "the burst is too slow");
+        // Polls until enough requests were acknowledged, then kills -9.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.kill9();
