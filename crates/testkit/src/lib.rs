@@ -33,8 +33,22 @@ pub enum Backend {
 /// ```text
 /// lockstep_testkit::backends!(lockstep_testkit::store::run; put_versions, reopen);
 /// ```
+///
+/// With a module name first, the tests go in that module (`$module::sqlite::$case`,
+/// `$module::postgres::$case`), so a second runner fits in the same file:
+///
+/// ```text
+/// lockstep_testkit::backends!(manual_clock => lockstep_testkit::store::run_manual; ttl);
+/// ```
 #[macro_export]
 macro_rules! backends {
+    ($module:ident => $run:path; $($case:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::backends!($run; $($case),*);
+        }
+    };
     ($run:path; $($case:ident),* $(,)?) => {
         mod sqlite {
             $(

@@ -4,8 +4,15 @@
 //! runtime of its own. Tests talk real HTTP to it; no process is spawned.
 //! Only what needs a process (kill -9, outage, shutdown, several instances)
 //! spawns the binary.
+//!
+//! [`InProcess::start_manual`] runs the store on a manual clock the test moves
+//! ([`InProcess::clock`]): TTLs, lease expiry, idempotency locks and retention
+//! then pass when the test says so, without sleeping. The server's own timers
+//! (a waiting acquire's poll, the sweeper's tick, request timeouts) still run
+//! on the wall clock; they only decide when the store is asked again.
 
 use lockstep_server::AppState;
+use lockstep_store::clock::Clock;
 use lockstep_store::{Location, Options, Store};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -24,6 +31,9 @@ pub struct InProcess {
     pub url: String,
     /// The database it serves (`sqlite:PATH` or `postgres://…`).
     pub database: String,
+    /// The clock its store runs on: [`Clock::System`], or the manual clock of
+    /// [`InProcess::start_manual`] (move it with `advance`/`set`).
+    pub clock: Clock,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -32,6 +42,17 @@ impl InProcess {
     /// Opens `database` (`sqlite:PATH` or `postgres://…`) and serves it;
     /// returns once it listens. Panics when the store does not open.
     pub fn start(database: &str) -> InProcess {
+        InProcess::start_with_clock(database, Clock::System)
+    }
+
+    /// As [`InProcess::start`], the store on a manual clock starting at
+    /// [`MANUAL_START`](crate::store::MANUAL_START).
+    pub fn start_manual(database: &str) -> InProcess {
+        InProcess::start_with_clock(database, Clock::manual(crate::store::MANUAL_START))
+    }
+
+    /// As [`InProcess::start`], the store on `clock`.
+    pub fn start_with_clock(database: &str, clock: Clock) -> InProcess {
         let location = Location::parse(database)
             .unwrap_or_else(|e| panic!("bad database {}: {e}", crate::pg::redact(database)));
         let options = Options {
@@ -39,6 +60,7 @@ impl InProcess {
                 Location::Postgres(_) => PG_POOL_SIZE,
                 Location::Sqlite(_) => Options::default().pool_size,
             },
+            clock: clock.clone(),
             ..Options::default()
         };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
@@ -108,6 +130,7 @@ impl InProcess {
         InProcess {
             url,
             database: database.to_owned(),
+            clock,
             stop: Some(stop_tx),
             thread: Some(thread),
         }

@@ -519,6 +519,8 @@ async fn keyed(
             }
             Ok((r, _)) if r.status == 503 || r.code() == Some("idempotency_key_in_use") => {
                 log.failovers += 1;
+                // The client's backoff before it retries elsewhere (part of
+                // the failover under test; no TTL is waited for).
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok((r, _)) => panic!("{key} on {}: {} {}", h.base, r.status, r.text),

@@ -7,10 +7,10 @@
 
 use crate::common;
 
-use common::{fresh_pg, poll, sqlite_db, tempdir, Http, Resp, Server};
+use common::{fresh_pg, sqlite_db, tempdir, Http, Resp, Server};
+use lockstep_store::clock::Clock;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 /// The namespace of the stateful cases.
 const NS: &str = "conf";
@@ -45,10 +45,11 @@ fn txn_path() -> String {
     format!("/v1/ns/{NS}/txn")
 }
 
-/// The server under test and its backend name.
+/// The server under test, its backend name and its store's (manual) clock.
 struct T {
     http: Http,
     backend: &'static str,
+    clock: Clock,
 }
 
 impl T {
@@ -887,7 +888,6 @@ async fn slash_keys(t: &T) {
 }
 
 async fn ttl(t: &T) {
-    let start = Instant::now();
     let r = t
         .check(
             "PUT",
@@ -917,22 +917,15 @@ async fn ttl(t: &T) {
         expires > updated,
         "expires_at {expires} is after updated_at {updated}"
     );
-    let listed = list_all(t, "ttl/", 10).await;
-    if start.elapsed() < Duration::from_millis(250) {
-        assert_eq!(listed, vec!["ttl/a".to_owned(), "ttl/keep".to_owned()]);
-    }
-    // Expiry is exact at read time: past 300 ms (plus a margin for clocks) it reads as absent.
-    let wait = Duration::from_millis(500).saturating_sub(start.elapsed());
-    tokio::time::sleep(wait).await;
-    poll(
-        Duration::from_secs(5),
-        "the TTL record to read as absent",
-        || async {
-            let r = t.http.get(&rec("ttl/a")).await;
-            (r.status == 404).then_some(())
-        },
-    )
-    .await;
+    assert_eq!(
+        list_all(t, "ttl/", 10).await,
+        vec!["ttl/a".to_owned(), "ttl/keep".to_owned()]
+    );
+    // Expiry is exact at read time, by the store's clock (manual here): live
+    // a millisecond before the 300 ms, absent at them.
+    t.clock.advance(299);
+    t.check("GET", &rec("ttl/a"), &[], B::None, 200, None).await;
+    t.clock.advance(1);
     t.check("GET", &rec("ttl/a"), &[], B::None, 404, Some("not_found"))
         .await;
     assert_eq!(list_all(t, "ttl/", 10).await, vec!["ttl/keep".to_owned()]);
@@ -1302,10 +1295,11 @@ async fn namespaces(t: &T) {
         .await;
 }
 
-async fn conformance(url: &str, backend: &'static str) {
+async fn conformance(server: &Server, backend: &'static str) {
     let t = T {
-        http: Http::new(url),
+        http: Http::new(&server.url),
         backend,
+        clock: server.clock.clone(),
     };
     service(&t).await;
     put_and_get(&t).await;
@@ -1367,15 +1361,15 @@ async fn conformance(url: &str, backend: &'static str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_sqlite() {
     let dir = tempdir();
-    let server = Server::start(&sqlite_db(&dir));
-    conformance(&server.url, "sqlite").await;
+    let server = Server::start_manual(&sqlite_db(&dir));
+    conformance(&server, "sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_postgres() {
     let Some(pg) = fresh_pg().await else { return };
-    let server = Server::start(&pg.url);
-    conformance(&server.url, "postgres").await;
+    let server = Server::start_manual(&pg.url);
+    conformance(&server, "postgres").await;
     drop(server);
     drop(pg);
 }

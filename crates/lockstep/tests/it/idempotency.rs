@@ -23,7 +23,7 @@
 
 use crate::common;
 
-use common::{fresh_pg, sqlite_db, tempdir, try_send, Http, PgDb, Process, Resp, Server};
+use common::{fresh_pg, poll, sqlite_db, tempdir, try_send, Http, PgDb, Process, Resp, Server};
 use lockstep_testkit::Backend;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
@@ -320,6 +320,7 @@ async fn sqlite_kill_9_mid_burst_then_replay_every_key() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.load(Ordering::SeqCst) < ACKS_BEFORE_KILL {
         assert!(Instant::now() < deadline, "the burst is too slow");
+        // Polls until enough requests were acknowledged, then kills -9.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.kill9();
@@ -539,7 +540,15 @@ async fn replay_semantics_per_endpoint(url: String) {
         let wait = wait.clone();
         tokio::spawn(async move { keyed(&h, "POST", &path("/leases/w/acquire"), "wait-1", &wait).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once it waits in the queue (an unkeyed probe counts it), its key is in use.
+    poll(Duration::from_secs(10), "the keyed acquire to wait", || async {
+        let probe = h
+            .json("POST", &path("/leases/w/acquire"), &json!({"ttl_ms": 1000}))
+            .await;
+        assert_problem(&probe, 409, "lease_held", "a probe while the holder holds");
+        (probe.u64("waiters") == 1).then_some(())
+    })
+    .await;
     let r = keyed(&h, "POST", &path("/leases/w/acquire"), "wait-1", &wait).await;
     assert_problem(
         &r,
@@ -724,7 +733,7 @@ fn started_token(r: &Resp, what: &str) -> String {
 }
 
 async fn application_store(url: String) {
-    let server = Server::start(&url);
+    let server = Server::start_manual(&url);
     let h = Http::new(&server.url);
     let k1 = app("checkout", "order-1");
     let f1 = json!({"fingerprint": "sha256:aaa", "lock_ms": 30_000});
@@ -836,7 +845,15 @@ async fn application_store(url: String) {
         "idempotency_key_in_use",
         "within the lock",
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The store's clock (manual) reaches the end of the lock: in use until then.
+    server.clock.advance(199);
+    assert_problem(
+        &h.json("POST", &k2, &short).await,
+        409,
+        "idempotency_key_in_use",
+        "a millisecond before the lock runs out",
+    );
+    server.clock.advance(1);
     let fresh = started_token(&h.json("POST", &k2, &short).await, "takeover");
     assert_ne!(stale, fresh, "the new owner has a new token");
     assert_problem(

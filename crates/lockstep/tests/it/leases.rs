@@ -18,6 +18,7 @@ use crate::common;
 
 use common::{fresh_pg, poll, sqlite_db, tempdir, Http, Process, Resp, Server};
 use lockstep_core::Millis;
+use lockstep_store::clock::Clock;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -173,19 +174,22 @@ fn txn_failed(r: &Resp) -> (bool, Vec<u64>) {
     (r.body["succeeded"].as_bool().unwrap(), failed)
 }
 
-/// Polls GET until the lease is no longer held (deadline 10 s).
-async fn wait_free(h: &Http, name: &str) -> Resp {
-    poll(Duration::from_secs(10), "the lease to lapse", || async {
-        let r = get_lease(h, name).await;
-        (r.body["held"] == json!(false)).then_some(r)
-    })
-    .await
+/// Lets `held` lapse by moving the server's manual clock to its expiry: held
+/// a millisecond before, free at it. Answers the GET of the lapsed lease.
+async fn lapse(h: &Http, clock: &Clock, name: &str, held: &Held) -> Resp {
+    clock.set(Millis(held.expires_at.0 - 1));
+    let r = get_lease(h, name).await;
+    assert_eq!(r.body["held"], json!(true), "held until its expiry: {}", r.text);
+    clock.set(held.expires_at);
+    let r = get_lease(h, name).await;
+    assert_eq!(r.body["held"], json!(false), "lapsed at its expiry: {}", r.text);
+    r
 }
 
 // ---------------------------------------------------------------------------
 // seeds/003 end to end.
 
-async fn seed_003(h: &Http) {
+async fn seed_003(h: &Http, clock: &Clock) {
     let name = "collection-in-flight";
     let never = get_lease(h, name).await;
     assert_eq!(never.body["held"], json!(false));
@@ -207,7 +211,7 @@ async fn seed_003(h: &Http) {
     assert_eq!(r.body["waiters"], json!(0));
 
     // The cron run stalls past its TTL; the marker lapses (last fence kept).
-    let g = wait_free(h, name).await;
+    let g = lapse(h, clock, name, &a).await;
     assert_eq!(g.body["fence"], json!(a.fence));
     assert_eq!(g.body["holder"], Value::Null);
 
@@ -256,7 +260,7 @@ async fn seed_003(h: &Http) {
 // ---------------------------------------------------------------------------
 // Fencing.
 
-async fn fencing(h: &Http) {
+async fn fencing(h: &Http, clock: &Clock) {
     let name = "fenced-job";
     let a = acquire(h, name, 200, Some("a")).await;
     let fenced = |token: &str, fence: u64, value: &str| {
@@ -272,7 +276,7 @@ async fn fencing(h: &Http) {
     assert_eq!(txn_failed(&r), (true, vec![]), "{}", r.text);
 
     // A pauses past its TTL; B acquires.
-    wait_free(h, name).await;
+    lapse(h, clock, name, &a).await;
     let b = acquire(h, name, 30_000, Some("b")).await;
     assert!(b.fence > a.fence);
 
@@ -614,11 +618,12 @@ async fn fifo(servers: &[Http], name: &str) {
             let r = post(&h, &lease, "acquire", body).await;
             let held = granted(&r, &lease, Some(&holder), 10_000);
             order.lock().unwrap().push((i, held.fence));
+            // Holds the lease a moment, as a worker would (the next waiter
+            // is woken by the release, not by this time).
             tokio::time::sleep(Duration::from_millis(20)).await;
             let (released, _) = release(&h, &lease, &held.token).await;
             assert!(released, "waiter {i} held its lease until it released");
         }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
         poll(Duration::from_secs(5), "the waiter to be queued", || async {
             let n = probe_waiters(h0, name).await;
             assert!(n <= i as u64 + 1, "{n} waiters with {} started", i + 1);
@@ -673,6 +678,7 @@ async fn wait_timeout(h: &Http) {
         let r = post(h, name, "acquire", json!({"ttl_ms": 1000})).await;
         assert_problem(&r, 409, "lease_held", "probe");
         seen = seen.max(r.u64("waiters"));
+        // Paces the probes only (the wait runs out on the server's timer).
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (r, elapsed) = waiter.await.unwrap();
@@ -706,32 +712,35 @@ async fn wait_timeout(h: &Http) {
     assert!(release(h, name, &c.token).await.0);
 }
 
-/// A waiter is granted a lease that lapses (nobody releases it) soon after
-/// its expiry.
-async fn waiter_gets_lapsed_lease(h: &Http) {
+/// A waiter is granted a lease that lapses (nobody releases it) once the
+/// store's clock (manual here) reaches its expiry, at its next retry.
+async fn waiter_gets_lapsed_lease(h: &Http, clock: &Clock) {
     let name = "lapsing";
     let holder = acquire(h, name, 300, Some("stalled")).await;
-    let r = post(
-        h,
-        name,
-        "acquire",
-        json!({"ttl_ms": 1000, "wait_ms": 10_000, "holder": "next"}),
-    )
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let body = json!({"ttl_ms": 1000, "wait_ms": 10_000, "holder": "next"});
+            post(&h, name, "acquire", body).await
+        })
+    };
+    poll(Duration::from_secs(5), "the waiter to be queued", || async {
+        (probe_waiters(h, name).await == 1).then_some(())
+    })
     .await;
+    clock.set(Millis(holder.expires_at.0 - 1));
+    assert_eq!(probe_waiters(h, name).await, 1, "held until its expiry");
+    assert!(!waiter.is_finished(), "the waiter waits while the lease is held");
+    clock.set(holder.expires_at);
+    let r = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the waiter did not finish within 30 s")
+        .unwrap();
     let next = granted(&r, name, Some("next"), 1000);
     assert!(next.fence > holder.fence);
-    assert!(
-        next.acquired_at >= holder.expires_at,
-        "granted at {:?}, before the holder's expiry {:?}",
-        next.acquired_at,
-        holder.expires_at
-    );
-    assert!(
-        // Soon, not at once: the waiter retries every 25 ms; the bound only
-        // rules out waiting for something else (a loaded CI machine is slow).
-        next.acquired_at.0 - holder.expires_at.0 < 5_000,
-        "granted {} ms after the expiry",
-        next.acquired_at.0 - holder.expires_at.0
+    assert_eq!(
+        next.acquired_at, holder.expires_at,
+        "granted at the holder's expiry (the clock stands there)"
     );
     assert!(!release(h, name, &holder.token).await.0);
     assert!(release(h, name, &next.token).await.0);
@@ -793,12 +802,11 @@ async fn crashed_waiter(servers: &mut [Process], https: &[Http]) {
     assert!(release(h0, name, &s.token).await.0);
 }
 
-/// A waiter whose client goes away stops waiting: the next waiter gets the
-/// lease right after the release.
+/// A waiter whose client goes away stops waiting: it leaves the queue, and
+/// the next waiter gets the lease right after the release.
 async fn disconnected_waiter(h: &Http) {
     let name = "disc";
     let holder = acquire(h, name, 30_000, Some("holder")).await;
-    let started = Instant::now();
     let gone = {
         let h = h.clone();
         tokio::spawn(async move {
@@ -812,10 +820,17 @@ async fn disconnected_waiter(h: &Http) {
         || async { (probe_waiters(h, name).await == 1).then_some(()) },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(100).saturating_sub(started.elapsed())).await;
     // The client disconnects: its request future (and connection) is dropped.
     gone.abort();
     assert!(gone.await.unwrap_err().is_cancelled());
+    // The server sees the connection close and takes the waiter out of the
+    // queue (well before its alive window could lapse).
+    poll(
+        Duration::from_secs(5),
+        "the disconnected waiter to leave the queue",
+        || async { (probe_waiters(h, name).await == 0).then_some(()) },
+    )
+    .await;
 
     let later = {
         let h = h.clone();
@@ -825,10 +840,12 @@ async fn disconnected_waiter(h: &Http) {
             (r, Instant::now())
         })
     };
-    // Let the later waiter queue up (behind the disconnected one, if it is
-    // still there), then release.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let queued = probe_waiters(h, name).await;
+    poll(
+        Duration::from_secs(5),
+        "the later waiter to be queued",
+        || async { (probe_waiters(h, name).await == 1).then_some(()) },
+    )
+    .await;
     let released_at = Instant::now();
     assert!(release(h, name, &holder.token).await.0);
     let (r, got_at) = tokio::time::timeout(Duration::from_secs(30), later)
@@ -839,8 +856,7 @@ async fn disconnected_waiter(h: &Http) {
     let waited = got_at.duration_since(released_at);
     assert!(
         waited < Duration::from_secs(1),
-        "the later waiter got the lease {waited:?} after the release \
-         (waiters queued just before the release: {queued})"
+        "the later waiter got the lease {waited:?} after the release"
     );
     let g = get_lease(h, name).await;
     assert_eq!(g.body["holder"], json!("later"), "{}", g.text);
@@ -952,21 +968,28 @@ fn sqlite_server() -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
+/// A SQLite server whose store runs on a manual clock.
+fn sqlite_manual_server() -> (tempfile::TempDir, Server) {
+    let dir = tempdir();
+    let server = Server::start_manual(&sqlite_db(&dir));
+    (dir, server)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seed_003_and_fencing_sqlite() {
-    let (_dir, server) = sqlite_server();
+    let (_dir, server) = sqlite_manual_server();
     let h = Http::new(&server.url);
-    seed_003(&h).await;
-    fencing(&h).await;
+    seed_003(&h, &server.clock).await;
+    fencing(&h, &server.clock).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seed_003_and_fencing_postgres() {
     let Some(pg) = fresh_pg().await else { return };
-    let server = Server::start(&pg.url);
+    let server = Server::start_manual(&pg.url);
     let h = Http::new(&server.url);
-    seed_003(&h).await;
-    fencing(&h).await;
+    seed_003(&h, &server.clock).await;
+    fencing(&h, &server.clock).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -983,25 +1006,33 @@ async fn mutual_exclusion_postgres_three_processes() {
     mutual_exclusion(&https, 16, Duration::from_secs(10)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn waiting_sqlite() {
-    let (_dir, server) = sqlite_server();
+/// The waiting cases of one server, its store on a manual clock.
+async fn waiting(server: &Server) {
     let h = Http::new(&server.url);
     fifo(std::slice::from_ref(&h), "fifo").await;
     wait_timeout(&h).await;
-    waiter_gets_lapsed_lease(&h).await;
+    waiter_gets_lapsed_lease(&h, &server.clock).await;
     disconnected_waiter(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_sqlite() {
+    let (_dir, server) = sqlite_manual_server();
+    waiting(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn waiting_postgres() {
     let Some(pg) = fresh_pg().await else { return };
+    let server = Server::start_manual(&pg.url);
+    waiting(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_postgres_three_processes() {
+    let Some(pg) = fresh_pg().await else { return };
     let mut servers: Vec<Process> = (0..3).map(|_| Process::start(&pg.url)).collect();
     let https: Vec<Http> = servers.iter().map(|s| Http::new(&s.url)).collect();
-    fifo(&https[..1], "fifo").await;
-    wait_timeout(&https[0]).await;
-    waiter_gets_lapsed_lease(&https[0]).await;
-    disconnected_waiter(&https[0]).await;
     // Waiters spread over three processes still acquire in arrival order.
     fifo(&https, "fifo-across").await;
     crashed_waiter(&mut servers, &https).await;

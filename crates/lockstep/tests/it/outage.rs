@@ -71,6 +71,8 @@ impl Proxy {
                 Ok(l) => break l,
                 Err(e) if Instant::now() < deadline => {
                     eprintln!("rebinding {} failed ({e}); retrying", self.addr);
+                    // The kernel frees the port on its own time: retry until
+                    // the deadline.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("cannot bind the proxy on {}: {e}", self.addr),

@@ -136,6 +136,7 @@ async fn waiting_acquires_over_the_limit_get_429() {
             !waiter.is_finished(),
             "the first waiter ended before it was counted"
         );
+        // Paces the poll (bounded: the waiter gives up after its 2 s wait).
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     // ...so a second waiting acquire of that token is refused at once.

@@ -18,6 +18,7 @@ use common::*;
 use lockstep_core::idempotency::{Began, Begin, StoredResponse};
 use lockstep_core::txn::OpResult;
 use lockstep_core::{ChangeKind, Command, Error as CoreError, Outcome, Precondition};
+use lockstep_store::clock::Clock;
 use lockstep_store::{Committed, Completion, Error, Finish, Location, Store};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -281,7 +282,10 @@ async fn takeover_after_lock_expiry(env: Env) {
     let s = &env.store;
     let stale = owned(begin_with(s, "k", "fp", 600, LONG_MS).await);
     in_use(begin(s, "k", "fp").await);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The store's clock (manual) reaches the end of the lock: locked until then.
+    env.clock.advance(599);
+    in_use(begin(s, "k", "fp").await);
+    env.clock.advance(1);
     // A different request is still refused: the fingerprint binds the key.
     reused(begin(s, "k", "fp-other").await);
     let fresh = owned(begin(s, "k", "fp").await);
@@ -295,7 +299,7 @@ async fn takeover_after_lock_expiry(env: Env) {
     // A completed entry is never taken over, however short its lock was.
     let short = owned(begin_with(s, "k3", "fp", 100, LONG_MS).await);
     exec(s, complete_cmd("k3", &short, resp.clone(), false)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    env.clock.advance(200);
     assert_eq!(replayed(begin(s, "k3", "fp").await), resp);
 }
 
@@ -370,12 +374,17 @@ async fn expired_entries_are_forgotten(env: Env) {
     let t = owned(begin_with(s, "k", "fp", LONG_MS, 1_000).await);
     exec(s, complete_cmd("k", &t, response(200, json!("old")), false)).await;
     assert_eq!(replayed(begin(s, "k", "fp").await).body, "\"old\"");
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // The store's clock (manual) reaches the TTL: replayed until then.
+    env.clock.advance(999);
+    assert_eq!(replayed(begin(s, "k", "fp").await).body, "\"old\"");
+    env.clock.advance(1);
     let t2 = owned(begin(s, "k", "fp-new").await);
     assert_ne!(t, t2);
     // A started entry past its TTL is forgotten too, whatever its lock.
     owned(begin_with(s, "started", "fp", LONG_MS, 100).await);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    env.clock.advance(99);
+    in_use(begin(s, "started", "fp").await);
+    env.clock.advance(1);
     owned(begin(s, "started", "fp-other").await);
 }
 
@@ -577,7 +586,7 @@ async fn completing_refusal_stores_it_and_applies_nothing(env: Env) {
 async fn stale_owner_applies_nothing(env: Env) {
     let s = &env.store;
     let stale = owned(begin_with(s, "k", "fp", 150, LONG_MS).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.clock.advance(150);
     let fresh = owned(begin(s, "k", "fp").await);
     let calls = Arc::new(AtomicUsize::new(0));
     let r = s
@@ -738,6 +747,8 @@ async fn keyed_increments_apply_once_under_contention(env: Env) {
                             return;
                         }
                         Err(CoreError::IdempotencyKeyInUse(_)) => {
+                            // Backs off while another caller owns the key
+                            // (pacing only: owners complete, no lock runs out).
                             tokio::time::sleep(Duration::from_millis(2)).await;
                         }
                         Err(e) => panic!("{e:?}"),
@@ -856,7 +867,7 @@ impl Raw {
 
 /// The sweeper deletes entries whose TTL ran out (started or completed) and
 /// keeps the others.
-async fn sweep_case(store: Store, raw: Raw) {
+async fn sweep_case(store: Store, clock: Clock, raw: Raw) {
     let s = &store;
     let t = owned(begin_with(s, "done", "fp", LONG_MS, 1_000).await);
     exec(s, complete_cmd("done", &t, response(200, json!(1)), false)).await;
@@ -865,7 +876,8 @@ async fn sweep_case(store: Store, raw: Raw) {
     exec(s, complete_cmd("kept", &t, response(200, json!("kept")), false)).await;
     owned(begin(s, "kept-started", "fp").await);
     assert_eq!(raw.rows().await, 4);
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(store.sweep_expired(500).await.unwrap(), 0, "nothing expired yet");
+    clock.advance(1_000);
     assert_eq!(raw.rows().await, 4, "expired rows stay until swept");
     store.sweep_expired(500).await.unwrap();
     assert_eq!(
@@ -887,7 +899,7 @@ async fn sweep_forgets_expired_entries(env: Env) {
         Location::Sqlite(path) => Raw::Sqlite(path),
         Location::Postgres(url) => Raw::Postgres(url),
     };
-    sweep_case(env.store, raw).await;
+    sweep_case(env.store, env.clock, raw).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -895,18 +907,24 @@ async fn sweep_forgets_expired_entries(env: Env) {
 lockstep_testkit::backends!(
     crate::common::run;
     begin_complete_replay,
-    takeover_after_lock_expiry,
     release_lets_a_retry_run,
     app_entries_write_changes,
-    expired_entries_are_forgotten,
     one_owner_among_concurrent_begins,
     completing_commits_effect_and_response,
     completing_refusal_stores_it_and_applies_nothing,
-    stale_owner_applies_nothing,
     completing_release_and_keep,
     completing_without_owning_applies_nothing,
     keyed_increments_apply_once_under_contention,
     server_shaped_scopes,
-    sweep_forgets_expired_entries,
     replay_answers_the_current_revision,
+);
+
+// The cases where a lock or a TTL runs out: the store's clock is moved, not
+// slept on.
+lockstep_testkit::backends!(
+    manual_clock => crate::common::run_manual;
+    takeover_after_lock_expiry,
+    expired_entries_are_forgotten,
+    stale_owner_applies_nothing,
+    sweep_forgets_expired_entries,
 );

@@ -118,17 +118,18 @@ async fn live_token(s: &Store, name: &str) -> Option<String> {
     l.and_then(|l| l.live_token(now).map(str::to_owned))
 }
 
-/// Polls (deadline 10 s) until `name` is no longer held by a live token:
-/// lets a short TTL lapse without guessing how long the storage clock takes.
-async fn wait_lapsed(s: &Store, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while live_token(s, name).await.is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the lease {name:?} did not lapse within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Moves the store's manual clock to the expiry of `name`'s holder: live a
+/// millisecond before, lapsed at its expiry (no sleep, no guessing how long
+/// the storage clock takes).
+async fn lapse(env: &Env, name: &str) {
+    let (row, now) = lease_row(&env.store, name).await;
+    let row = row.unwrap_or_else(|| panic!("the lease {name:?} has no row"));
+    let token = row.live_token(now).map(str::to_owned);
+    assert!(token.is_some(), "the lease {name:?} is not held");
+    env.clock.set(Millis(row.expires_at.0 - 1));
+    assert_eq!(live_token(&env.store, name).await, token, "held until its expiry");
+    env.clock.set(row.expires_at);
+    assert_eq!(live_token(&env.store, name).await, None, "lapsed at its expiry");
 }
 
 /// Executes a transaction parsed from JSON; it must run (succeed or fail).
@@ -159,7 +160,7 @@ async fn seed_003_late_release(env: Env) {
     // Cron run: a short TTL, and it stalls past it.
     let a = acquire(s, name, 150, Some("cron")).await;
     assert_eq!(live_token(s, name).await.as_deref(), Some(token_of(&a)));
-    wait_lapsed(s, name).await;
+    lapse(&env, name).await;
     // Lapsed, even before anyone else acquires: the cron run's token neither
     // renews nor releases it (it no longer holds it), and nothing changes.
     let (lapsed, _) = lease_row(s, name).await;
@@ -234,7 +235,7 @@ async fn renew_and_foreign_tokens(env: Env) {
     assert_eq!(row.as_ref(), Some(&renewed), "the renewal is stored");
 
     // Past the original TTL the renewed lease is still held.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    env.clock.advance(400);
     assert_eq!(live_token(s, "x").await.as_deref(), Some(token_of(&x)));
     let e = refused(s, acquire_cmd("x", 1_000, None, &new_token(), None)).await;
     assert!(matches!(e, CoreError::LeaseHeld { .. }), "{e:?}");
@@ -355,7 +356,7 @@ async fn fencing_in_txn(env: Env) {
     assert_eq!(get_some(s, "data").await.value, json!("a2"));
 
     // A stalls past its TTL; B acquires.
-    wait_lapsed(s, "job").await;
+    lapse(&env, "job").await;
     let (r, _) = run_txn(
         s,
         json!({"compare": [{"lease": "job", "token": ta}], "success": [{"put": {"key": "data", "value": "late"}}]}),
@@ -507,6 +508,8 @@ async fn mutual_exclusion_under_load(env: Env) {
                 {
                     Ok(c) => c,
                     Err(Error::Core(CoreError::LeaseHeld { .. })) => {
+                        // Backs off under contention (pacing only: holders
+                        // release, no TTL is waited for).
                         tokio::time::sleep(Duration::from_millis(5)).await;
                         continue;
                     }
@@ -772,7 +775,7 @@ async fn sweep_frees_expired(env: Env) {
     let long = acquire(s, "long", 60_000, Some("l")).await;
     let done = acquire(s, "done", 100, None).await;
     assert!(release(s, "done", token_of(&done)).await);
-    wait_lapsed(s, "short").await;
+    lapse(&env, "short").await;
 
     let n = s.sweep_expired(100).await.unwrap();
     assert_eq!(n, 1, "exactly the expired lease is freed");
@@ -793,7 +796,7 @@ async fn sweep_frees_expired(env: Env) {
     // The sweeper's list may be stale: a lease it saw expired was acquired again
     // meanwhile. Its expire command re-checks and leaves the new holder alone.
     let old = acquire(s, "race", 100, None).await;
-    wait_lapsed(s, "race").await;
+    lapse(&env, "race").await;
     let new = acquire(s, "race", 30_000, Some("new")).await;
     assert!(new.fence > old.fence);
     let c = exec(s, Command::ExpireLease { name: "race".into() }).await;
@@ -865,12 +868,17 @@ async fn bad_input(env: Env) {
 
 lockstep_testkit::backends!(
     crate::common::run;
-    seed_003_late_release,
-    renew_and_foreign_tokens,
     held_break_and_get,
-    fencing_in_txn,
     mutual_exclusion_under_load,
     waiters,
-    sweep_frees_expired,
     bad_input,
+);
+
+// The cases where a lease lapses: the store's clock is moved, not slept on.
+lockstep_testkit::backends!(
+    manual_clock => crate::common::run_manual;
+    seed_003_late_release,
+    renew_and_foreign_tokens,
+    fencing_in_txn,
+    sweep_frees_expired,
 );

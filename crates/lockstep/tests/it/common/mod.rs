@@ -37,16 +37,32 @@ pub struct Server {
     pub url: String,
     /// The database it serves.
     pub database: String,
+    /// Its store's clock: manual with [`Server::start_manual`], moved by the
+    /// test (`advance`/`set`) in place of sleeping.
+    pub clock: lockstep_store::clock::Clock,
 }
 
 impl Server {
     /// Serves `database` (`sqlite:PATH` or `postgres://…`) in this process and
     /// returns once it listens.
     pub fn start(database: &str) -> Server {
-        let inner = lockstep_testkit::server::InProcess::start(database);
+        Server::from(lockstep_testkit::server::InProcess::start(database))
+    }
+
+    /// As [`Server::start`], the store on a manual clock (at
+    /// `lockstep_testkit::store::MANUAL_START`): TTLs, lease expiry and
+    /// idempotency locks run out when the test moves [`Server::clock`].
+    pub fn start_manual(database: &str) -> Server {
+        Server::from(lockstep_testkit::server::InProcess::start_manual(database))
+    }
+}
+
+impl From<lockstep_testkit::server::InProcess> for Server {
+    fn from(inner: lockstep_testkit::server::InProcess) -> Server {
         Server {
             url: inner.url.clone(),
             database: inner.database.clone(),
+            clock: inner.clock.clone(),
             inner,
         }
     }

@@ -13,7 +13,6 @@ use serde_json::Value;
 
 pub use lockstep_testkit::pg::random_hex;
 pub use lockstep_testkit::store::{run, run_manual, Env, MANUAL_START};
-pub use lockstep_testkit::Backend;
 
 /// The namespace most cases use (each case has a database of its own).
 pub const NS: &str = "conf";
