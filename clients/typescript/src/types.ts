@@ -2,12 +2,12 @@
  * The wire types of the lockstep API: the JSON bodies the server answers, as
  * documented in `docs/*.md` and SPEC §4–§10.
  *
- * These are written by hand, in ONE module, because today `/openapi.json`
- * carries request schemas but no response schemas. They are to be replaced by
- * the generated types (`./generated/openapi.ts`, produced by `npm run
- * gen:types`) once `/openapi.json` carries schemas derived from the server's
- * Rust types. Field names are the wire's (snake_case) so that the swap is
- * mechanical.
+ * Where the generated types (`./generated/openapi.ts`, produced by `npm run
+ * gen:types` from `/openapi.json`, whose schemas are derived from the server's
+ * Rust types) say all there is, a type here is an alias of the generated one.
+ * The others stay written here because they say more than the wire schema:
+ * a generic value type (`RecordData<T>`), literal unions for states, or a
+ * member the client adds itself (`created`, an optional `revision`).
  *
  * Every write answer carries the `revision` it committed at (acquire's is its
  * fence; gate and ticket answers name the revision of the object's last write,
@@ -15,7 +15,10 @@
  * server always sends it.
  */
 
-import type { operations } from "./generated/openapi.js";
+import type { components, operations } from "./generated/openapi.js";
+
+/** The schemas of `/openapi.json`, derived from the server's Rust wire types. */
+type Schemas = components["schemas"];
 
 /**
  * The JSON request body of an operation, from the types generated from
@@ -60,12 +63,7 @@ export interface Current<T = Json> {
 // System
 
 /** `GET /v1/info`. */
-export interface Info {
-  version: string;
-  backend: string;
-  durability: string;
-  [member: string]: unknown;
-}
+export type Info = Schemas["Info"];
 
 /** `GET /v1/namespaces` (admin). */
 export interface NamespacePage extends Page {
@@ -73,11 +71,7 @@ export interface NamespacePage extends Page {
 }
 
 /** `DELETE /v1/ns/{ns}`. */
-export interface NamespaceDeleted {
-  namespace: string;
-  deleted: boolean;
-  records: number;
-}
+export type NamespaceDeleted = Schemas["NamespaceDeleted"];
 
 // ---------------------------------------------------------------------------
 // Records (§4)
@@ -182,27 +176,13 @@ export interface LeaseData {
 }
 
 /** `GET /leases/{name}`. */
-export interface LeaseState {
-  name: string;
-  held: boolean;
-  holder: string | null;
-  acquired_at: Time | null;
-  expires_at: Time | null;
-  /** The last fence; null if the name was never held. */
-  fence: number | null;
-}
+export type LeaseState = Schemas["LeaseState"];
 
 /** `POST /leases/{name}/release`. */
-export interface ReleaseResult {
-  released: boolean;
-  revision: number;
-}
+export type ReleaseResult = Schemas["LeaseReleased"];
 
 /** `POST /leases/{name}/break`. */
-export interface BreakResult {
-  broken: boolean;
-  revision: number;
-}
+export type BreakResult = Schemas["LeaseBroken"];
 
 // ---------------------------------------------------------------------------
 // Gates (§7)
@@ -320,16 +300,10 @@ export interface FeedConfigResult {
 }
 
 /** `POST /feeds/{feed}/import`. */
-export interface ImportResult {
-  imported: number;
-  skipped: number;
-  revision: number;
-}
+export type ImportResult = Schemas["FeedImported"];
 
 /** `POST /feeds/{feed}/read`. */
-export interface MarkReadResult {
-  revision: number;
-}
+export type MarkReadResult = Schemas["MarkedRead"];
 
 /** `DELETE /feeds/{feed}/entries/{id}`; `deleted: false` (client-side, without `revision`) when absent. */
 export interface EntryDeleteResult {
@@ -340,11 +314,7 @@ export interface EntryDeleteResult {
 }
 
 /** One element of `GET /feeds`. */
-export interface FeedSummary {
-  feed: string;
-  entries: number;
-  unread_count: number;
-}
+export type FeedSummary = Schemas["FeedSummary"];
 
 /** `GET /feeds`. */
 export interface FeedPage extends Page {

@@ -25,6 +25,7 @@ pub const KEY_BYTES_MIN: usize = 32;
 
 /// A ticket operation a capability may allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CapOp {
     /// `POST /gates/{id}/tickets`.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 /// Fields removed from entries older than `after_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scrub {
     /// Top-level field names of `data` to remove.
@@ -19,13 +20,16 @@ pub struct Scrub {
 
 /// Per-feed configuration (or the namespace default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
     /// Keep at most this many newest entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub max_entries: Option<u64>,
     /// Hide entries older than this (from `at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub max_age_ms: Option<u64>,
     /// Fields to scrub from older entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -51,6 +51,7 @@ impl GateState {
 
 /// What finalize does with a ticket committed before a terminal transition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Pending {
     /// 410 and void it (the default).
@@ -62,6 +63,7 @@ pub enum Pending {
 
 /// `{pending}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The pending policy.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 /// `{compare, success, failure}`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Txn {
     /// Conditions evaluated together (parsed from objects only, so left out of
@@ -25,6 +26,7 @@ pub struct Txn {
 
 /// One condition of a transaction.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "Map<String, Value>")]
 pub enum Compare {
     /// `{key, version: N}`: the live version is N (0 = absent).
@@ -151,17 +153,29 @@ impl Compare {
 
 /// `{key}`
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyOp {
     /// Record key.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 512)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))
+    )]
     pub key: String,
 }
 
 /// `{key, value, ttl_ms?}`
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutOp {
     /// Record key.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 512)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))
+    )]
     pub key: String,
     /// New value.
     pub value: Value,
@@ -171,9 +185,15 @@ pub struct PutOp {
 
 /// `{key, merge}`
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PatchOp {
     /// Record key.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 512)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))
+    )]
     pub key: String,
     /// RFC 7396 merge patch.
     pub merge: Value,
@@ -181,9 +201,15 @@ pub struct PatchOp {
 
 /// `{key, by}`
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IncrOp {
     /// Record key.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 512)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))
+    )]
     pub key: String,
     /// Amount to add (may be negative).
     pub by: i64,
@@ -191,6 +217,7 @@ pub struct IncrOp {
 
 /// One operation of a branch.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Read a record.

@@ -15,6 +15,7 @@ use lockstep_core::capability::{self, CapOp, Claims};
 use lockstep_core::gate::GateState;
 use lockstep_core::{Row, RowKey};
 use lockstep_store::Store;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The name of the generated key in the database's settings.
@@ -69,10 +70,12 @@ impl CapabilityKeys {
 }
 
 /// `POST .../capabilities` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintBody {
+    #[schemars(range(min = 1000, max = 2_592_000_000_u64))]
     ttl_ms: u64,
+    #[schemars(length(min = 1))]
     ops: Option<Vec<CapOp>>,
 }
 

@@ -142,6 +142,34 @@ impl ApiError {
     }
 }
 
+/// Every stable `code` a problem can carry (SPEC §3), as [`ApiError::catalogue`]
+/// answers them: the enum of `code` in the OpenAPI document.
+pub const CODES: &[&str] = &[
+    "invalid_request",
+    "unauthorized",
+    "too_many_requests",
+    "forbidden",
+    "not_found",
+    "version_mismatch",
+    "patch_test_failed",
+    "precondition_failed",
+    "payload_too_large",
+    "invalid_patch",
+    "lease_held",
+    "lease_lost",
+    "ticket_conflict",
+    "invalid_transition",
+    "gate_closed",
+    "gate_paused",
+    "compacted",
+    "idempotency_key_in_use",
+    "idempotency_key_reused",
+    "unavailable",
+    "internal",
+    "unsupported_media_type",
+    "method_not_allowed",
+];
+
 /// Seconds a client should wait before retrying an `unavailable` answer.
 pub const RETRY_AFTER_S: u64 = 1;
 

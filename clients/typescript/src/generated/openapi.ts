@@ -527,14 +527,695 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description `acquire` body. */
+        AcquireBody: {
+            holder?: string | null;
+            /** Format: uint64 */
+            ttl_ms: number;
+            /**
+             * Format: uint64
+             * @default 0
+             */
+            wait_ms?: number;
+        };
+        /** @description `POST /tickets` body. */
+        AdmitBody: {
+            meta?: unknown;
+            ticket_id?: string | null;
+        };
+        /** @description `POST /entries` body. */
+        AppendBody: {
+            /** Format: date-time */
+            at?: string | null;
+            data: {
+                [key: string]: unknown;
+            };
+            id: string;
+        };
+        /** @description `{feed, data}` of a finalize. */
+        AppendSpec: {
+            data: {
+                [key: string]: unknown;
+            };
+            feed: string;
+        };
+        /** @description `POST` body. */
+        BeginBody: {
+            fingerprint: string;
+            /** Format: uint64 */
+            lock_ms: number;
+        };
+        /** @description A minted capability: `{capability, expires_at, epoch, gate, ops}`. */
+        Capability: {
+            /** @description The bearer string. */
+            capability: string;
+            /**
+             * Format: uint64
+             * @description The epoch it is bound to.
+             */
+            epoch: number;
+            /** @description When it expires (RFC 3339). */
+            expires_at: string;
+            /** @description The gate it names. */
+            gate: string;
+            /** @description The ticket operations it allows. */
+            ops: string[];
+        };
+        /** @description A ticket operation a capability may allow. */
+        CapOp: "admit" | "check" | "commit" | "abort" | "finalize";
+        /** @description `{revision, index, kind, key, op, actor, forced, at}`. */
+        Change: {
+            actor: string;
+            at: string;
+            forced: boolean;
+            /** Format: uint32 */
+            index: number;
+            key: string;
+            kind: string;
+            op: string;
+            /** Format: uint64 */
+            revision: number;
+        };
+        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        ChangesPage: {
+            /** @description The changes, in (revision, index) order. */
+            changes: components["schemas"]["Change"][];
+            /** @description The cursor of the next page; null on the last. */
+            next_cursor: string | null;
+        };
+        /** @description One condition of a transaction. */
+        Compare: {
+            [key: string]: unknown;
+        };
+        /** @description `PUT` body. */
+        CompleteBody: {
+            response: unknown;
+            token: string;
+        };
+        /** @description `{version, value}` of the current record. */
+        Current: {
+            value: unknown;
+            /** Format: uint64 */
+            version: number;
+        };
+        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        EntriesPage: {
+            /** @description The entries. */
+            entries: components["schemas"]["Entry"][];
+            /** @description The cursor of the next page; null on the last. */
+            next_cursor: string | null;
+            /**
+             * Format: uint64
+             * @description The feed's unread count.
+             */
+            unread_count: number;
+        };
+        /** @description `{id, at, data, read, revision, cursor}`. */
+        Entry: {
+            at: string;
+            cursor: string;
+            data: {
+                [key: string]: unknown;
+            };
+            id: string;
+            read: boolean;
+            /** Format: uint64 */
+            revision: number;
+        };
+        /** @description An append: the entry with `created`. */
+        EntryAppended: {
+            at: string;
+            /** @description Whether it is new. */
+            created: boolean;
+            cursor: string;
+            data: {
+                [key: string]: unknown;
+            };
+            id: string;
+            read: boolean;
+            /** Format: uint64 */
+            revision: number;
+        };
+        /** @description `{id, deleted: true, revision}`. */
+        EntryDeleted: {
+            /** @description Always true. */
+            deleted: boolean;
+            /** @description Entry id. */
+            id: string;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+        };
+        /** @description `GET /feeds/{feed}`: `{feed, config, own_config, entries, unread_count}`. */
+        Feed: {
+            /** @description The configuration in force. */
+            config: components["schemas"]["FeedConfig"];
+            /**
+             * Format: uint64
+             * @description Visible entries.
+             */
+            entries: number;
+            /** @description Feed name. */
+            feed: string;
+            /** @description Whether it is the feed's own (else the namespace default). */
+            own_config: boolean;
+            /**
+             * Format: uint64
+             * @description Visible entries not marked read.
+             */
+            unread_count: number;
+        };
+        /** @description Per-feed configuration (or the namespace default). */
+        FeedConfig: {
+            /**
+             * Format: uint64
+             * @description Hide entries older than this (from `at`).
+             */
+            max_age_ms?: number | null;
+            /**
+             * Format: uint64
+             * @description Keep at most this many newest entries.
+             */
+            max_entries?: number | null;
+            /** @description Fields to scrub from older entries. */
+            scrub?: components["schemas"]["Scrub"] | null;
+        };
+        /** @description `PUT /feeds/{feed}`: `{feed, config, revision}`. */
+        FeedConfigured: {
+            /** @description The configuration. */
+            config: components["schemas"]["FeedConfig"];
+            /** @description Feed name (`""`: the namespace default). */
+            feed: string;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+        };
+        /** @description `{imported, skipped, revision}`. */
+        FeedImported: {
+            /**
+             * Format: uint
+             * @description Entries added.
+             */
+            imported: number;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+            /**
+             * Format: uint
+             * @description Entries already present (or repeated in the array).
+             */
+            skipped: number;
+        };
+        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        FeedsPage: {
+            /** @description The feeds. */
+            feeds: components["schemas"]["FeedSummary"][];
+            /** @description The cursor of the next page; null on the last. */
+            next_cursor: string | null;
+        };
+        /** @description `{feed, entries, unread_count}` of a feed in a listing. */
+        FeedSummary: {
+            /** Format: uint64 */
+            entries: number;
+            feed: string;
+            /** Format: uint64 */
+            unread_count: number;
+        };
+        /** @description `POST .../finalize` body. */
+        FinalizeBody: {
+            append?: components["schemas"]["AppendSpec"] | null;
+        };
+        /** @description `{id, state, epoch, policy, meta, revision, created_at, updated_at}`. */
+        Gate: {
+            created_at: string;
+            /** Format: uint64 */
+            epoch: number;
+            id: string;
+            meta: unknown;
+            policy: components["schemas"]["Policy"];
+            /** Format: uint64 */
+            revision: number;
+            state: string;
+            updated_at: string;
+        };
+        /** @description A transition: the gate with `changed`, `voided` and `pending`. */
+        GateTransitioned: {
+            /** @description Whether anything changed. */
+            changed: boolean;
+            created_at: string;
+            /** Format: uint64 */
+            epoch: number;
+            id: string;
+            meta: unknown;
+            /**
+             * Format: uint
+             * @description Committed, unfinalized tickets of the old epoch.
+             */
+            pending: number;
+            policy: components["schemas"]["Policy"];
+            /** Format: uint64 */
+            revision: number;
+            state: string;
+            updated_at: string;
+            /**
+             * Format: uint
+             * @description Open tickets of the old epoch voided by it.
+             */
+            voided: number;
+        };
+        /** @description `DELETE` body. */
+        GiveUpBody: {
+            token: string;
+        };
+        /** @description `GET /healthz` and `GET /readyz`: `{status}`, with the backend once ready. */
+        HealthStatus: {
+            /** @description The backend (readiness only). */
+            backend?: string | null;
+            /** @description `ok` or `ready`. */
+            status: string;
+        };
+        /** @description `PUT`: `{state: "completed", revision}`. */
+        IdempotencyCompleted: {
+            /** Format: uint64 */
+            revision: number;
+            state: string;
+        };
+        /** @description `DELETE`: `{released: true, revision}`. */
+        IdempotencyGivenUp: {
+            /** @description Always true. */
+            released: boolean;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+        };
+        /** @description `GET`: `{scope, key, expires_at}` with the state's own members. */
+        IdempotencyKey: {
+            expires_at: string;
+            key: string;
+            scope: string;
+        } & ({
+            /** @description The response as JSON. */
+            response: unknown;
+            /** @constant */
+            state: "completed";
+        } | {
+            /** @description RFC 3339. */
+            locked_until: string;
+            /** @description Past its lock. */
+            stale: boolean;
+            /** @constant */
+            state: "started";
+        });
+        /** @description `POST` of a completed key: `{state: "completed", response}`. */
+        IdempotencyReplayed: {
+            response: unknown;
+            state: string;
+        };
+        /** @description `POST` that owns the key: `{state: "started", token, revision}`. */
+        IdempotencyStarted: {
+            /** Format: uint64 */
+            revision: number;
+            state: string;
+            token: string;
+        };
+        /** @description `{key, by}` */
+        IncrOp: {
+            /**
+             * Format: int64
+             * @description Amount to add (may be negative).
+             */
+            by: number;
+            /** @description Record key. */
+            key: string;
+        };
+        /** @description `GET /v1/info`: `{version, backend, durability}`. */
+        Info: {
+            /** @description `sqlite` or `postgres`. */
+            backend: string;
+            /** @description What an acknowledged write survives. */
+            durability: string;
+            /** @description The server's version. */
+            version: string;
+        };
+        /** @description `{key}` */
+        KeyOp: {
+            /** @description Record key. */
+            key: string;
+        };
+        /** @description Acquire and renew: the lease as held, with the revision it committed at. */
+        Lease: {
+            acquired_at: string;
+            expires_at: string;
+            /** Format: uint64 */
+            fence: number;
+            holder: string | null;
+            name: string;
+            /** Format: uint64 */
+            revision: number;
+            token: string | null;
+        };
+        /** @description `{broken, revision}`. */
+        LeaseBroken: {
+            /** @description Whether a live lease was broken. */
+            broken: boolean;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+        };
+        /** @description `{released, revision}`. */
+        LeaseReleased: {
+            /** @description Whether the token held the lease. */
+            released: boolean;
+            /**
+             * Format: uint64
+             * @description The revision of the write (the current one when nothing was released).
+             */
+            revision: number;
+        };
+        /** @description `GET /leases/{name}`: `{name, held, holder, acquired_at, expires_at, fence}`. */
+        LeaseState: {
+            acquired_at: string | null;
+            expires_at: string | null;
+            /** Format: uint64 */
+            fence: number | null;
+            held: boolean;
+            holder: string | null;
+            name: string;
+        };
+        /** @description `{revision}`: read marks were set. */
+        MarkedRead: {
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+        };
+        /** @description `POST .../capabilities` body. */
+        MintBody: {
+            ops?: components["schemas"]["CapOp"][] | null;
+            /** Format: uint64 */
+            ttl_ms: number;
+        };
+        /** @description `DELETE /v1/ns/{ns}`: `{namespace, deleted: true, records}`. */
+        NamespaceDeleted: {
+            /** @description Always true. */
+            deleted: boolean;
+            /** @description The namespace. */
+            namespace: string;
+            /**
+             * Format: uint64
+             * @description How many records it held.
+             */
+            records: number;
+        };
+        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        NamespacesPage: {
+            /** @description The names. */
+            namespaces: string[];
+            /** @description The cursor of the next page; null on the last. */
+            next_cursor: string | null;
+        };
+        /** @description One operation of a branch. */
+        Op: {
+            get: components["schemas"]["KeyOp"];
+        } | {
+            put: components["schemas"]["PutOp"];
+        } | {
+            delete: components["schemas"]["KeyOp"];
+        } | {
+            patch: components["schemas"]["PatchOp"];
+        } | {
+            incr: components["schemas"]["IncrOp"];
+        };
+        /** @description `{key, merge}` */
+        PatchOp: {
+            /** @description Record key. */
+            key: string;
+            /** @description RFC 7396 merge patch. */
+            merge: unknown;
+        };
+        /** @description What finalize does with a ticket committed before a terminal transition. */
+        Pending: "reject" | "recover";
+        /** @description `{pending}`. */
+        Policy: {
+            /**
+             * @description The pending policy.
+             * @default reject
+             */
+            pending?: components["schemas"]["Pending"];
+        };
+        /** @description `{type, title, status, detail, code}` and the refusal's extension members. */
         Problem: {
-            code: string;
-            /** @description the current {version, value}, or null (version_mismatch, patch_test_failed) */
-            current?: unknown;
-            detail?: string;
+            /**
+             * @description The stable code.
+             * @enum {string}
+             */
+            code: "invalid_request" | "unauthorized" | "too_many_requests" | "forbidden" | "not_found" | "version_mismatch" | "patch_test_failed" | "precondition_failed" | "payload_too_large" | "invalid_patch" | "lease_held" | "lease_lost" | "ticket_conflict" | "invalid_transition" | "gate_closed" | "gate_paused" | "compacted" | "idempotency_key_in_use" | "idempotency_key_reused" | "unavailable" | "internal" | "unsupported_media_type" | "method_not_allowed";
+            /** @description What went wrong, for people. */
+            detail: string;
+            /**
+             * Format: uint16
+             * @description The HTTP status.
+             */
             status: number;
+            /** @description The code's title. */
             title: string;
+            /** @description The problem type: the URN of the code (set by `error.rs`). */
             type: string;
+        } | {
+            /** @description `{version, value}` or null. */
+            current: components["schemas"]["Current"] | null;
+        } | {
+            /** @description RFC 3339. */
+            expires_at: string | null;
+            /** @description The holder's label. */
+            holder: string | null;
+            /**
+             * Format: uint
+             * @description The waiters limit that refused a place, or the queue length.
+             */
+            waiters: number;
+        } | unknown;
+        /** @description `PUT /gates/{id}` body. */
+        PutGateBody: {
+            meta?: unknown;
+            policy?: components["schemas"]["Policy"] | null;
+        };
+        /** @description `{key, value, ttl_ms?}` */
+        PutOp: {
+            /** @description Record key. */
+            key: string;
+            /**
+             * Format: uint64
+             * @description Optional TTL.
+             */
+            ttl_ms?: number | null;
+            /** @description New value. */
+            value: unknown;
+        };
+        /** @description `PUT` body. */
+        PutRecordBody: {
+            /** Format: uint64 */
+            expected_version?: number | null;
+            /** @default false */
+            force?: boolean;
+            /** Format: uint64 */
+            ttl_ms?: number | null;
+            value: unknown;
+        };
+        /** @description `POST /read` body: exactly one of the three. */
+        ReadBody: {
+            all?: boolean | null;
+            ids?: string[] | null;
+            up_to?: string | null;
+        };
+        /** @description `{key, value, version, created_at, updated_at, expires_at}`. */
+        Record: {
+            created_at: string;
+            expires_at: string | null;
+            key: string;
+            updated_at: string;
+            value: unknown;
+            /** Format: uint64 */
+            version: number;
+        };
+        /** @description `DELETE`: `{key, deleted: true, revision}`. */
+        RecordDeleted: {
+            /** @description Always true. */
+            deleted: boolean;
+            /** @description The key. */
+            key: string;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+        };
+        /** @description `PATCH`: `{key, version, value, revision}`. */
+        RecordPatched: {
+            /** @description The key. */
+            key: string;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+            /** @description The value after the patch. */
+            value: unknown;
+            /**
+             * Format: uint64
+             * @description Its new version.
+             */
+            version: number;
+        };
+        /** @description `PUT`: `{key, version, revision}`. */
+        RecordPut: {
+            /** @description The key. */
+            key: string;
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
+            revision: number;
+            /**
+             * Format: uint64
+             * @description Its new version.
+             */
+            version: number;
+        };
+        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        RecordsPage: {
+            /** @description The cursor of the next page; null on the last. */
+            next_cursor: string | null;
+            /** @description The records. */
+            records: components["schemas"]["Record"][];
+        };
+        /** @description `release` body. */
+        ReleaseBody: {
+            token: string;
+        };
+        /** @description `renew` body. */
+        RenewBody: {
+            token: string;
+            /** Format: uint64 */
+            ttl_ms: number;
+        };
+        /** @description Fields removed from entries older than `after_ms`. */
+        Scrub: {
+            /**
+             * Format: uint64
+             * @description Age (from `at`) after which they are removed.
+             */
+            after_ms: number;
+            /** @description Top-level field names of `data` to remove. */
+            fields: string[];
+        };
+        /**
+         * @description `{ticket_id, gate, epoch, state, meta, recovered, finalized_revision,
+         *     revision, created_at, updated_at}`.
+         */
+        Ticket: {
+            created_at: string;
+            /** Format: uint64 */
+            epoch: number;
+            /** Format: uint64 */
+            finalized_revision: number | null;
+            gate: string;
+            meta: unknown;
+            recovered: boolean;
+            /** Format: uint64 */
+            revision: number;
+            state: string;
+            ticket_id: string;
+            updated_at: string;
+        };
+        /** @description An admission: the ticket with `created`. */
+        TicketAdmitted: {
+            /** @description Whether it is new. */
+            created: boolean;
+            created_at: string;
+            /** Format: uint64 */
+            epoch: number;
+            /** Format: uint64 */
+            finalized_revision: number | null;
+            gate: string;
+            meta: unknown;
+            recovered: boolean;
+            /** Format: uint64 */
+            revision: number;
+            state: string;
+            ticket_id: string;
+            updated_at: string;
+        };
+        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        TicketsPage: {
+            /** @description The cursor of the next page; null on the last. */
+            next_cursor: string | null;
+            /** @description The tickets. */
+            tickets: components["schemas"]["Ticket"][];
+        };
+        /** @description `{compare, success, failure}`. */
+        Txn: {
+            /**
+             * @description Conditions evaluated together (parsed from objects only, so left out of
+             *     the server's request shape check).
+             */
+            compare?: components["schemas"]["Compare"][];
+            /**
+             * @description Applied otherwise.
+             * @default []
+             */
+            failure?: components["schemas"]["Op"][];
+            /**
+             * @description Applied when every compare holds.
+             * @default []
+             */
+            success?: components["schemas"]["Op"][];
+        };
+        /** @description One result of a transaction's operation: null for a missing `get`. */
+        TxnOpResult: null | {
+            /** @description The key. */
+            key: string;
+            /** @description Its value. */
+            value: unknown;
+            /**
+             * Format: uint64
+             * @description Its version.
+             */
+            version: number;
+        } | {
+            /** @description Whether a record was deleted. */
+            deleted: boolean;
+            /** @description The key. */
+            key: string;
+        };
+        /** @description `{succeeded, failed, results, revision}` (SPEC §5, §15). */
+        TxnResult: {
+            failed: number[];
+            results: components["schemas"]["TxnOpResult"][];
+            /** Format: uint64 */
+            revision: number;
+            succeeded: boolean;
+        };
+        /** @description The data of one `change` event of a watch: `{revision, changes}`. */
+        WatchEvent: {
+            /** @description Its matching changes. */
+            changes: components["schemas"]["Change"][];
+            /**
+             * Format: uint64
+             * @description The revision.
+             */
+            revision: number;
         };
     };
     responses: never;
@@ -557,10 +1238,12 @@ export interface operations {
             /** @description ok */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["HealthStatus"];
                 };
             };
         };
@@ -577,15 +1260,47 @@ export interface operations {
             /** @description text exposition */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "text/plain": string;
                 };
             };
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -606,10 +1321,12 @@ export interface operations {
             /** @description OpenAPI 3.1 */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": Record<string, never>;
                 };
             };
         };
@@ -626,15 +1343,21 @@ export interface operations {
             /** @description ready */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["HealthStatus"];
                 };
             };
             /** @description unavailable */
             503: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -655,15 +1378,47 @@ export interface operations {
             /** @description `{version, backend, durability}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Info"];
                 };
             };
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -689,15 +1444,19 @@ export interface operations {
             /** @description `{namespaces, next_cursor}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["NamespacesPage"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -707,15 +1466,47 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -738,15 +1529,19 @@ export interface operations {
             /** @description `{namespace, deleted, records}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["NamespaceDeleted"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -756,15 +1551,47 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -781,7 +1608,7 @@ export interface operations {
                 /** @description the next_cursor of the previous page (instead of after) */
                 cursor?: string;
                 /** @description record, lease, feed, gate or idempotency */
-                kind?: string;
+                kind?: "record" | "lease" | "feed" | "gate" | "idempotency";
                 /** @description page size 1..=1000, default 100 */
                 limit?: number;
                 /** @description only keys starting with this (record key, lease name, gate id, feed/entry id) */
@@ -798,15 +1625,19 @@ export interface operations {
             /** @description `{changes: [{revision, index, kind, key, op, actor, forced, at}], next_cursor}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ChangesPage"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -816,6 +1647,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -825,6 +1660,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -834,6 +1671,34 @@ export interface operations {
             /** @description compacted: `after` is older than what is kept */
             410: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -845,7 +1710,10 @@ export interface operations {
     configureFeedDefaults: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 ns: string;
             };
@@ -853,29 +1721,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    max_age_ms?: number;
-                    max_entries?: number;
-                    scrub?: {
-                        after_ms: number;
-                        fields: string[];
-                    };
-                };
+                "application/json": components["schemas"]["FeedConfig"];
             };
         };
         responses: {
             /** @description `{feed: "", config, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["FeedConfigured"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -885,6 +1752,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -894,6 +1765,80 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -923,15 +1868,19 @@ export interface operations {
             /** @description `{feeds, next_cursor}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["FeedsPage"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -941,6 +1890,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -950,6 +1903,34 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -973,15 +1954,19 @@ export interface operations {
             /** @description `{feed, config, own_config, entries, unread_count}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Feed"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -991,6 +1976,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1000,6 +1989,34 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1011,7 +2028,10 @@ export interface operations {
     configureFeed: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -1020,29 +2040,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    max_age_ms?: number;
-                    max_entries?: number;
-                    scrub?: {
-                        after_ms: number;
-                        fields: string[];
-                    };
-                };
+                "application/json": components["schemas"]["FeedConfig"];
             };
         };
         responses: {
             /** @description `{feed, config, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["FeedConfigured"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1052,6 +2071,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1061,6 +2084,80 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1077,7 +2174,7 @@ export interface operations {
                 /** @description page size 1..=1000, default 100 */
                 limit?: number;
                 /** @description desc (default) or asc */
-                order?: string;
+                order?: "asc" | "desc";
             };
             header?: never;
             path: {
@@ -1091,15 +2188,19 @@ export interface operations {
             /** @description `{entries, next_cursor, unread_count}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["EntriesPage"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1109,6 +2210,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1118,6 +2223,34 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1129,7 +2262,10 @@ export interface operations {
     appendEntry: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -1138,36 +2274,41 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    /** Format: date-time */
-                    at?: string;
-                    data: Record<string, never>;
-                    id: string;
-                };
+                "application/json": components["schemas"]["AppendBody"];
             };
         };
         responses: {
             /** @description the original entry with `created: false` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["EntryAppended"];
                 };
             };
             /** @description `{id, at, data, read, revision, cursor, created: true}` */
             201: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["EntryAppended"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1177,6 +2318,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1186,6 +2331,80 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1197,7 +2416,10 @@ export interface operations {
     deleteEntry: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
                 name: string;
@@ -1210,15 +2432,21 @@ export interface operations {
             /** @description `{id, deleted, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["EntryDeleted"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1228,6 +2456,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1237,6 +2469,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1246,6 +2480,58 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1264,7 +2550,10 @@ export interface operations {
                 /** @description the member holding each element's id (default id) */
                 id_field?: string;
             };
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -1273,22 +2562,30 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": Record<string, never>[];
+                "application/json": {
+                    [key: string]: unknown;
+                }[];
             };
         };
         responses: {
             /** @description `{imported, skipped, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["FeedImported"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1298,6 +2595,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1307,6 +2608,21 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1316,6 +2632,56 @@ export interface operations {
             /** @description payload_too_large */
             413: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1327,7 +2693,10 @@ export interface operations {
     markRead: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -1336,27 +2705,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    /** @constant */
-                    all?: true;
-                    ids?: string[];
-                    up_to?: string;
-                };
+                "application/json": components["schemas"]["ReadBody"];
             };
         };
         responses: {
             /** @description `{revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["MarkedRead"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1366,6 +2736,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1375,6 +2749,80 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1398,15 +2846,32 @@ export interface operations {
             /** @description `{id, state, epoch, policy, meta, revision, created_at, updated_at}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Gate"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1416,6 +2881,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1425,6 +2892,34 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1436,7 +2931,10 @@ export interface operations {
     putGate: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -1445,37 +2943,41 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    meta?: unknown;
-                    policy?: {
-                        /** @enum {unknown} */
-                        pending?: "reject" | "recover";
-                    };
-                };
+                "application/json": components["schemas"]["PutGateBody"];
             };
         };
         responses: {
             /** @description updated: the gate */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Gate"];
                 };
             };
             /** @description created: the gate */
             201: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Gate"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1485,6 +2987,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1494,6 +3000,21 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1503,6 +3024,67 @@ export interface operations {
             /** @description gate_closed (deleted) */
             410: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1514,7 +3096,10 @@ export interface operations {
     deleteGate: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -1526,15 +3111,21 @@ export interface operations {
             /** @description the gate with `changed`, `voided`, `pending`, `revision` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["GateTransitioned"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1544,6 +3135,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1553,6 +3148,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1562,6 +3159,58 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1573,11 +3222,14 @@ export interface operations {
     transitionGate: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
-                transition: string;
+                transition: "pause" | "resume" | "revoke" | "delete" | "reopen";
             };
             cookie?: never;
         };
@@ -1586,15 +3238,21 @@ export interface operations {
             /** @description the gate with `changed`, `voided`, `pending`, `revision` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["GateTransitioned"];
                 };
             };
             /** @description invalid_request (unknown transition) */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1604,6 +3262,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1613,6 +3275,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1622,6 +3286,8 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1631,6 +3297,10 @@ export interface operations {
             /** @description invalid_transition */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1640,6 +3310,45 @@ export interface operations {
             /** @description gate_closed */
             410: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1660,25 +3369,26 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    ops?: ("admit" | "check" | "commit" | "abort" | "finalize")[];
-                    ttl_ms: number;
-                };
+                "application/json": components["schemas"]["MintBody"];
             };
         };
         responses: {
             /** @description `{capability, expires_at, epoch, gate, ops}` */
             201: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Capability"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1688,15 +3398,21 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1706,6 +3422,8 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1715,6 +3433,56 @@ export interface operations {
             /** @description gate_closed */
             410: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1731,7 +3499,7 @@ export interface operations {
                 /** @description page size */
                 limit?: number;
                 /** @description open, committed, finalized, voided or aborted */
-                state?: string;
+                state?: "open" | "committed" | "finalized" | "voided" | "aborted";
             };
             header?: never;
             path: {
@@ -1745,15 +3513,19 @@ export interface operations {
             /** @description `{tickets, next_cursor}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["TicketsPage"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1763,6 +3535,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1772,6 +3548,34 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1783,7 +3587,10 @@ export interface operations {
     admitTicket: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -1792,34 +3599,54 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    meta?: unknown;
-                    ticket_id?: string;
-                };
+                "application/json": components["schemas"]["AdmitBody"];
             };
         };
         responses: {
             /** @description the same open ticket, `created: false` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["TicketAdmitted"];
                 };
             };
             /** @description the ticket */
             201: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["TicketAdmitted"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1829,6 +3656,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1838,6 +3667,8 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1847,6 +3678,10 @@ export interface operations {
             /** @description ticket_conflict */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1856,6 +3691,41 @@ export interface operations {
             /** @description gate_closed */
             410: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1865,6 +3735,36 @@ export interface operations {
             /** @description gate_paused */
             423: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1876,38 +3776,42 @@ export interface operations {
     ticketOp: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
-                op: string;
+                op: "check" | "commit" | "finalize" | "abort";
                 ticket: string;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                "application/json": {
-                    append?: {
-                        data: Record<string, never>;
-                        feed: string;
-                    };
-                };
+                "application/json": components["schemas"]["FinalizeBody"];
             };
         };
         responses: {
             /** @description the ticket */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Ticket"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1917,6 +3821,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1926,6 +3834,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1935,6 +3845,8 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1944,6 +3856,10 @@ export interface operations {
             /** @description ticket_conflict */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1953,6 +3869,41 @@ export interface operations {
             /** @description gate_closed */
             410: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1962,6 +3913,36 @@ export interface operations {
             /** @description gate_paused */
             423: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1986,15 +3967,19 @@ export interface operations {
             /** @description `{scope, key, state, locked_until?, stale?, response?, expires_at}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["IdempotencyKey"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2004,6 +3989,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2013,6 +4002,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2022,6 +4013,34 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2043,25 +4062,26 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    response: unknown;
-                    token: string;
-                };
+                "application/json": components["schemas"]["CompleteBody"];
             };
         };
         responses: {
             /** @description `{state: "completed"}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["IdempotencyCompleted"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2071,6 +4091,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2080,6 +4104,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2089,6 +4115,58 @@ export interface operations {
             /** @description lease_lost: a stale owner */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2110,34 +4188,37 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    fingerprint: string;
-                    lock_ms: number;
-                };
+                "application/json": components["schemas"]["BeginBody"];
             };
         };
         responses: {
             /** @description `{state: "completed", response}`: replay */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["IdempotencyReplayed"];
                 };
             };
             /** @description `{state: "started", token}`: the caller owns the key */
             201: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["IdempotencyStarted"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2147,6 +4228,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2156,6 +4241,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2165,6 +4252,32 @@ export interface operations {
             /** @description idempotency_key_in_use */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2174,6 +4287,34 @@ export interface operations {
             /** @description idempotency_key_reused */
             422: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2195,24 +4336,26 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    token: string;
-                };
+                "application/json": components["schemas"]["GiveUpBody"];
             };
         };
         responses: {
             /** @description `{released: true}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["IdempotencyGivenUp"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2222,6 +4365,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2231,6 +4378,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2240,6 +4389,58 @@ export interface operations {
             /** @description lease_lost: a stale owner */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2263,15 +4464,19 @@ export interface operations {
             /** @description `{name, held, holder, acquired_at, expires_at, fence}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["LeaseState"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2281,6 +4486,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2290,6 +4499,34 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2301,7 +4538,10 @@ export interface operations {
     acquireLease: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -2310,27 +4550,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    holder?: string;
-                    ttl_ms: number;
-                    /** @description wait in line (first come, first served) */
-                    wait_ms?: number;
-                };
+                "application/json": components["schemas"]["AcquireBody"];
             };
         };
         responses: {
             /** @description `{name, token, fence, holder, acquired_at, expires_at}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Lease"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2340,6 +4581,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2349,6 +4594,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2358,6 +4605,69 @@ export interface operations {
             /** @description lease_held, with `holder`, `expires_at`, `waiters` */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2369,7 +4679,10 @@ export interface operations {
     breakLease: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -2381,24 +4694,95 @@ export interface operations {
             /** @description `{broken, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["LeaseBroken"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
-            401: {
+            /** @description invalid_request */
+            400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description unauthorized: no or unknown token */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2410,7 +4794,10 @@ export interface operations {
     releaseLease: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -2419,24 +4806,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    token: string;
-                };
+                "application/json": components["schemas"]["ReleaseBody"];
             };
         };
         responses: {
             /** @description `{released, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["LeaseReleased"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2446,6 +4837,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2455,6 +4850,80 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2466,7 +4935,10 @@ export interface operations {
     renewLease: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 name: string;
                 ns: string;
@@ -2475,25 +4947,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    token: string;
-                    ttl_ms: number;
-                };
+                "application/json": components["schemas"]["RenewBody"];
             };
         };
         responses: {
             /** @description the lease with its new `expires_at` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Lease"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2503,6 +4978,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2512,6 +4991,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2521,6 +5002,69 @@ export interface operations {
             /** @description lease_lost: the token does not hold it; stop */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2550,15 +5094,19 @@ export interface operations {
             /** @description `{records, next_cursor}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["RecordsPage"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2568,6 +5116,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2577,6 +5129,34 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2588,7 +5168,12 @@ export interface operations {
     getRecord: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `*` or strong tags `"N"`: 412 unless the record's version is one of them */
+                "If-Match"?: string;
+                /** @description `*` or tags: on a read, 304 when one matches; on a write, 412 */
+                "If-None-Match"?: string;
+            };
             path: {
                 key: string;
                 ns: string;
@@ -2600,24 +5185,45 @@ export interface operations {
             /** @description `{key, value, version, created_at, updated_at, expires_at}` */
             200: {
                 headers: {
+                    /** @description the record's version as a strong tag: `"N"` */
+                    ETag?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Record"];
                 };
             };
             /** @description If-None-Match matched */
             304: {
                 headers: {
+                    /** @description the record's version */
+                    ETag?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2627,6 +5233,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2636,6 +5244,34 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2647,7 +5283,14 @@ export interface operations {
     putRecord: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+                /** @description `*` or strong tags `"N"`: 412 unless the record's version is one of them */
+                "If-Match"?: string;
+                /** @description `*` or tags: on a read, 304 when one matches; on a write, 412 */
+                "If-None-Match"?: string;
+            };
             path: {
                 key: string;
                 ns: string;
@@ -2656,39 +5299,45 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    /** @description 0 = must not exist; else 409 version_mismatch */
-                    expected_version?: number;
-                    /** @description skip the precondition (admin) */
-                    force?: boolean;
-                    ttl_ms?: number;
-                    /** @description any JSON value, at most 1 MiB serialized */
-                    value: unknown;
-                };
+                "application/json": components["schemas"]["PutRecordBody"];
             };
         };
         responses: {
             /** @description replaced: `{key, version, revision}` */
             200: {
                 headers: {
+                    /** @description the record's version as a strong tag: `"N"` */
+                    ETag?: string;
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["RecordPut"];
                 };
             };
             /** @description created: `{key, version, revision}` */
             201: {
                 headers: {
+                    /** @description the record's version as a strong tag: `"N"` */
+                    ETag?: string;
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["RecordPut"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2698,6 +5347,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2707,6 +5360,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2716,6 +5371,10 @@ export interface operations {
             /** @description version_mismatch, with `current` */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2725,6 +5384,8 @@ export interface operations {
             /** @description precondition_failed */
             412: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2734,6 +5395,8 @@ export interface operations {
             /** @description payload_too_large */
             413: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2743,6 +5406,32 @@ export interface operations {
             /** @description unsupported_media_type */
             415: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2752,6 +5441,10 @@ export interface operations {
             /** @description unavailable */
             503: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2766,7 +5459,14 @@ export interface operations {
                 /** @description 409 unless the current version is this */
                 expected_version?: number;
             };
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+                /** @description `*` or strong tags `"N"`: 412 unless the record's version is one of them */
+                "If-Match"?: string;
+                /** @description `*` or tags: on a read, 304 when one matches; on a write, 412 */
+                "If-None-Match"?: string;
+            };
             path: {
                 key: string;
                 ns: string;
@@ -2778,15 +5478,34 @@ export interface operations {
             /** @description `{key, deleted, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["RecordDeleted"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2796,6 +5515,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2805,6 +5526,8 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2814,6 +5537,10 @@ export interface operations {
             /** @description version_mismatch */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2823,6 +5550,45 @@ export interface operations {
             /** @description precondition_failed */
             412: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_reused: the key was used for another request */
+            422: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2837,7 +5603,14 @@ export interface operations {
                 /** @description 409 unless the current version is this */
                 expected_version?: number;
             };
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+                /** @description `*` or strong tags `"N"`: 412 unless the record's version is one of them */
+                "If-Match"?: string;
+                /** @description `*` or tags: on a read, 304 when one matches; on a write, 412 */
+                "If-None-Match"?: string;
+            };
             path: {
                 key: string;
                 ns: string;
@@ -2846,23 +5619,43 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json-patch+json": unknown;
-                "application/merge-patch+json": unknown;
+                "application/json-patch+json": {
+                    from?: string;
+                    /** @enum {unknown} */
+                    op: "add" | "remove" | "replace" | "move" | "copy" | "test";
+                    path: string;
+                    value?: unknown;
+                }[] | unknown;
+                "application/merge-patch+json": {
+                    from?: string;
+                    /** @enum {unknown} */
+                    op: "add" | "remove" | "replace" | "move" | "copy" | "test";
+                    path: string;
+                    value?: unknown;
+                }[] | unknown;
             };
         };
         responses: {
             /** @description `{key, version, value, revision}` */
             200: {
                 headers: {
+                    /** @description the record's version as a strong tag: `"N"` */
+                    ETag?: string;
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["RecordPatched"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2872,6 +5665,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2881,6 +5678,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2890,6 +5689,8 @@ export interface operations {
             /** @description not_found */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2899,6 +5700,10 @@ export interface operations {
             /** @description version_mismatch or patch_test_failed, with `current` */
             409: {
                 headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2908,6 +5713,19 @@ export interface operations {
             /** @description precondition_failed */
             412: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2917,6 +5735,8 @@ export interface operations {
             /** @description unsupported_media_type */
             415: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2926,6 +5746,34 @@ export interface operations {
             /** @description invalid_patch */
             422: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2937,7 +5785,10 @@ export interface operations {
     txn: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 ns: string;
             };
@@ -2945,26 +5796,28 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    compare?: Record<string, never>[];
-                    failure?: Record<string, never>[];
-                    success?: Record<string, never>[];
-                };
+                "application/json": components["schemas"]["Txn"];
             };
         };
         responses: {
             /** @description `{succeeded, failed, results, revision}` */
             200: {
                 headers: {
+                    /** @description `true` when the answer is the stored one of an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["TxnResult"];
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2974,6 +5827,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2983,6 +5840,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2992,6 +5851,21 @@ export interface operations {
             /** @description not_found (patch of an absent record) */
             404: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency_key_in_use (Retry-After), or the operation's own conflict */
+            409: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3001,6 +5875,19 @@ export interface operations {
             /** @description payload_too_large */
             413: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3010,6 +5897,34 @@ export interface operations {
             /** @description invalid_patch */
             422: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3024,11 +5939,14 @@ export interface operations {
                 /** @description a revision: stream changes after it; default: from now */
                 after?: string;
                 /** @description record, lease, feed, gate or idempotency */
-                kind?: string;
+                kind?: "record" | "lease" | "feed" | "gate" | "idempotency";
                 /** @description only keys starting with this */
                 prefix?: string;
             };
-            header?: never;
+            header?: {
+                /** @description the last revision seen: resume after it */
+                "Last-Event-ID"?: string;
+            };
             path: {
                 ns: string;
             };
@@ -3039,15 +5957,25 @@ export interface operations {
             /** @description text/event-stream; each event's data is `{revision, changes}` */
             200: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": unknown;
+                    "text/event-stream": {
+                        data: string;
+                        /** @enum {string} */
+                        event?: "change" | "error";
+                        id?: string;
+                        retry?: number;
+                    };
                 };
             };
             /** @description invalid_request */
             400: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3057,6 +5985,10 @@ export interface operations {
             /** @description unauthorized: no or unknown token */
             401: {
                 headers: {
+                    /** @description `Bearer realm="lockstep"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3066,6 +5998,8 @@ export interface operations {
             /** @description forbidden: the token's role or namespaces do not allow it */
             403: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3075,6 +6009,34 @@ export interface operations {
             /** @description compacted: the start is older than what is kept */
             410: {
                 headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too_many_requests: over the token's rate */
+            429: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            503: {
+                headers: {
+                    /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
+                    "Retry-After"?: number;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {

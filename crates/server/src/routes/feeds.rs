@@ -10,20 +10,25 @@ use axum::response::{IntoResponse, Response};
 use lockstep_core::command::answer::{Appended, EntryDeleted, Imported, MarkedRead};
 use lockstep_core::feed::{self, FeedConfig, LegacyFields, NewEntry, ReadSelector};
 use lockstep_core::{cursor, names, Command, Millis, RowKey};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `POST /entries` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBody {
+    #[schemars(length(min = 1, max = 512))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     id: String,
+    #[schemars(with = "serde_json::Map<String, Value>")]
     data: Value,
+    #[schemars(extend("format" = "date-time"))]
     at: Option<String>,
 }
 
 /// `GET /entries` query.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntriesQuery {
     limit: Option<usize>,
@@ -32,7 +37,7 @@ pub struct EntriesQuery {
 }
 
 /// `POST /read` body: exactly one of the three.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadBody {
     ids: Option<Vec<String>>,
@@ -41,7 +46,7 @@ pub struct ReadBody {
 }
 
 /// `GET /feeds` query.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedsQuery {
     #[serde(default)]
@@ -266,7 +271,7 @@ pub async fn delete_entry(
 
 /// `POST /feeds/{feed}/import?id_field=&at_field=&data_field=` query: the
 /// members of a legacy element that hold its id, time and payload.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     id_field: Option<String>,

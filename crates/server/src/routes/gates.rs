@@ -13,11 +13,13 @@ use lockstep_core::command::answer::{Admitted, GatePut, TicketAnswer, Transition
 use lockstep_core::feed::NewEntry;
 use lockstep_core::gate::{Policy, TicketOp, TicketState, Transition};
 use lockstep_core::{names, Command};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `PUT /gates/{id}` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(rename = "PutGateBody")]
 #[serde(deny_unknown_fields)]
 pub struct PutBody {
     policy: Option<Policy>,
@@ -25,30 +27,35 @@ pub struct PutBody {
 }
 
 /// `POST /tickets` body.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdmitBody {
+    #[schemars(length(min = 1, max = 512))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     ticket_id: Option<String>,
     meta: Option<Value>,
 }
 
 /// `{feed, data}` of a finalize.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendSpec {
+    #[schemars(length(min = 1, max = 512))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     feed: String,
+    #[schemars(with = "serde_json::Map<String, Value>")]
     data: Value,
 }
 
 /// `POST .../finalize` body.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinalizeBody {
     append: Option<AppendSpec>,
 }
 
 /// `GET /tickets` query.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketsQuery {
     state: Option<String>,

@@ -13,29 +13,37 @@ use axum::response::{IntoResponse, Response};
 use lockstep_core::command::answer::{IdemCompleted, IdemReleased};
 use lockstep_core::idempotency::{Began, Begin, StoredResponse};
 use lockstep_core::{names, Command, RowKey};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `POST` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BeginBody {
+    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     fingerprint: String,
+    #[schemars(range(min = 100, max = 86_400_000))]
     lock_ms: u64,
 }
 
 /// `PUT` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
+    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     token: String,
     response: Value,
 }
 
 /// `DELETE` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GiveUpBody {
+    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     token: String,
 }
 

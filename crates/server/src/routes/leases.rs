@@ -11,6 +11,7 @@ use base64::Engine;
 use lockstep_core::command::answer::{AcquireAnswer, Broken, Released};
 use lockstep_core::lease::{AcquireReq, Lease};
 use lockstep_core::{Command, Outcome};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -20,27 +21,36 @@ use tokio::time::Instant;
 pub const WAIT_POLL: Duration = Duration::from_millis(25);
 
 /// `acquire` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
+    #[schemars(range(min = 100, max = 86_400_000))]
     ttl_ms: u64,
+    #[schemars(length(max = 256))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     holder: Option<String>,
     #[serde(default)]
+    #[schemars(range(max = 60_000))]
     wait_ms: u64,
 }
 
 /// `renew` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
+    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     token: String,
+    #[schemars(range(min = 100, max = 86_400_000))]
     ttl_ms: u64,
 }
 
 /// `release` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
+    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
     token: String,
 }
 

@@ -10,29 +10,33 @@ use axum::response::{IntoResponse, Response};
 use lockstep_core::command::answer::{RecordDeleted, RecordPatched, RecordPut};
 use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
 use lockstep_core::{names, Command, Precondition};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `PUT` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(rename = "PutRecordBody")]
 #[serde(deny_unknown_fields)]
 pub struct PutBody {
     value: Value,
+    #[schemars(range(max = 9_223_372_036_854_775_807_u64))]
     expected_version: Option<u64>,
+    #[schemars(range(min = 1, max = 315_360_000_000_u64))]
     ttl_ms: Option<u64>,
     #[serde(default)]
     force: bool,
 }
 
 /// `?expected_version=N` of PATCH and DELETE.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreconditionQuery {
     expected_version: Option<u64>,
 }
 
 /// `GET /records` query.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
@@ -270,7 +274,7 @@ pub async fn delete_namespace(
 }
 
 /// `GET /v1/namespaces?limit=&cursor=` query.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamespacesQuery {
     limit: Option<usize>,

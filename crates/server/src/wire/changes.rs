@@ -1,10 +1,12 @@
 //! The change log and watch events (SPEC §10).
 
 use lockstep_core::Change;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// `{revision, index, kind, key, op, actor, forced, at}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Change")]
 pub struct ChangeBody<'a> {
     revision: u64,
     index: u32,
@@ -31,14 +33,15 @@ pub fn change(c: &Change) -> ChangeBody<'_> {
 }
 
 /// `{changes: [...]}` of a page of the log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Changes<'a> {
     /// The changes, in (revision, index) order.
     pub changes: Vec<ChangeBody<'a>>,
 }
 
 /// The data of one `change` event of a watch: `{revision, changes}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "WatchEvent")]
 pub struct Event<'a> {
     /// The revision.
     pub revision: u64,

@@ -3,11 +3,13 @@
 use lockstep_core::cursor;
 use lockstep_core::feed::{self, Entry, FeedConfig};
 use lockstep_store::FeedSummary;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// `{id, at, data, read, revision, cursor}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Entry")]
 pub struct EntryBody<'a> {
     id: &'a str,
     at: String,
@@ -30,7 +32,8 @@ pub fn entry<'a>(ns: &str, e: &'a Entry) -> EntryBody<'a> {
 }
 
 /// An append: the entry with `created`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "EntryAppended")]
 pub struct Appended<'a> {
     /// The entry (the original one when not created).
     #[serde(flatten)]
@@ -40,7 +43,7 @@ pub struct Appended<'a> {
 }
 
 /// `{entries: [...], unread_count}` of a page of entries.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Entries<'a> {
     /// The entries.
     pub entries: Vec<EntryBody<'a>>,
@@ -49,7 +52,7 @@ pub struct Entries<'a> {
 }
 
 /// `GET /feeds/{feed}`: `{feed, config, own_config, entries, unread_count}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Feed<'a> {
     /// Feed name.
     pub feed: &'a str,
@@ -64,7 +67,8 @@ pub struct Feed<'a> {
 }
 
 /// `PUT /feeds/{feed}`: `{feed, config, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "FeedConfigured")]
 pub struct Configured<'a> {
     /// Feed name (`""`: the namespace default).
     pub feed: &'a str,
@@ -75,14 +79,14 @@ pub struct Configured<'a> {
 }
 
 /// `{revision}`: read marks were set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MarkedRead {
     /// The revision of the write.
     pub revision: u64,
 }
 
 /// `{id, deleted: true, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct EntryDeleted<'a> {
     /// Entry id.
     pub id: &'a str,
@@ -93,7 +97,8 @@ pub struct EntryDeleted<'a> {
 }
 
 /// `{imported, skipped, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "FeedImported")]
 pub struct Imported {
     /// Entries added.
     pub imported: usize,
@@ -104,7 +109,8 @@ pub struct Imported {
 }
 
 /// `{feed, entries, unread_count}` of a feed in a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "FeedSummary")]
 pub struct Summary<'a> {
     feed: &'a str,
     entries: u64,
@@ -112,7 +118,7 @@ pub struct Summary<'a> {
 }
 
 /// `{feeds: [...]}` of a listing page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Feeds<'a> {
     /// The feeds.
     pub feeds: Vec<Summary<'a>>,

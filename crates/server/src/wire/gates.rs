@@ -1,11 +1,13 @@
 //! Gates, tickets and capabilities (SPEC §7).
 
 use lockstep_core::gate::{Gate, Policy, Ticket};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 /// `{id, state, epoch, policy, meta, revision, created_at, updated_at}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Gate")]
 pub struct GateBody<'a> {
     id: &'a str,
     state: &'static str,
@@ -32,7 +34,8 @@ pub fn gate(g: &Gate) -> GateBody<'_> {
 }
 
 /// A transition: the gate with `changed`, `voided` and `pending`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "GateTransitioned")]
 pub struct Transitioned<'a> {
     /// The gate after it.
     #[serde(flatten)]
@@ -47,7 +50,8 @@ pub struct Transitioned<'a> {
 
 /// `{ticket_id, gate, epoch, state, meta, recovered, finalized_revision,
 /// revision, created_at, updated_at}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Ticket")]
 pub struct TicketBody<'a> {
     ticket_id: &'a str,
     gate: &'a str,
@@ -78,7 +82,8 @@ pub fn ticket(t: &Ticket) -> TicketBody<'_> {
 }
 
 /// An admission: the ticket with `created`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "TicketAdmitted")]
 pub struct Admitted<'a> {
     /// The ticket.
     #[serde(flatten)]
@@ -88,14 +93,14 @@ pub struct Admitted<'a> {
 }
 
 /// `{tickets: [...]}` of a listing page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Tickets<'a> {
     /// The tickets.
     pub tickets: Vec<TicketBody<'a>>,
 }
 
 /// A minted capability: `{capability, expires_at, epoch, gate, ops}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Capability<'a> {
     /// The bearer string.
     pub capability: &'a str,

@@ -2,6 +2,7 @@
 
 use lockstep_core::idempotency::{IdemEntry, StoredResponse};
 use lockstep_core::Millis;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -11,7 +12,8 @@ fn response_json(r: &StoredResponse) -> Value {
 }
 
 /// `POST` that owns the key: `{state: "started", token, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "IdempotencyStarted")]
 pub struct Started<'a> {
     state: &'static str,
     token: &'a str,
@@ -28,7 +30,8 @@ pub fn started(token: &str, revision: u64) -> Started<'_> {
 }
 
 /// `POST` of a completed key: `{state: "completed", response}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "IdempotencyReplayed")]
 pub struct Replayed {
     state: &'static str,
     response: Value,
@@ -43,7 +46,8 @@ pub fn replayed(r: &StoredResponse) -> Replayed {
 }
 
 /// `GET`: `{scope, key, expires_at}` with the state's own members.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "IdempotencyKey")]
 pub struct Key<'a> {
     scope: &'a str,
     key: &'a str,
@@ -53,7 +57,8 @@ pub struct Key<'a> {
 }
 
 /// A key's state, never its owner's token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "IdempotencyKeyState")]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum KeyState {
     /// Completed: the stored response.
@@ -91,7 +96,8 @@ pub fn key<'a>(scope: &'a str, key: &'a str, entry: &IdemEntry, now: Millis) -> 
 }
 
 /// `PUT`: `{state: "completed", revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "IdempotencyCompleted")]
 pub struct Completed {
     state: &'static str,
     revision: u64,
@@ -106,7 +112,8 @@ pub fn completed(revision: u64) -> Completed {
 }
 
 /// `DELETE`: `{released: true, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "IdempotencyGivenUp")]
 pub struct GivenUp {
     /// Always true.
     pub released: bool,

@@ -3,10 +3,12 @@
 use super::time;
 use lockstep_core::lease::Lease;
 use lockstep_core::Millis;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Acquire and renew: the lease as held, with the revision it committed at.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Lease")]
 pub struct Held<'a> {
     name: &'a str,
     token: Option<&'a str>,
@@ -31,7 +33,8 @@ pub fn held(l: &Lease, revision: u64) -> Held<'_> {
 }
 
 /// `{released, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "LeaseReleased")]
 pub struct Released {
     /// Whether the token held the lease.
     pub released: bool,
@@ -40,7 +43,8 @@ pub struct Released {
 }
 
 /// `{broken, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "LeaseBroken")]
 pub struct Broken {
     /// Whether a live lease was broken.
     pub broken: bool,
@@ -49,7 +53,8 @@ pub struct Broken {
 }
 
 /// `GET /leases/{name}`: `{name, held, holder, acquired_at, expires_at, fence}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "LeaseState")]
 pub struct State<'a> {
     name: &'a str,
     held: bool,

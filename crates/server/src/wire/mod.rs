@@ -16,6 +16,7 @@ pub mod system;
 use crate::ApiError;
 use axum::http::HeaderValue;
 use lockstep_core::Millis;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -36,7 +37,8 @@ pub fn to_value(body: &impl Serialize) -> Result<Value, ApiError> {
 }
 
 /// `{…, next_cursor}`: one page of a listing, its items under their name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     /// The items, under the listing's name.
     #[serde(flatten)]

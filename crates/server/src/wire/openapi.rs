@@ -1,51 +1,152 @@
-//! The OpenAPI 3.1 document: built from the route table (`api.rs`), with the
-//! JSON Schema of each request body.
+//! The OpenAPI 3.1 document: built from the route table (`api.rs`). The
+//! schemas of request and response bodies are derived (schemars, JSON Schema
+//! 2020-12) from the Rust types that parse and serialize them, so the document
+//! cannot drift from the wire; parameters carry the limits the server enforces.
 
 use crate::api::Endpoint;
 use crate::auth::Access;
+use lockstep_core::Limits;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
+
+/// How an endpoint documents a body: the schema of a Rust type, in a generator.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The schema of `T` (a `$ref` into `components/schemas` for a named type).
+pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// A generator whose definitions land in `components/schemas`.
+fn generator(serialize: bool) -> SchemaGenerator {
+    let settings = SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+    });
+    let settings = if serialize {
+        settings.for_serialize()
+    } else {
+        settings.for_deserialize()
+    };
+    settings.into_generator()
+}
+
+/// The problem+json content every refusal answers.
+fn problem() -> Value {
+    json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}})
+}
+
+/// A header object with a string schema.
+fn header(description: &str) -> Value {
+    json!({"description": description, "schema": {"type": "string"}})
+}
+
+/// The schema of a path parameter: names are 1..=`key_bytes_max` bytes
+/// without control characters; a namespace has its own pattern.
+fn path_param(name: &str, limits: &Limits) -> Value {
+    match name {
+        "ns" => json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$", "maxLength": 63}),
+        "transition" => json!({"type": "string", "enum": ["pause", "resume", "revoke", "delete", "reopen"]}),
+        "op" => json!({"type": "string", "enum": ["check", "commit", "finalize", "abort"]}),
+        _ => json!({"type": "string", "minLength": 1, "maxLength": limits.key_bytes_max,
+                    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}),
+    }
+}
+
+/// The schema of a query parameter, with the constraint the server enforces.
+fn query_param(name: &str, ty: &str, limits: &Limits) -> Value {
+    match name {
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": limits.page_size_max}),
+        "expected_version" => {
+            json!({"type": "integer", "minimum": 0, "maximum": lockstep_core::names::REVISION_MAX})
+        }
+        "after" => json!({"type": "string", "pattern": "^[0-9]+$"}),
+        "kind" => json!({"type": "string", "enum": ["record", "lease", "feed", "gate", "idempotency"]}),
+        "order" => json!({"type": "string", "enum": ["asc", "desc"]}),
+        "state" => json!({"type": "string", "enum": ["open", "committed", "finalized", "voided", "aborted"]}),
+        "cursor" => json!({"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$",
+                           "description": "opaque: the next_cursor of the previous page"}),
+        _ => json!({"type": ty}),
+    }
+}
 
 /// The OpenAPI 3.1 document of every endpoint.
 pub fn document(endpoints: &[Endpoint]) -> Value {
+    let limits = Limits::default();
+    let mut requests = generator(false);
+    let mut answers = generator(true);
     let mut paths = Map::new();
     for e in endpoints {
         let path = e.path.replace("{*key}", "{key}");
         let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_param(name, &limits)}))
             .collect();
         params.extend(e.query.iter().map(|(name, ty, desc)| {
-            json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}})
+            json!({"name": name, "in": "query", "required": false, "description": desc,
+                   "schema": query_param(name, ty, &limits)})
         }));
+        params.extend(request_headers(e));
+        let access = e.access.unwrap_or(Access::Admin);
         let mut responses = Map::new();
-        for (status, desc) in e.responses {
-            let content = if *status >= 400 {
-                json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}})
-            } else {
-                json!({e.produces: {}})
-            };
-            responses.insert(
-                status.to_string(),
-                json!({"description": desc, "content": content}),
+        for (status, desc) in statuses(e, access) {
+            let mut r = json!({"description": desc});
+            let mut headers = Map::new();
+            headers.insert(
+                "X-Request-Id".into(),
+                header("the request's id (echoed, or generated)"),
             );
+            if status >= 400 {
+                r["content"] = problem();
+                if matches!(status, 409 | 423 | 429 | 503) {
+                    headers.insert("Retry-After".into(), json!({"description": "seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use)", "schema": {"type": "integer", "minimum": 0}}));
+                }
+                if status == 401 {
+                    headers.insert("WWW-Authenticate".into(), header("`Bearer realm=\"lockstep\"`"));
+                }
+            } else if (200..300).contains(&status) {
+                let schema = e
+                    .returns
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .or_else(|| e.returns.iter().find(|(s, _)| *s == 0))
+                    .map(|(_, f)| Value::from(f(&mut answers)));
+                r["content"] = match (e.produces, schema) {
+                    ("application/json", Some(schema)) => json!({"application/json": {"schema": schema}}),
+                    ("text/event-stream", _) => json!({"text/event-stream": {"schema": {
+                        "description": "one Server-Sent Event: `change` (id = revision, data = a WatchEvent as JSON) or `error` (data = a Problem as JSON); comments keep the stream alive",
+                        "type": "object", "required": ["data"], "properties": {
+                            "event": {"type": "string", "enum": ["change", "error"]},
+                            "id": {"type": "string", "pattern": "^[0-9]+$"},
+                            "data": {"type": "string", "contentMediaType": "application/json"},
+                            "retry": {"type": "integer", "minimum": 0}}}}}),
+                    ("application/json", None) => json!({"application/json": {"schema": {"type": "object"}}}),
+                    (other, _) => json!({other: {"schema": {"type": "string"}}}),
+                };
+                if e.etag {
+                    headers.insert(
+                        "ETag".into(),
+                        header("the record's version as a strong tag: `\"N\"`"),
+                    );
+                }
+                if e.idempotent {
+                    headers.insert("Idempotent-Replayed".into(), json!({"description": "`true` when the answer is the stored one of an earlier request with the same Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}}));
+                }
+            } else if status == 304 {
+                headers.insert("ETag".into(), header("the record's version"));
+            }
+            r["headers"] = Value::Object(headers);
+            responses.insert(status.to_string(), r);
         }
         let mut op =
             json!({"operationId": e.id, "summary": e.summary, "parameters": params, "responses": responses});
-        let access = e.access.unwrap_or(Access::Admin);
         op["x-lockstep-access"] = json!(access.as_str());
         if access == Access::Open {
             op["security"] = json!([]);
-        } else {
-            let problem =
-                json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
-            op["responses"]["401"] =
-                json!({"description": "unauthorized: no or unknown token", "content": problem});
-            if access.role().is_some() {
-                op["responses"]["403"] = json!({"description": "forbidden: the token's role or namespaces do not allow it", "content": problem});
-            }
         }
-        if let Some((types, schema)) = &e.body {
+        if let Some((types, f)) = &e.body {
+            let schema = Value::from(f(&mut requests));
             let content: Map<String, Value> = types
                 .iter()
                 .map(|t| ((*t).to_owned(), json!({"schema": schema})))
@@ -55,134 +156,111 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         let entry = paths.entry(path).or_insert_with(|| json!({}));
         entry[e.method] = op;
     }
+    // Answers first, then requests: a type on both sides (a feed config, a
+    // gate policy) keeps its request schema, which accepts what is answered.
+    schema::<crate::wire::problem::Problem>(&mut answers);
+    schema::<crate::wire::changes::Event>(&mut answers);
+    let mut schemas = answers.take_definitions(true);
+    schemas.extend(requests.take_definitions(true));
     json!({
         "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": {"title": "lockstep", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Coordination primitives over HTTP/JSON: versioned records, transactions."},
+                 "description": "Coordination primitives over HTTP/JSON: versioned records, transactions, leases, feeds, gates, idempotency keys, the change log."},
         "paths": paths,
         "security": [{"bearer": []}],
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-            "description": "a token of the config file; `x-lockstep-access` names the role each operation needs"}},
-            "schemas": {"Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
-            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-            "detail": {"type": "string"}, "code": {"type": "string"},
-            "current": {"description": "the current {version, value}, or null (version_mismatch, patch_test_failed)"}}}}}
+            "description": "a token of the config file, or a gate capability for ticket operations; `x-lockstep-access` names the role each operation needs"}},
+            "schemas": schemas}
     })
 }
 
-/// The JSON Schemas of request bodies, by operation.
-pub mod body {
-    use serde_json::{json, Value};
-
-    /// Any JSON value of a record.
-    fn value() -> Value {
-        json!({"description": "any JSON value, at most 1 MiB serialized"})
+/// The request headers an endpoint reads.
+fn request_headers(e: &Endpoint) -> Vec<Value> {
+    let mut h = Vec::new();
+    if e.idempotent {
+        h.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "a key of 1..=255 printable ASCII characters: a retry with the same key and request replays the first answer (SPEC §9)",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!#-~]+$"}}));
     }
-
-    /// The request body of `configureFeed` and `configureFeedDefaults`.
-    pub fn feed_config() -> Value {
-        json!({"type": "object", "additionalProperties": false, "properties": {
-            "max_entries": {"type": "integer", "minimum": 1},
-            "max_age_ms": {"type": "integer", "minimum": 1},
-            "scrub": {"type": "object", "required": ["fields", "after_ms"], "properties": {
-                "fields": {"type": "array", "items": {"type": "string"}}, "after_ms": {"type": "integer", "minimum": 0}}}}})
+    if e.preconditions {
+        h.push(json!({"name": "If-Match", "in": "header", "required": false,
+            "description": "`*` or strong tags `\"N\"`: 412 unless the record's version is one of them",
+            "schema": {"type": "string", "pattern": "^\\s*(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)\\s*$"}}));
+        h.push(json!({"name": "If-None-Match", "in": "header", "required": false,
+            "description": "`*` or tags: on a read, 304 when one matches; on a write, 412",
+            "schema": {"type": "string", "pattern": "^\\s*(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)\\s*$"}}));
     }
-
-    /// The request body of `putRecord`.
-    pub fn put_record() -> Value {
-        json!({"type": "object", "required": ["value"], "additionalProperties": false, "properties": {
-                    "value": value(),
-                    "expected_version": {"type": "integer", "minimum": 0, "description": "0 = must not exist; else 409 version_mismatch"},
-                    "ttl_ms": {"type": "integer", "minimum": 1},
-                    "force": {"type": "boolean", "description": "skip the precondition (admin)"}}})
+    if e.produces == "text/event-stream" {
+        h.push(json!({"name": "Last-Event-ID", "in": "header", "required": false,
+            "description": "the last revision seen: resume after it",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"}}));
     }
+    h
+}
 
-    /// The request body of `patchRecord`.
-    pub fn patch_record() -> Value {
-        json!({"description": "a merge patch document, or a JSON Patch array"})
+/// Every status the endpoint can answer: its own list, plus what its access
+/// rule, its body and the service itself add.
+fn statuses(e: &Endpoint, access: Access) -> Vec<(u16, String)> {
+    let mut out: Vec<(u16, String)> = e.responses.iter().map(|(s, d)| (*s, (*d).to_owned())).collect();
+    let mut add = |status: u16, desc: &str| {
+        if !out.iter().any(|(s, _)| *s == status) {
+            out.push((status, desc.to_owned()));
+        }
+    };
+    if access != Access::Open {
+        add(401, "unauthorized: no or unknown token");
+        add(429, "too_many_requests: over the token's rate");
+        if access.role().is_some() {
+            add(403, "forbidden: the token's role or namespaces do not allow it");
+        }
     }
+    if e.path.contains('{') || !e.query.is_empty() || e.body.is_some() {
+        add(400, "invalid_request");
+    }
+    if e.body.is_some() {
+        add(413, "payload_too_large");
+        add(415, "unsupported_media_type");
+    }
+    if e.idempotent {
+        add(
+            409,
+            "idempotency_key_in_use (Retry-After), or the operation's own conflict",
+        );
+        add(
+            422,
+            "idempotency_key_reused: the key was used for another request",
+        );
+    }
+    if e.id != "healthz" && e.id != "openapi" {
+        add(
+            503,
+            "unavailable: storage unreachable or overloaded; nothing was applied",
+        );
+    }
+    out.sort_by_key(|(s, _)| *s);
+    out
+}
 
-    /// The request body of `txn`.
-    pub fn txn() -> Value {
-        json!({"type": "object", "additionalProperties": false, "properties": {
-                    "compare": {"type": "array", "items": {"type": "object", "description": "{key, version} | {key, exists} | {key, value} | {lease, token} | {fence: {resource, token}}"}},
-                    "success": {"type": "array", "items": {"type": "object", "description": "{get|put|delete|patch|incr: {...}}"}},
-                    "failure": {"type": "array", "items": {"type": "object"}}}})
-    }
+/// The request body of `patchRecord`: an RFC 7396 merge patch (any JSON
+/// value) or an RFC 6902 JSON Patch array; parsed by hand, so described here.
+pub fn patch_record(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "description": "application/merge-patch+json: any JSON value; application/json-patch+json: an array of operations",
+        "anyOf": [
+            {"type": "array", "items": {"type": "object", "required": ["op", "path"], "properties": {
+                "op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]},
+                "path": {"type": "string"}, "from": {"type": "string"}, "value": true}}},
+            true
+        ]
+    })
+}
 
-    /// The request body of `acquireLease`.
-    pub fn acquire_lease() -> Value {
-        json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
-                    "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000},
-                    "holder": {"type": "string", "maxLength": 256},
-                    "wait_ms": {"type": "integer", "minimum": 0, "maximum": 60_000, "description": "wait in line (first come, first served)"}}})
-    }
-
-    /// The request body of `renewLease`.
-    pub fn renew_lease() -> Value {
-        json!({"type": "object", "required": ["token", "ttl_ms"], "additionalProperties": false, "properties": {
-                    "token": {"type": "string"}, "ttl_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}})
-    }
-
-    /// The request body of `releaseLease`.
-    pub fn release_lease() -> Value {
-        json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}})
-    }
-
-    /// The request body of `appendEntry`.
-    pub fn append_entry() -> Value {
-        json!({"type": "object", "required": ["id", "data"], "additionalProperties": false, "properties": {
-                    "id": {"type": "string"}, "data": {"type": "object"}, "at": {"type": "string", "format": "date-time"}}})
-    }
-
-    /// The request body of `markRead`.
-    pub fn mark_read() -> Value {
-        json!({"type": "object", "additionalProperties": false, "properties": {
-                    "ids": {"type": "array", "items": {"type": "string"}}, "up_to": {"type": "string"}, "all": {"const": true}}})
-    }
-
-    /// The request body of `importFeed`.
-    pub fn import_feed() -> Value {
-        json!({"type": "array", "maxItems": 1000, "items": {"type": "object", "required": ["id"]}})
-    }
-
-    /// The request body of `putGate`.
-    pub fn put_gate() -> Value {
-        json!({"type": "object", "additionalProperties": false, "properties": {
-                    "policy": {"type": "object", "properties": {"pending": {"enum": ["reject", "recover"]}}}, "meta": {}}})
-    }
-
-    /// The request body of `admitTicket`.
-    pub fn admit_ticket() -> Value {
-        json!({"type": "object", "additionalProperties": false, "properties": {"ticket_id": {"type": "string"}, "meta": {}}})
-    }
-
-    /// The request body of `mintCapability`.
-    pub fn mint_capability() -> Value {
-        json!({"type": "object", "required": ["ttl_ms"], "additionalProperties": false, "properties": {
-                    "ttl_ms": {"type": "integer", "minimum": 1000, "maximum": 2_592_000_000_u64},
-                    "ops": {"type": "array", "items": {"enum": ["admit", "check", "commit", "abort", "finalize"]}, "minItems": 1}}})
-    }
-
-    /// The request body of `ticketOp`.
-    pub fn ticket_op() -> Value {
-        json!({"type": "object", "additionalProperties": false, "properties": {
-                    "append": {"type": "object", "required": ["feed", "data"], "properties": {"feed": {"type": "string"}, "data": {"type": "object"}}}}})
-    }
-
-    /// The request body of `beginIdempotency`.
-    pub fn begin_idempotency() -> Value {
-        json!({"type": "object", "required": ["fingerprint", "lock_ms"], "additionalProperties": false, "properties": {
-                    "fingerprint": {"type": "string"}, "lock_ms": {"type": "integer", "minimum": 100, "maximum": 86_400_000}}})
-    }
-
-    /// The request body of `completeIdempotency`.
-    pub fn complete_idempotency() -> Value {
-        json!({"type": "object", "required": ["token", "response"], "additionalProperties": false, "properties": {"token": {"type": "string"}, "response": {}}})
-    }
-
-    /// The request body of `giveUpIdempotency`.
-    pub fn give_up_idempotency() -> Value {
-        json!({"type": "object", "required": ["token"], "additionalProperties": false, "properties": {"token": {"type": "string"}}})
-    }
+/// The request body of `importFeed`: a JSON array of at most
+/// `import_entries_max` legacy objects (their members are named by the query).
+pub fn import_feed(g: &mut SchemaGenerator) -> Schema {
+    let limits = Limits::default();
+    let mut s = schema::<Vec<serde_json::Map<String, Value>>>(g);
+    s.insert("maxItems".into(), limits.import_entries_max.into());
+    s
 }

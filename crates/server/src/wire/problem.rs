@@ -2,11 +2,12 @@
 //! code, detail and members is decided in `error.rs` alone.
 
 use lockstep_core::Current;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 /// `{type, title, status, detail, code}` and the refusal's extension members.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Problem {
     /// The problem type: the URN of the code (set by `error.rs`).
     #[serde(rename = "type")]
@@ -18,14 +19,20 @@ pub struct Problem {
     /// What went wrong, for people.
     pub detail: String,
     /// The stable code.
+    #[schemars(schema_with = "code_schema")]
     pub code: &'static str,
     /// Members of some refusals.
     #[serde(flatten)]
     pub extensions: Option<Extensions>,
 }
 
+/// `code`: one of the codes of `error.rs`.
+fn code_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": crate::error::CODES})
+}
+
 /// The extension members of a refusal that has them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Extensions {
     /// A failed precondition: the current record, or null when absent.
@@ -45,7 +52,8 @@ pub enum Extensions {
 }
 
 /// `{version, value}` of the current record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Current")]
 pub struct CurrentBody {
     version: u64,
     value: Value,

@@ -3,11 +3,13 @@
 use super::time;
 use lockstep_core::txn::{OpResult, TxnResult};
 use lockstep_core::Record;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 /// `{key, value, version, created_at, updated_at, expires_at}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Record")]
 pub struct RecordBody<'a> {
     key: &'a str,
     value: &'a Value,
@@ -30,7 +32,8 @@ pub fn record(r: &Record) -> RecordBody<'_> {
 }
 
 /// `PUT`: `{key, version, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "RecordPut")]
 pub struct Put<'a> {
     /// The key.
     pub key: &'a str,
@@ -41,7 +44,8 @@ pub struct Put<'a> {
 }
 
 /// `PATCH`: `{key, version, value, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "RecordPatched")]
 pub struct Patched<'a> {
     /// The key.
     pub key: &'a str,
@@ -54,7 +58,8 @@ pub struct Patched<'a> {
 }
 
 /// `DELETE`: `{key, deleted: true, revision}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "RecordDeleted")]
 pub struct Deleted<'a> {
     /// The key.
     pub key: &'a str,
@@ -65,14 +70,15 @@ pub struct Deleted<'a> {
 }
 
 /// `{records: [...]}` of a listing page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Records")]
 pub struct Records<'a> {
     /// The records.
     pub records: Vec<RecordBody<'a>>,
 }
 
 /// `DELETE /v1/ns/{ns}`: `{namespace, deleted: true, records}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct NamespaceDeleted<'a> {
     /// The namespace.
     pub namespace: &'a str,
@@ -83,14 +89,15 @@ pub struct NamespaceDeleted<'a> {
 }
 
 /// `{namespaces: [...]}` of a listing page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Namespaces {
     /// The names.
     pub namespaces: Vec<String>,
 }
 
 /// One result of a transaction's operation: null for a missing `get`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "TxnOpResult")]
 #[serde(untagged)]
 pub enum TxnOp<'a> {
     /// A `get` of an absent key.
@@ -114,7 +121,8 @@ pub enum TxnOp<'a> {
 }
 
 /// `{succeeded, failed, results, revision}` (SPEC §5, §15).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "TxnResult")]
 pub struct Txn<'a> {
     succeeded: bool,
     failed: &'a [usize],

@@ -1,9 +1,10 @@
 //! Service endpoints: info, health, readiness.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// `GET /v1/info`: `{version, backend, durability}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Info {
     /// The server's version.
     pub version: &'static str,
@@ -14,7 +15,8 @@ pub struct Info {
 }
 
 /// `GET /healthz` and `GET /readyz`: `{status}`, with the backend once ready.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "HealthStatus")]
 pub struct Status {
     /// `ok` or `ready`.
     pub status: &'static str,

@@ -6,5 +6,6 @@ mod common;
 mod access;
 mod capabilities;
 mod http_fuzz;
+mod openapi_schemas;
 mod quotas;
 mod rules;
