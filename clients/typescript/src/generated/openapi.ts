@@ -728,7 +728,8 @@ export interface components {
             revision: number;
             /**
              * Format: uint
-             * @description Entries already present (or repeated in the array).
+             * @description Entries not stored: already present, repeated in the array, or already
+             *     older than the feed's `max_age_ms`.
              */
             skipped: number;
         };

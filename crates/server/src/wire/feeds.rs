@@ -102,7 +102,8 @@ pub struct EntryDeleted<'a> {
 pub struct Imported {
     /// Entries added.
     pub imported: usize,
-    /// Entries already present (or repeated in the array).
+    /// Entries not stored: already present, repeated in the array, or already
+    /// older than the feed's `max_age_ms`.
     pub skipped: usize,
     /// The revision of the write.
     pub revision: u64,
