@@ -452,3 +452,16 @@ impl Cluster {
         self.urls.iter().map(|u| Http::new(u)).collect()
     }
 }
+
+/// Percent-encodes a name for a path segment or a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -115,18 +115,7 @@ async fn until_on_disk(
 // ---------------------------------------------------------------------------
 // Requests.
 
-/// Percent-encodes a name for a path segment or a query value.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::common::enc;
 
 fn feed_path(feed: &str) -> String {
     format!("/v1/ns/{NS}/feeds/{}", enc(feed))

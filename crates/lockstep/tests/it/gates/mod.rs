@@ -105,18 +105,7 @@ async fn gate_changes(disk: &Disk, gate: &str) -> Vec<ChangeRow> {
 // ---------------------------------------------------------------------------
 // Requests.
 
-/// Percent-encodes a name for a path segment or a query value.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::common::enc;
 
 fn gate_path(gate: &str) -> String {
     format!("/v1/ns/{NS}/gates/{}", enc(gate))
