@@ -1247,6 +1247,17 @@ export interface operations {
                     "application/json": components["schemas"]["HealthStatus"];
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     metrics: {
@@ -1269,11 +1280,33 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
                     "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: a gate capability, which allows only ticket operations */
+            403: {
+                headers: {
                     /** @description the request's id (echoed, or generated) */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1295,7 +1328,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1330,6 +1374,17 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     readyz: {
@@ -1350,6 +1405,28 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthStatus"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description unavailable */
@@ -1387,11 +1464,33 @@ export interface operations {
                     "application/json": components["schemas"]["Info"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
                     "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: a gate capability, which allows only ticket operations */
+            403: {
+                headers: {
                     /** @description the request's id (echoed, or generated) */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1413,7 +1512,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1464,7 +1574,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1501,7 +1611,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1549,7 +1670,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1573,6 +1694,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description too_many_requests: over the token's rate */
             429: {
                 headers: {
@@ -1586,7 +1718,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1645,7 +1788,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1658,7 +1801,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -1693,7 +1836,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1750,7 +1904,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1763,7 +1917,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -1833,7 +1987,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1888,7 +2053,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1901,7 +2066,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -1925,7 +2090,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1974,7 +2150,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1987,7 +2163,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2011,7 +2187,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2069,7 +2256,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2082,7 +2269,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2152,7 +2339,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2208,7 +2406,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2221,7 +2419,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2245,7 +2443,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2316,7 +2525,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2329,7 +2538,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2399,7 +2608,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2454,7 +2674,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2467,7 +2687,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2502,6 +2722,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -2526,7 +2757,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2593,7 +2835,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2606,7 +2848,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2676,7 +2918,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2734,7 +2987,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2747,7 +3000,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2817,7 +3070,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2866,7 +3130,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2879,7 +3143,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2914,7 +3178,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2985,7 +3260,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2998,7 +3273,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3079,7 +3354,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3133,7 +3419,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3146,7 +3432,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3181,6 +3467,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -3205,7 +3502,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3260,7 +3568,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3273,7 +3581,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3319,6 +3627,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -3343,7 +3662,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3396,7 +3726,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3477,7 +3807,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3533,7 +3874,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3546,7 +3887,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3570,7 +3911,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3641,7 +3993,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3654,7 +4006,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3759,7 +4111,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3819,7 +4182,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3832,7 +4195,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3937,7 +4300,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3987,7 +4361,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4000,7 +4374,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4035,7 +4409,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4089,7 +4474,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4102,7 +4487,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4161,7 +4546,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4226,7 +4622,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4239,7 +4635,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4309,7 +4705,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4363,7 +4770,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4376,7 +4783,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4435,7 +4842,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4484,7 +4902,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4497,7 +4915,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4521,7 +4939,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4579,7 +5008,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4592,7 +5021,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4662,7 +5091,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4716,7 +5156,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4753,6 +5193,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -4777,7 +5228,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4835,7 +5297,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4848,7 +5310,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4918,7 +5380,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4976,7 +5449,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4989,7 +5462,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5059,7 +5532,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5114,7 +5598,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5127,7 +5611,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5151,7 +5635,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5218,7 +5713,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5231,7 +5726,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5266,7 +5761,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5345,7 +5851,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5358,7 +5864,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5439,6 +5945,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description unavailable */
             503: {
                 headers: {
@@ -5500,7 +6017,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5513,7 +6030,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5559,6 +6076,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -5583,7 +6111,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5663,7 +6202,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5676,7 +6215,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5768,7 +6307,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5825,7 +6375,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5838,7 +6388,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5919,7 +6469,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5983,7 +6544,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5996,7 +6557,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -6031,7 +6592,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
