@@ -177,12 +177,42 @@ async fn every_status_answered_over_the_rate_is_listed() {
 async fn other_methods_answer_what_the_path_item_says() {
     let dir = tempfile::tempdir().unwrap();
     let st = token_state(&dir, limits()).await;
-    let doc = api::openapi();
+    let (failures, seen) = other_methods(&st, &api::openapi()).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let counts = by_status(&seen);
+    for status in [400, 401, 405, 413] {
+        assert!(counts.contains_key(&status), "no {status}: {counts:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_method_or_status_missing_from_the_path_item_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = token_state(&dir, limits()).await;
+    let mut doc = api::openapi();
+    let other = &mut doc["paths"]["/healthz"][OTHER_METHODS];
+    other["methods"].as_array_mut().unwrap().retain(|m| m != "delete");
+    other["responses"].as_object_mut().unwrap().remove("401");
+    let (failures, _) = other_methods(&st, &doc).await;
+    let text = failures.join("\n");
+    assert!(
+        text.contains("/healthz: delete is neither served nor listed"),
+        "{text}"
+    );
+    assert!(text.contains("/healthz: status not in the document"), "{text}");
+}
+
+/// Sends every method each path does not have (as the admin, without a
+/// token, with an unknown one, with a forged capability, with a bad
+/// `Idempotency-Key` or a body over the limit) and checks the answers against
+/// the path item's `x-lockstep-other-methods`; returns what is wrong and
+/// every answer.
+async fn other_methods(st: &AppState, doc: &Value) -> (Vec<String>, Vec<Seen>) {
     let templates: BTreeSet<&str> = api::endpoints().iter().map(|e| e.path()).collect();
     let mut seen = Vec::new();
     let mut failures = Vec::new();
     for template in &templates {
-        let item = path_item(&doc, template);
+        let item = path_item(doc, template);
         let other = &item[OTHER_METHODS];
         let listed: BTreeSet<&str> = other["methods"]
             .as_array()
@@ -204,7 +234,7 @@ async fn other_methods_answer_what_the_path_item_says() {
                 failures.push(format!("{template}: {method} is neither served nor listed"));
             }
             let name = format!("{method} {template}");
-            let admin = ask(&st, &name, Ask::new(method, path.clone()).bearer(Some(ADMIN))).await;
+            let admin = ask(st, &name, Ask::new(method, path.clone()).bearer(Some(ADMIN))).await;
             // A HEAD answer has no body.
             let code_ok = method == "head" || admin.body["code"] == "method_not_allowed";
             if admin.status.as_u16() != 405 || !code_ok {
@@ -212,31 +242,27 @@ async fn other_methods_answer_what_the_path_item_says() {
             }
             seen.push(admin);
             let query = Ask::new(method, format!("{path}?zz=1")).bearer(Some(ADMIN));
-            seen.push(ask(&st, &name, query).await);
+            seen.push(ask(st, &name, query).await);
             for who in [None, Some("lst_unknown"), Some("lsc_not-a-capability")] {
-                seen.push(ask(&st, &name, Ask::new(method, path.clone()).bearer(who)).await);
+                seen.push(ask(st, &name, Ask::new(method, path.clone()).bearer(who)).await);
             }
             if matches!(method, "post" | "put" | "patch" | "delete") {
                 let bad_key = Ask::new(method, path.clone())
                     .bearer(Some(ADMIN))
                     .header("idempotency-key", "a key");
-                seen.push(ask(&st, &name, bad_key).await);
+                seen.push(ask(st, &name, bad_key).await);
                 let big = Ask::new(method, path.clone())
                     .bearer(Some(ADMIN))
                     .header("idempotency-key", "k")
                     .body("application/json", oversized());
-                seen.push(ask(&st, &name, big).await);
+                seen.push(ask(st, &name, big).await);
             }
         }
         for s in &seen[start..] {
-            if let Err(e) = check_in(&doc, &other["responses"], &s.op, s) {
+            if let Err(e) = check_in(doc, &other["responses"], &s.op, s) {
                 failures.push(e);
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let counts = by_status(&seen);
-    for status in [400, 401, 405, 413] {
-        assert!(counts.contains_key(&status), "no {status}: {counts:?}");
-    }
+    (failures, seen)
 }
