@@ -187,9 +187,9 @@ export type BreakResult = Schemas["LeaseBroken"];
 // ---------------------------------------------------------------------------
 // Gates (§7)
 
-export type GateState = "open" | "paused" | "revoked" | "deleted";
+export type GateState = Schemas["GateState"];
 export type GateTransition = "pause" | "resume" | "revoke" | "delete" | "reopen";
-export type TicketState = "open" | "committed" | "finalized" | "voided" | "aborted";
+export type TicketState = Schemas["TicketState"];
 export type TicketOp = "check" | "commit" | "finalize" | "abort";
 
 export interface GatePolicy {
@@ -242,7 +242,7 @@ export interface TicketData {
 }
 
 /** A ticket operation a capability may allow (`admit` is `POST /gates/{id}/tickets`). */
-export type CapabilityOp = "admit" | "check" | "commit" | "abort" | "finalize";
+export type CapabilityOp = Schemas["CapOp"];
 
 /** `POST /gates/{id}/capabilities`: 201. */
 export interface CapabilityData {
@@ -370,19 +370,13 @@ export interface AbandonResult {
 // ---------------------------------------------------------------------------
 // Changes (§10)
 
-export type ChangeKind = "record" | "lease" | "feed" | "gate" | "idempotency";
+export type ChangeKind = Schemas["ChangeKind"];
+
+/** What happened to the object. */
+export type ChangeOp = Schemas["ChangeOp"];
 
 /** One entry of the change log. */
-export interface Change {
-  revision: number;
-  index: number;
-  kind: ChangeKind;
-  key: string;
-  op: string;
-  actor: string;
-  forced: boolean;
-  at: Time;
-}
+export type Change = Schemas["Change"];
 
 /** `GET /changes`. */
 export interface ChangePage extends Page {

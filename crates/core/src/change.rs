@@ -4,7 +4,9 @@
 use crate::Millis;
 
 /// The primitive a change belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// A versioned record (§4).
     Record,
@@ -32,7 +34,9 @@ impl ChangeKind {
 }
 
 /// What happened to the object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum ChangeOp {
     /// Created or replaced.
     Put,

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 /// A gate's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GateState {
     /// Tickets may be admitted and progress.
@@ -215,6 +216,7 @@ pub fn closes_epoch(t: Transition) -> bool {
 
 /// A ticket's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TicketState {
     /// Admitted; `check` and `commit` allowed.

@@ -11,12 +11,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+pub use lockstep_api::gates::MintBody;
 use lockstep_core::capability::{self, CapOp, Claims};
 use lockstep_core::gate::GateState;
 use lockstep_core::{Row, RowKey};
 use lockstep_store::Store;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 /// The name of the generated key in the database's settings.
 const STORED_KEY: &str = "capability_key";
@@ -69,16 +68,6 @@ impl CapabilityKeys {
     }
 }
 
-/// `POST .../capabilities` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MintBody {
-    #[schemars(range(min = 1000, max = 2_592_000_000_u64))]
-    ttl_ms: u64,
-    #[schemars(length(min = 1))]
-    ops: Option<Vec<CapOp>>,
-}
-
 /// `POST /gates/{id}/capabilities {ttl_ms, ops?}` (writer): 201 `{capability,
 /// expires_at, epoch, gate, ops}`. 404 for a missing gate, 410 for a revoked or
 /// deleted one. Minting writes nothing.
@@ -126,13 +115,12 @@ pub async fn mint(
         .first()
         .ok_or_else(|| ApiError::Internal("no capability key".into()))?;
     let token = capability::sign(&claims, signing)?;
-    let ops: Vec<&str> = claims.ops.iter().map(|o| o.as_str()).collect();
-    let answer = crate::wire::gates::Capability {
-        capability: &token,
+    let answer = lockstep_api::gates::Capability {
+        capability: token,
         expires_at: expires_at.to_rfc3339(),
         epoch: claims.epoch,
-        gate: &claims.gate,
-        ops,
+        ops: claims.ops,
+        gate: claims.gate,
     };
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }

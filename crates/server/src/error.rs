@@ -2,9 +2,9 @@
 //! Every status and stable `code` of SPEC §3 is decided here and nowhere else;
 //! the conversion has no side effects.
 
-use crate::wire::problem::{CurrentBody, Extensions, Problem};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use lockstep_api::problem::{Current as CurrentBody, Extensions, Problem};
 
 /// Every refusal the HTTP API answers.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +126,10 @@ impl ApiError {
                 | C::PatchTestFailed { current: c, .. }
                 | C::PreconditionFailed { current: c, .. },
             ) => Some(Extensions::Current {
-                current: c.as_ref().map(CurrentBody::from),
+                current: c.as_ref().map(|c| CurrentBody {
+                    version: c.version,
+                    value: c.value.clone(),
+                }),
             }),
             ApiError::Core(C::LeaseHeld {
                 holder,
@@ -144,31 +147,7 @@ impl ApiError {
 
 /// Every stable `code` a problem can carry (SPEC §3), as [`ApiError::catalogue`]
 /// answers them: the enum of `code` in the OpenAPI document.
-pub const CODES: &[&str] = &[
-    "invalid_request",
-    "unauthorized",
-    "too_many_requests",
-    "forbidden",
-    "not_found",
-    "version_mismatch",
-    "patch_test_failed",
-    "precondition_failed",
-    "payload_too_large",
-    "invalid_patch",
-    "lease_held",
-    "lease_lost",
-    "ticket_conflict",
-    "invalid_transition",
-    "gate_closed",
-    "gate_paused",
-    "compacted",
-    "idempotency_key_in_use",
-    "idempotency_key_reused",
-    "unavailable",
-    "internal",
-    "unsupported_media_type",
-    "method_not_allowed",
-];
+pub use lockstep_api::problem::CODES;
 
 /// Seconds a client should wait before retrying an `unavailable` answer.
 pub const RETRY_AFTER_S: u64 = 1;
@@ -187,10 +166,10 @@ impl ApiError {
         };
         let problem = Problem {
             kind: format!("urn:lockstep:problem:{code}"),
-            title,
+            title: title.to_owned(),
             status: status.as_u16(),
             detail,
-            code,
+            code: code.to_owned(),
             extensions: self.extensions(),
         };
         (status, problem)

@@ -527,42 +527,66 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description `acquire` body. */
+        /** @description `POST /leases/{name}/acquire` body. */
         AcquireBody: {
+            /** @description A label for people (who holds it). */
             holder?: string | null;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description How long the lease lives without a renewal.
+             */
             ttl_ms: number;
             /**
              * Format: uint64
+             * @description Wait up to this long for a held lease (0: answer 409 at once).
              * @default 0
              */
             wait_ms?: number;
         };
-        /** @description `POST /tickets` body. */
+        /** @description `POST /gates/{id}/tickets` body: `{ticket_id?, meta?}`. */
         AdmitBody: {
+            /** @description The caller's metadata. */
             meta?: unknown;
+            /**
+             * @description The ticket id (a repeated admit of it recovers the ticket); generated
+             *     when absent.
+             */
             ticket_id?: string | null;
         };
-        /** @description `POST /entries` body. */
+        /** @description `POST /feeds/{feed}/entries` body: `{id, data, at?}`. */
         AppendBody: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description RFC 3339; now when absent.
+             */
             at?: string | null;
+            /** @description The entry's object. */
             data: {
                 [key: string]: unknown;
             };
+            /** @description The entry id: a second append of it changes nothing. */
             id: string;
         };
-        /** @description `{feed, data}` of a finalize. */
+        /**
+         * @description The feed entry a finalization appends: `{feed, data}` (the entry id is
+         *     the ticket id).
+         */
         AppendSpec: {
+            /** @description The entry's object. */
             data: {
                 [key: string]: unknown;
             };
+            /** @description The feed. */
             feed: string;
         };
-        /** @description `POST` body. */
+        /** @description `POST /idempotency/{scope}/{key}` body: `{fingerprint, lock_ms}`. */
         BeginBody: {
+            /** @description What the request was: a begin with another fingerprint is refused (422). */
             fingerprint: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description How long the key stays locked for the caller.
+             */
             lock_ms: number;
         };
         /** @description A minted capability: `{capability, expires_at, epoch, gate, ops}`. */
@@ -579,24 +603,43 @@ export interface components {
             /** @description The gate it names. */
             gate: string;
             /** @description The ticket operations it allows. */
-            ops: string[];
+            ops: components["schemas"]["CapOp"][];
         };
         /** @description A ticket operation a capability may allow. */
         CapOp: "admit" | "check" | "commit" | "abort" | "finalize";
-        /** @description `{revision, index, kind, key, op, actor, forced, at}`. */
+        /** @description One change: `{revision, index, kind, key, op, actor, forced, at}`. */
         Change: {
+            /** @description Who wrote it (a token's name, `anonymous`, or `system`). */
             actor: string;
+            /** @description RFC 3339. */
             at: string;
+            /** @description Whether a precondition was overridden with `force`. */
             forced: boolean;
-            /** Format: uint32 */
+            /**
+             * Format: uint32
+             * @description Its position among the write's changes.
+             */
             index: number;
+            /** @description The object's key (for feed entries `feed/id`, for tickets `gate/ticket`). */
             key: string;
-            kind: string;
-            op: string;
-            /** Format: uint64 */
+            /** @description The primitive. */
+            kind: components["schemas"]["ChangeKind"];
+            /** @description What happened. */
+            op: components["schemas"]["ChangeOp"];
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
             revision: number;
         };
-        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        /** @description The primitive a change belongs to. */
+        ChangeKind: "record" | "lease" | "feed" | "gate" | "idempotency";
+        /** @description What happened to the object. */
+        ChangeOp: "put" | "patch" | "delete" | "expire" | "acquire" | "renew" | "release" | "break" | "append" | "read" | "configure" | "scrub" | "create" | "update" | "pause" | "resume" | "revoke" | "reopen" | "admit" | "commit" | "finalize" | "abort" | "void" | "start" | "complete" | "fence";
+        /**
+         * @description `{…, next_cursor}`: one page of a listing, its items under their name
+         *     (`records`, `entries`, `feeds`, `tickets`, `changes`, `namespaces`).
+         */
         ChangesPage: {
             /** @description The changes, in (revision, index) order. */
             changes: components["schemas"]["Change"][];
@@ -607,18 +650,27 @@ export interface components {
         Compare: {
             [key: string]: unknown;
         };
-        /** @description `PUT` body. */
+        /** @description `PUT /idempotency/{scope}/{key}` body: `{token, response}`. */
         CompleteBody: {
+            /** @description The response to replay. */
             response: unknown;
+            /** @description The owner token of the begin. */
             token: string;
         };
         /** @description `{version, value}` of the current record. */
         Current: {
+            /** @description Its value. */
             value: unknown;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description Its version.
+             */
             version: number;
         };
-        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        /**
+         * @description `{…, next_cursor}`: one page of a listing, its items under their name
+         *     (`records`, `entries`, `feeds`, `tickets`, `changes`, `namespaces`).
+         */
         EntriesPage: {
             /** @description The entries. */
             entries: components["schemas"]["Entry"][];
@@ -630,30 +682,46 @@ export interface components {
              */
             unread_count: number;
         };
-        /** @description `{id, at, data, read, revision, cursor}`. */
+        /** @description An entry as read: `{id, at, data, read, revision, cursor}`. */
         Entry: {
+            /** @description RFC 3339: its place in the feed's order. */
             at: string;
+            /** @description A cursor that pages on after this entry. */
             cursor: string;
+            /** @description The entry's object. */
             data: {
                 [key: string]: unknown;
             };
+            /** @description The entry id, unique in its feed. */
             id: string;
+            /** @description Whether it was marked read. */
             read: boolean;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its append.
+             */
             revision: number;
         };
         /** @description An append: the entry with `created`. */
         EntryAppended: {
+            /** @description RFC 3339: its place in the feed's order. */
             at: string;
             /** @description Whether it is new. */
             created: boolean;
+            /** @description A cursor that pages on after this entry. */
             cursor: string;
+            /** @description The entry's object. */
             data: {
                 [key: string]: unknown;
             };
+            /** @description The entry id, unique in its feed. */
             id: string;
+            /** @description Whether it was marked read. */
             read: boolean;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its append.
+             */
             revision: number;
         };
         /** @description `{id, deleted: true, revision}`. */
@@ -733,7 +801,10 @@ export interface components {
              */
             skipped: number;
         };
-        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        /**
+         * @description `{…, next_cursor}`: one page of a listing, its items under their name
+         *     (`records`, `entries`, `feeds`, `tickets`, `changes`, `namespaces`).
+         */
         FeedsPage: {
             /** @description The feeds. */
             feeds: components["schemas"]["FeedSummary"][];
@@ -742,47 +813,81 @@ export interface components {
         };
         /** @description `{feed, entries, unread_count}` of a feed in a listing. */
         FeedSummary: {
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description Visible entries.
+             */
             entries: number;
+            /** @description Feed name. */
             feed: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description Visible entries not marked read.
+             */
             unread_count: number;
         };
-        /** @description `POST .../finalize` body. */
+        /** @description `POST .../finalize` body: `{append?}`. */
         FinalizeBody: {
+            /** @description A feed entry appended in the same transaction. */
             append?: components["schemas"]["AppendSpec"] | null;
         };
-        /** @description `{id, state, epoch, policy, meta, revision, created_at, updated_at}`. */
+        /** @description A gate as read: `{id, state, epoch, policy, meta, revision, created_at, updated_at}`. */
         Gate: {
+            /** @description RFC 3339. */
             created_at: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description Its lifecycle epoch: +1 on every reopen.
+             */
             epoch: number;
+            /** @description The gate id. */
             id: string;
+            /** @description The caller's metadata. */
             meta: unknown;
+            /** @description What happens to committed tickets on a terminal transition. */
             policy: components["schemas"]["Policy"];
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its last write.
+             */
             revision: number;
-            state: string;
+            /** @description Its lifecycle state. */
+            state: components["schemas"]["GateState"];
+            /** @description RFC 3339. */
             updated_at: string;
         };
+        /** @description A gate's lifecycle state. */
+        GateState: "open" | "paused" | "revoked" | "deleted";
         /** @description A transition: the gate with `changed`, `voided` and `pending`. */
         GateTransitioned: {
             /** @description Whether anything changed. */
             changed: boolean;
+            /** @description RFC 3339. */
             created_at: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description Its lifecycle epoch: +1 on every reopen.
+             */
             epoch: number;
+            /** @description The gate id. */
             id: string;
+            /** @description The caller's metadata. */
             meta: unknown;
             /**
              * Format: uint
              * @description Committed, unfinalized tickets of the old epoch.
              */
             pending: number;
+            /** @description What happens to committed tickets on a terminal transition. */
             policy: components["schemas"]["Policy"];
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its last write.
+             */
             revision: number;
-            state: string;
+            /** @description Its lifecycle state. */
+            state: components["schemas"]["GateState"];
+            /** @description RFC 3339. */
             updated_at: string;
             /**
              * Format: uint
@@ -790,8 +895,9 @@ export interface components {
              */
             voided: number;
         };
-        /** @description `DELETE` body. */
+        /** @description `DELETE /idempotency/{scope}/{key}` body: `{token}`. */
         GiveUpBody: {
+            /** @description The owner token of the begin. */
             token: string;
         };
         /** @description `GET /healthz` and `GET /readyz`: `{status}`, with the backend once ready. */
@@ -803,10 +909,16 @@ export interface components {
         };
         /** @description `PUT`: `{state: "completed", revision}`. */
         IdempotencyCompleted: {
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
             revision: number;
-            state: string;
+            /** @description Always `completed`. */
+            state: components["schemas"]["IdempotencyCompletedState"];
         };
+        /** @description The `state` of a key with a stored response. */
+        IdempotencyCompletedState: "completed";
         /** @description `DELETE`: `{released: true, revision}`. */
         IdempotencyGivenUp: {
             /** @description Always true. */
@@ -819,8 +931,11 @@ export interface components {
         };
         /** @description `GET`: `{scope, key, expires_at}` with the state's own members. */
         IdempotencyKey: {
+            /** @description RFC 3339: when the entry is forgotten. */
             expires_at: string;
+            /** @description The key. */
             key: string;
+            /** @description The scope. */
             scope: string;
         } & ({
             /** @description The response as JSON. */
@@ -837,16 +952,25 @@ export interface components {
         });
         /** @description `POST` of a completed key: `{state: "completed", response}`. */
         IdempotencyReplayed: {
+            /** @description The stored response (null if it was not JSON). */
             response: unknown;
-            state: string;
+            /** @description Always `completed`. */
+            state: components["schemas"]["IdempotencyCompletedState"];
         };
-        /** @description `POST` that owns the key: `{state: "started", token, revision}`. */
+        /** @description `POST` of a key that is now the caller's: `{state: "started", token, revision}`. */
         IdempotencyStarted: {
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
             revision: number;
-            state: string;
+            /** @description Always `started`. */
+            state: components["schemas"]["IdempotencyStartedState"];
+            /** @description The owner token: complete or abandon with it. */
             token: string;
         };
+        /** @description The `state` of a key the caller owns. */
+        IdempotencyStartedState: "started";
         /** @description `{key, by}` */
         IncrOp: {
             /**
@@ -873,14 +997,25 @@ export interface components {
         };
         /** @description Acquire and renew: the lease as held, with the revision it committed at. */
         Lease: {
+            /** @description RFC 3339. */
             acquired_at: string;
+            /** @description RFC 3339. */
             expires_at: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The fencing token: strictly greater for every new holder.
+             */
             fence: number;
+            /** @description The holder's label. */
             holder: string | null;
+            /** @description The lease name. */
             name: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of the write.
+             */
             revision: number;
+            /** @description The owner token (release and renew need it). */
             token: string | null;
         };
         /** @description `{broken, revision}`. */
@@ -905,12 +1040,20 @@ export interface components {
         };
         /** @description `GET /leases/{name}`: `{name, held, holder, acquired_at, expires_at, fence}`. */
         LeaseState: {
+            /** @description RFC 3339, while held. */
             acquired_at: string | null;
+            /** @description RFC 3339, while held. */
             expires_at: string | null;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The current or last fence; null when it never was held.
+             */
             fence: number | null;
+            /** @description Whether a live token holds it. */
             held: boolean;
+            /** @description The holder's label, while held. */
             holder: string | null;
+            /** @description The lease name. */
             name: string;
         };
         /** @description `{revision}`: read marks were set. */
@@ -921,10 +1064,14 @@ export interface components {
              */
             revision: number;
         };
-        /** @description `POST .../capabilities` body. */
+        /** @description `POST /gates/{id}/capabilities` body: `{ttl_ms, ops?}`. */
         MintBody: {
+            /** @description The ticket operations it allows (default: all). */
             ops?: components["schemas"]["CapOp"][] | null;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description How long the capability is valid.
+             */
             ttl_ms: number;
         };
         /** @description `DELETE /v1/ns/{ns}`: `{namespace, deleted: true, records}`. */
@@ -939,7 +1086,10 @@ export interface components {
              */
             records: number;
         };
-        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        /**
+         * @description `{…, next_cursor}`: one page of a listing, its items under their name
+         *     (`records`, `entries`, `feeds`, `tickets`, `changes`, `namespaces`).
+         */
         NamespacesPage: {
             /** @description The names. */
             namespaces: string[];
@@ -978,7 +1128,7 @@ export interface components {
         /** @description `{type, title, status, detail, code}` and the refusal's extension members. */
         Problem: {
             /**
-             * @description The stable code.
+             * @description The stable code: one of [`CODES`].
              * @enum {string}
              */
             code: "invalid_request" | "unauthorized" | "too_many_requests" | "forbidden" | "not_found" | "version_mismatch" | "patch_test_failed" | "precondition_failed" | "payload_too_large" | "invalid_patch" | "lease_held" | "lease_lost" | "ticket_conflict" | "invalid_transition" | "gate_closed" | "gate_paused" | "compacted" | "idempotency_key_in_use" | "idempotency_key_reused" | "unavailable" | "internal" | "unsupported_media_type" | "method_not_allowed";
@@ -991,11 +1141,8 @@ export interface components {
             status: number;
             /** @description The code's title. */
             title: string;
-            /** @description The problem type: the URN of the code (set by `error.rs`). */
+            /** @description The problem type: the URN of the code. */
             type: string;
-        } | {
-            /** @description `{version, value}` or null. */
-            current: components["schemas"]["Current"] | null;
         } | {
             /** @description RFC 3339. */
             expires_at: string | null;
@@ -1006,10 +1153,15 @@ export interface components {
              * @description The waiters limit that refused a place, or the queue length.
              */
             waiters: number;
+        } | {
+            /** @description `{version, value}` or null. */
+            current: components["schemas"]["Current"] | null;
         } | unknown;
-        /** @description `PUT /gates/{id}` body. */
+        /** @description `PUT /gates/{id}` body: `{policy?, meta?}`. */
         PutGateBody: {
+            /** @description The caller's metadata. */
             meta?: unknown;
+            /** @description The policy (default: a ticket committed before a revoke is refused at finalize). */
             policy?: components["schemas"]["Policy"] | null;
         };
         /** @description `{key, value, ttl_ms?}` */
@@ -1024,30 +1176,51 @@ export interface components {
             /** @description New value. */
             value: unknown;
         };
-        /** @description `PUT` body. */
+        /** @description `PUT /records/{key}` body: `{value, expected_version?, ttl_ms?, force?}`. */
         PutRecordBody: {
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description 0: create only; N: only if the version is N.
+             */
             expected_version?: number | null;
-            /** @default false */
+            /**
+             * @description Write without a precondition where one is configured as required.
+             * @default false
+             */
             force?: boolean;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description Expire this long after the write.
+             */
             ttl_ms?: number | null;
+            /** @description The new value. */
             value: unknown;
         };
-        /** @description `POST /read` body: exactly one of the three. */
+        /** @description `POST /feeds/{feed}/read` body: one of `ids`, `up_to` or `all`. */
         ReadBody: {
+            /** @description Every entry. */
             all?: boolean | null;
+            /** @description These entries. */
             ids?: string[] | null;
+            /** @description Every entry up to this cursor. */
             up_to?: string | null;
         };
-        /** @description `{key, value, version, created_at, updated_at, expires_at}`. */
+        /** @description A record as read: `{key, value, version, created_at, updated_at, expires_at}`. */
         Record: {
+            /** @description RFC 3339. */
             created_at: string;
+            /** @description RFC 3339; null without a TTL. */
             expires_at: string | null;
+            /** @description The key. */
             key: string;
+            /** @description RFC 3339. */
             updated_at: string;
+            /** @description The JSON value. */
             value: unknown;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The version: 1 on create, +1 on every write.
+             */
             version: number;
         };
         /** @description `DELETE`: `{key, deleted: true, revision}`. */
@@ -1094,21 +1267,29 @@ export interface components {
              */
             version: number;
         };
-        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        /**
+         * @description `{…, next_cursor}`: one page of a listing, its items under their name
+         *     (`records`, `entries`, `feeds`, `tickets`, `changes`, `namespaces`).
+         */
         RecordsPage: {
             /** @description The cursor of the next page; null on the last. */
             next_cursor: string | null;
             /** @description The records. */
             records: components["schemas"]["Record"][];
         };
-        /** @description `release` body. */
+        /** @description `POST /leases/{name}/release` body. */
         ReleaseBody: {
+            /** @description The owner token. */
             token: string;
         };
-        /** @description `renew` body. */
+        /** @description `POST /leases/{name}/renew` body. */
         RenewBody: {
+            /** @description The owner token. */
             token: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The new time to live, from now.
+             */
             ttl_ms: number;
         };
         /** @description Fields removed from entries older than `after_ms`. */
@@ -1122,49 +1303,86 @@ export interface components {
             fields: string[];
         };
         /**
-         * @description `{ticket_id, gate, epoch, state, meta, recovered, finalized_revision,
-         *     revision, created_at, updated_at}`.
+         * @description A ticket as read: `{ticket_id, gate, epoch, state, meta, recovered,
+         *     finalized_revision, revision, created_at, updated_at}`.
          */
         Ticket: {
+            /** @description RFC 3339. */
             created_at: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The gate epoch it was admitted in.
+             */
             epoch: number;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its finalization, once finalized.
+             */
             finalized_revision: number | null;
+            /** @description Its gate. */
             gate: string;
+            /** @description The caller's metadata. */
             meta: unknown;
+            /** @description Whether it was finalized after a terminal transition (policy `recover`). */
             recovered: boolean;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its last write.
+             */
             revision: number;
-            state: string;
+            /** @description Its state. */
+            state: components["schemas"]["TicketState"];
+            /** @description The ticket id. */
             ticket_id: string;
+            /** @description RFC 3339. */
             updated_at: string;
         };
         /** @description An admission: the ticket with `created`. */
         TicketAdmitted: {
             /** @description Whether it is new. */
             created: boolean;
+            /** @description RFC 3339. */
             created_at: string;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The gate epoch it was admitted in.
+             */
             epoch: number;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its finalization, once finalized.
+             */
             finalized_revision: number | null;
+            /** @description Its gate. */
             gate: string;
+            /** @description The caller's metadata. */
             meta: unknown;
+            /** @description Whether it was finalized after a terminal transition (policy `recover`). */
             recovered: boolean;
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision of its last write.
+             */
             revision: number;
-            state: string;
+            /** @description Its state. */
+            state: components["schemas"]["TicketState"];
+            /** @description The ticket id. */
             ticket_id: string;
+            /** @description RFC 3339. */
             updated_at: string;
         };
-        /** @description `{…, next_cursor}`: one page of a listing, its items under their name. */
+        /**
+         * @description `{…, next_cursor}`: one page of a listing, its items under their name
+         *     (`records`, `entries`, `feeds`, `tickets`, `changes`, `namespaces`).
+         */
         TicketsPage: {
             /** @description The cursor of the next page; null on the last. */
             next_cursor: string | null;
             /** @description The tickets. */
             tickets: components["schemas"]["Ticket"][];
         };
+        /** @description A ticket's state. */
+        TicketState: "open" | "committed" | "finalized" | "voided" | "aborted";
         /** @description `{compare, success, failure}`. */
         Txn: {
             /**
@@ -1184,7 +1402,7 @@ export interface components {
             success?: components["schemas"]["Op"][];
         };
         /** @description One result of a transaction's operation: null for a missing `get`. */
-        TxnOpResult: null | {
+        TxnOpResult: {
             /** @description The key. */
             key: string;
             /** @description Its value. */
@@ -1199,13 +1417,19 @@ export interface components {
             deleted: boolean;
             /** @description The key. */
             key: string;
-        };
+        } | null;
         /** @description `{succeeded, failed, results, revision}` (SPEC §5, §15). */
         TxnResult: {
+            /** @description The indexes of the comparisons that failed. */
             failed: number[];
+            /** @description One result per operation of the branch that ran. */
             results: components["schemas"]["TxnOpResult"][];
-            /** Format: uint64 */
+            /**
+             * Format: uint64
+             * @description The revision the transaction committed (or compared) at.
+             */
             revision: number;
+            /** @description Whether every comparison held (the `success` branch ran). */
             succeeded: boolean;
         };
         /** @description The data of one `change` event of a watch: `{revision, changes}`. */

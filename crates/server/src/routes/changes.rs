@@ -17,9 +17,9 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+pub use lockstep_api::changes::{ChangesQuery, WatchQuery};
 use lockstep_core::{ChangeKind, Limits};
 use lockstep_store::{ChangePage, Store};
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -76,26 +76,6 @@ pub async fn wake_watches(State(st): State<AppState>, req: Request, next: Next) 
         st.watches.wake();
     }
     resp
-}
-
-/// `GET /changes` query.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangesQuery {
-    after: Option<String>,
-    cursor: Option<String>,
-    prefix: Option<String>,
-    kind: Option<String>,
-    limit: Option<usize>,
-}
-
-/// `GET /watch` query.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WatchQuery {
-    after: Option<String>,
-    prefix: Option<String>,
-    kind: Option<String>,
 }
 
 /// The validated filters of a read.
@@ -169,7 +149,7 @@ pub async fn list(
         Some(after) => filter.read(&st.store, &ns, after, limit).await?,
         None => from_oldest(&st.store, &ns, &filter, limit).await?,
     };
-    let items = wire::changes::Changes {
+    let items = lockstep_api::changes::Changes {
         changes: page.changes.iter().map(wire::changes::change).collect(),
     };
     let next_cursor = page.more.then(|| page.through.to_string());
@@ -284,7 +264,7 @@ impl Watcher {
     fn absorb(&mut self, page: ChangePage) {
         for of_revision in page.changes.chunk_by(|a, b| a.revision == b.revision) {
             let revision = of_revision[0].revision;
-            let data = wire::changes::Event {
+            let data = lockstep_api::changes::WatchEvent {
                 revision,
                 changes: of_revision.iter().map(wire::changes::change).collect(),
             };

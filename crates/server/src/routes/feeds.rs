@@ -7,53 +7,11 @@ use crate::routes::paging::Page;
 use crate::{wire, ApiError, AppState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+pub use lockstep_api::feeds::{AppendBody, EntriesQuery, FeedsQuery, ImportQuery, ReadBody};
 use lockstep_core::command::answer::{Appended, EntryDeleted, Imported, MarkedRead};
 use lockstep_core::feed::{self, FeedConfig, LegacyFields, NewEntry, ReadSelector};
 use lockstep_core::{cursor, names, Command, Millis, RowKey};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// `POST /entries` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AppendBody {
-    #[schemars(length(min = 1, max = 512))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    id: String,
-    #[schemars(with = "serde_json::Map<String, Value>")]
-    data: Value,
-    #[schemars(extend("format" = "date-time"))]
-    at: Option<String>,
-}
-
-/// `GET /entries` query.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EntriesQuery {
-    limit: Option<usize>,
-    cursor: Option<String>,
-    order: Option<String>,
-}
-
-/// `POST /read` body: exactly one of the three.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReadBody {
-    ids: Option<Vec<String>>,
-    up_to: Option<String>,
-    all: Option<bool>,
-}
-
-/// `GET /feeds` query.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FeedsQuery {
-    #[serde(default)]
-    prefix: String,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
 
 fn decode_position(ns: &str, feed: &str, c: &str) -> Result<(Millis, String), ApiError> {
     let p = cursor::decode(c, &feed::cursor_scope(ns, feed))?;
@@ -73,7 +31,7 @@ pub async fn append(
     let entry = NewEntry::new(body.id, body.data, at, &st.limits)?;
     let scope_ns = ns.clone();
     let answer = render(move |Appended { entry, created }, _| {
-        let body = wire::feeds::Appended {
+        let body = lockstep_api::feeds::EntryAppended {
             entry: wire::feeds::entry(&scope_ns, &entry),
             created,
         };
@@ -113,7 +71,7 @@ pub async fn entries(
         .list_entries(&ns, &feed, desc, after, page.fetch())
         .await?;
     let (entries, next_cursor) = page.cut(fetched.entries, |e| feed::position(e.at, &e.id));
-    let items = wire::feeds::Entries {
+    let items = lockstep_api::feeds::Entries {
         entries: entries.iter().map(|e| wire::feeds::entry(&ns, e)).collect(),
         unread_count: fetched.unread_count,
     };
@@ -139,9 +97,9 @@ pub async fn get(State(st): State<AppState>, Ns(ns): Ns, Name(name): Name) -> Re
         .into_iter()
         .find(|f| f.feed == name);
     let (entries, unread) = counts.map_or((0, 0), |f| (f.entries, f.unread_count));
-    let body = wire::feeds::Feed {
-        feed: &name,
-        config: &config,
+    let body = lockstep_api::feeds::Feed {
+        feed: name.clone(),
+        config: config.clone(),
         own_config: own,
         entries,
         unread_count: unread,
@@ -159,9 +117,9 @@ async fn configure(
 ) -> Result<Response, ApiError> {
     let name = feed.clone();
     let answer = render(move |config: FeedConfig, revision| {
-        Reply::ok(wire::feeds::Configured {
-            feed: &name,
-            config: &config,
+        Reply::ok(lockstep_api::feeds::FeedConfigured {
+            feed: name.clone(),
+            config: config.clone(),
             revision,
         })
     });
@@ -228,7 +186,7 @@ pub async fn read(
         (None, None, Some(true)) => ReadSelector::All,
         _ => return Err(ApiError::invalid("give exactly one of ids, up_to or all: true")),
     };
-    let answer = render(|MarkedRead, revision| Reply::ok(wire::feeds::MarkedRead { revision }));
+    let answer = render(|MarkedRead, revision| Reply::ok(lockstep_api::feeds::MarkedRead { revision }));
     run(
         &st,
         &ns,
@@ -252,8 +210,8 @@ pub async fn delete_entry(
     names::validate_key(&id, &st.limits)?;
     let entry_id = id.clone();
     let answer = render(move |EntryDeleted, revision| {
-        Reply::ok(wire::feeds::EntryDeleted {
-            id: &entry_id,
+        Reply::ok(lockstep_api::feeds::EntryDeleted {
+            id: entry_id.clone(),
             deleted: true,
             revision,
         })
@@ -267,16 +225,6 @@ pub async fn delete_entry(
         answer,
     )
     .await
-}
-
-/// `POST /feeds/{feed}/import?id_field=&at_field=&data_field=` query: the
-/// members of a legacy element that hold its id, time and payload.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImportQuery {
-    id_field: Option<String>,
-    at_field: Option<String>,
-    data_field: Option<String>,
 }
 
 /// `POST /feeds/{feed}/import`: a legacy JSON array, each id imported once. A
@@ -316,7 +264,7 @@ pub async fn import(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let answer = render(|Imported { imported, skipped }, revision| {
-        Reply::ok(wire::feeds::Imported {
+        Reply::ok(lockstep_api::feeds::FeedImported {
             imported,
             skipped,
             revision,
@@ -350,7 +298,7 @@ pub async fn list(
         .list_feeds(&ns, &q.prefix, page.after.as_deref(), page.fetch())
         .await?;
     let (feeds, next_cursor) = page.cut(feeds, |f| f.feed.clone());
-    let items = wire::feeds::Feeds {
+    let items = lockstep_api::feeds::Feeds {
         feeds: feeds.iter().map(wire::feeds::summary).collect(),
     };
     Ok(axum::Json(wire::Page { items, next_cursor }).into_response())

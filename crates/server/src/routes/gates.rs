@@ -9,59 +9,12 @@ use crate::routes::paging::Page;
 use crate::{wire, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+pub use lockstep_api::gates::{AdmitBody, AppendSpec, FinalizeBody, PutGateBody as PutBody, TicketsQuery};
 use lockstep_core::command::answer::{Admitted, GatePut, TicketAnswer, Transitioned};
 use lockstep_core::feed::NewEntry;
-use lockstep_core::gate::{Policy, TicketOp, TicketState, Transition};
+use lockstep_core::gate::{TicketOp, TicketState, Transition};
 use lockstep_core::{names, Command};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-/// `PUT /gates/{id}` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[schemars(rename = "PutGateBody")]
-#[serde(deny_unknown_fields)]
-pub struct PutBody {
-    policy: Option<Policy>,
-    meta: Option<Value>,
-}
-
-/// `POST /tickets` body.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdmitBody {
-    #[schemars(length(min = 1, max = 512))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    ticket_id: Option<String>,
-    meta: Option<Value>,
-}
-
-/// `{feed, data}` of a finalize.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AppendSpec {
-    #[schemars(length(min = 1, max = 512))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    feed: String,
-    #[schemars(with = "serde_json::Map<String, Value>")]
-    data: Value,
-}
-
-/// `POST .../finalize` body.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FinalizeBody {
-    append: Option<AppendSpec>,
-}
-
-/// `GET /tickets` query.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TicketsQuery {
-    state: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
+use serde::Serialize;
 
 /// `PUT /gates/{id}`: 201 created open at epoch 1; 200 updates policy and meta.
 pub async fn put(
@@ -132,7 +85,7 @@ async fn run_transition(
         return Err(lockstep_core::Error::Forbidden("deleting a gate needs the admin role".into()).into());
     }
     let answer = render(|t: Transitioned, _| {
-        Reply::ok(wire::gates::Transitioned {
+        Reply::ok(lockstep_api::gates::GateTransitioned {
             gate: wire::gates::gate(&t.gate),
             changed: t.changed,
             voided: t.voided,
@@ -171,7 +124,7 @@ pub async fn admit(
         None => random_id()?,
     };
     let answer = render(|Admitted { ticket, created }, _| {
-        let body = wire::gates::Admitted {
+        let body = lockstep_api::gates::TicketAdmitted {
             ticket: wire::gates::ticket(&ticket),
             created,
         };
@@ -284,7 +237,7 @@ pub async fn tickets(
         .list_tickets(&ns, &gate, state, page.after.as_deref(), page.fetch())
         .await?;
     let (tickets, next_cursor) = page.cut(tickets, |t| t.id.clone());
-    let items = wire::gates::Tickets {
+    let items = lockstep_api::gates::Tickets {
         tickets: tickets.iter().map(wire::gates::ticket).collect(),
     };
     Ok(axum::Json(wire::Page { items, next_cursor }).into_response())

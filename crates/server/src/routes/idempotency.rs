@@ -10,42 +10,10 @@ use crate::{wire, ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+pub use lockstep_api::idempotency::{BeginBody, CompleteBody, GiveUpBody};
 use lockstep_core::command::answer::{IdemCompleted, IdemReleased};
 use lockstep_core::idempotency::{Began, Begin, StoredResponse};
 use lockstep_core::{names, Command, RowKey};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-/// `POST` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BeginBody {
-    #[schemars(length(min = 1, max = 1024))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    fingerprint: String,
-    #[schemars(range(min = 100, max = 86_400_000))]
-    lock_ms: u64,
-}
-
-/// `PUT` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteBody {
-    #[schemars(length(min = 1))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    token: String,
-    response: Value,
-}
-
-/// `DELETE` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GiveUpBody {
-    #[schemars(length(min = 1))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    token: String,
-}
 
 fn target(st: &AppState, scope: &str, key: &str) -> Result<(String, String), ApiError> {
     names::validate_key(scope, &st.limits)?;
@@ -178,7 +146,7 @@ pub async fn give_up(
         .store
         .execute_as::<IdemReleased>(&ns, cmd, &caller.name)
         .await?;
-    let body = wire::idempotency::GivenUp {
+    let body = lockstep_api::idempotency::IdempotencyGivenUp {
         released: true,
         revision: c.revision,
     };

@@ -8,51 +8,16 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+pub use lockstep_api::leases::{AcquireBody, ReleaseBody, RenewBody};
 use lockstep_core::command::answer::{AcquireAnswer, Broken, Released};
 use lockstep_core::lease::{AcquireReq, Lease};
 use lockstep_core::{Command, Outcome};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often a waiting acquire retries when no local release wakes it (a
 /// release on another instance, or an expiry).
 pub const WAIT_POLL: Duration = Duration::from_millis(25);
-
-/// `acquire` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AcquireBody {
-    #[schemars(range(min = 100, max = 86_400_000))]
-    ttl_ms: u64,
-    #[schemars(length(max = 256))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    holder: Option<String>,
-    #[serde(default)]
-    #[schemars(range(max = 60_000))]
-    wait_ms: u64,
-}
-
-/// `renew` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenewBody {
-    #[schemars(length(min = 1))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    token: String,
-    #[schemars(range(min = 100, max = 86_400_000))]
-    ttl_ms: u64,
-}
-
-/// `release` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseBody {
-    #[schemars(length(min = 1))]
-    #[schemars(regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"))]
-    token: String,
-}
 
 /// A fresh random 128-bit identifier, URL-safe: owner tokens, ticket ids.
 pub fn random_id() -> Result<String, ApiError> {
@@ -327,8 +292,9 @@ pub async fn release(
     Idem(idem): Idem,
     Json(body): Json<ReleaseBody>,
 ) -> Result<Response, ApiError> {
-    let answer =
-        render(|Released { released }, revision| Reply::ok(wire::leases::Released { released, revision }));
+    let answer = render(|Released { released }, revision| {
+        Reply::ok(lockstep_api::leases::LeaseReleased { released, revision })
+    });
     let resp = run(
         &st,
         &ns,
@@ -357,7 +323,9 @@ pub async fn break_lease(
     if !caller.admin {
         return Err(lockstep_core::Error::Forbidden("breaking a lease needs the admin role".into()).into());
     }
-    let answer = render(|Broken { broken }, revision| Reply::ok(wire::leases::Broken { broken, revision }));
+    let answer = render(|Broken { broken }, revision| {
+        Reply::ok(lockstep_api::leases::LeaseBroken { broken, revision })
+    });
     let resp = run(&st, &ns, &caller.name, idem, Command::Break { name }, answer).await;
     st.lease_freed.notify_waiters();
     resp

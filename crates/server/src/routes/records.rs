@@ -7,43 +7,10 @@ use crate::{wire, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+pub use lockstep_api::records::{ListQuery, NamespacesQuery, PreconditionQuery, PutRecordBody as PutBody};
 use lockstep_core::command::answer::{RecordDeleted, RecordPatched, RecordPut};
 use lockstep_core::record::{EtagMatch, PatchDoc, PutRecord};
 use lockstep_core::{names, Command, Precondition};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-/// `PUT` body.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[schemars(rename = "PutRecordBody")]
-#[serde(deny_unknown_fields)]
-pub struct PutBody {
-    value: Value,
-    #[schemars(range(max = 9_223_372_036_854_775_807_u64))]
-    expected_version: Option<u64>,
-    #[schemars(range(min = 1, max = 315_360_000_000_u64))]
-    ttl_ms: Option<u64>,
-    #[serde(default)]
-    force: bool,
-}
-
-/// `?expected_version=N` of PATCH and DELETE.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PreconditionQuery {
-    expected_version: Option<u64>,
-}
-
-/// `GET /records` query.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    #[serde(default)]
-    prefix: String,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
 
 fn parse_etags(raw: &str) -> Result<EtagMatch, ApiError> {
     if raw.trim() == "*" {
@@ -143,8 +110,8 @@ pub async fn put(
         force: body.force,
     };
     let answer = render(|RecordPut { record, created }, revision| {
-        let body = wire::records::Put {
-            key: &record.key,
+        let body = lockstep_api::records::RecordPut {
+            key: record.key.clone(),
             version: record.version,
             revision,
         };
@@ -178,10 +145,10 @@ pub async fn patch(
         PatchDoc::Json(crate::extract::parse_json(&bytes, &st.limits)?)
     };
     let answer = render(|RecordPatched { record }, revision| {
-        let body = wire::records::Patched {
-            key: &record.key,
+        let body = lockstep_api::records::RecordPatched {
+            key: record.key.clone(),
             version: record.version,
-            value: &record.value,
+            value: record.value.clone(),
             revision,
         };
         Ok(Reply::ok(body)?.with_etag(record.version))
@@ -213,8 +180,8 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let precondition = precondition(&headers, q.expected_version)?;
     let answer = render(|RecordDeleted { key }, revision| {
-        Reply::ok(wire::records::Deleted {
-            key: &key,
+        Reply::ok(lockstep_api::records::RecordDeleted {
+            key: key.clone(),
             deleted: true,
             revision,
         })
@@ -247,7 +214,7 @@ pub async fn list(
         .list(&ns, &q.prefix, page.after.as_deref(), page.fetch())
         .await?;
     let (records, next_cursor) = page.cut(records, |r| r.key.clone());
-    let items = wire::records::Records {
+    let items = lockstep_api::records::Records {
         records: records.iter().map(wire::records::record).collect(),
     };
     Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
@@ -265,20 +232,12 @@ pub async fn delete_namespace(
         );
     }
     let removed = st.store.delete_namespace(&ns).await?;
-    let body = wire::records::NamespaceDeleted {
-        namespace: &ns,
+    let body = lockstep_api::records::NamespaceDeleted {
+        namespace: ns.clone(),
         deleted: true,
         records: removed,
     };
     Ok(axum::Json(body).into_response())
-}
-
-/// `GET /v1/namespaces?limit=&cursor=` query.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NamespacesQuery {
-    limit: Option<usize>,
-    cursor: Option<String>,
 }
 
 /// `GET /v1/namespaces` (admin): the namespaces that hold anything, by name.
@@ -293,7 +252,7 @@ pub async fn namespaces(
     let page = Page::new(&st, "\0namespaces".into(), q.limit, q.cursor.as_deref())?;
     let names = st.store.namespaces(page.after.as_deref(), page.fetch()).await?;
     let (names, next_cursor) = page.cut(names, Clone::clone);
-    let items = wire::records::Namespaces { namespaces: names };
+    let items = lockstep_api::records::Namespaces { namespaces: names };
     Ok(axum::Json(wire::Page { items, next_cursor }).into_response())
 }
 

@@ -1,17 +1,17 @@
 //! Service endpoints: info, health, readiness, metrics, OpenAPI.
 
-use crate::wire::system::{Info, Status};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use lockstep_api::system::{HealthStatus as Status, Info};
 
 /// `GET /v1/info`.
 pub async fn info(State(st): State<AppState>) -> Response {
     axum::Json(Info {
-        version: env!("CARGO_PKG_VERSION"),
-        backend: st.store.backend(),
-        durability: st.store.durability(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        backend: st.store.backend().to_owned(),
+        durability: st.store.durability().to_owned(),
     })
     .into_response()
 }
@@ -19,7 +19,7 @@ pub async fn info(State(st): State<AppState>) -> Response {
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> Response {
     axum::Json(Status {
-        status: "ok",
+        status: "ok".to_owned(),
         backend: None,
     })
     .into_response()
@@ -29,8 +29,8 @@ pub async fn healthz() -> Response {
 pub async fn readyz(State(st): State<AppState>) -> Result<Response, ApiError> {
     st.store.ping().await?;
     let body = Status {
-        status: "ready",
-        backend: Some(st.store.backend()),
+        status: "ready".to_owned(),
+        backend: Some(st.store.backend().to_owned()),
     };
     Ok(axum::Json(body).into_response())
 }

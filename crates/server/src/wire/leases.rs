@@ -1,83 +1,37 @@
-//! Leases (SPEC §6).
+//! Leases (SPEC §6): answers built from core types.
 
 use super::time;
+use lockstep_api::leases::{Lease as Held, LeaseState as State};
 use lockstep_core::lease::Lease;
 use lockstep_core::Millis;
-use schemars::JsonSchema;
-use serde::Serialize;
-
-/// Acquire and renew: the lease as held, with the revision it committed at.
-#[derive(Debug, Serialize, JsonSchema)]
-#[schemars(rename = "Lease")]
-pub struct Held<'a> {
-    name: &'a str,
-    token: Option<&'a str>,
-    fence: u64,
-    holder: Option<&'a str>,
-    acquired_at: String,
-    expires_at: String,
-    revision: u64,
-}
 
 /// The answer of acquire and renew (an acquire commits at its fence).
-pub fn held(l: &Lease, revision: u64) -> Held<'_> {
+pub fn held(l: &Lease, revision: u64) -> Held {
     Held {
-        name: &l.name,
-        token: l.token.as_deref(),
+        name: l.name.clone(),
+        token: l.token.clone(),
         fence: l.fence,
-        holder: l.holder.as_deref(),
+        holder: l.holder.clone(),
         acquired_at: time(l.acquired_at),
         expires_at: time(l.expires_at),
         revision,
     }
 }
 
-/// `{released, revision}`.
-#[derive(Debug, Serialize, JsonSchema)]
-#[schemars(rename = "LeaseReleased")]
-pub struct Released {
-    /// Whether the token held the lease.
-    pub released: bool,
-    /// The revision of the write (the current one when nothing was released).
-    pub revision: u64,
-}
-
-/// `{broken, revision}`.
-#[derive(Debug, Serialize, JsonSchema)]
-#[schemars(rename = "LeaseBroken")]
-pub struct Broken {
-    /// Whether a live lease was broken.
-    pub broken: bool,
-    /// The revision of the write.
-    pub revision: u64,
-}
-
-/// `GET /leases/{name}`: `{name, held, holder, acquired_at, expires_at, fence}`.
-#[derive(Debug, Serialize, JsonSchema)]
-#[schemars(rename = "LeaseState")]
-pub struct State<'a> {
-    name: &'a str,
-    held: bool,
-    holder: Option<&'a str>,
-    acquired_at: Option<String>,
-    expires_at: Option<String>,
-    fence: Option<u64>,
-}
-
 /// The state of lease `name` at `now`: held by a live token, or free with
 /// its last fence (null when it never was held).
-pub fn state<'a>(name: &'a str, lease: Option<&'a Lease>, now: Millis) -> State<'a> {
+pub fn state(name: &str, lease: Option<&Lease>, now: Millis) -> State {
     match lease {
         Some(l) if l.live_token(now).is_some() => State {
-            name,
+            name: name.to_owned(),
             held: true,
-            holder: l.holder.as_deref(),
+            holder: l.holder.clone(),
             acquired_at: Some(time(l.acquired_at)),
             expires_at: Some(time(l.expires_at)),
             fence: Some(l.fence),
         },
         other => State {
-            name,
+            name: name.to_owned(),
             held: false,
             holder: None,
             acquired_at: None,

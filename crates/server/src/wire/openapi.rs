@@ -158,8 +158,8 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
     }
     // Answers first, then requests: a type on both sides (a feed config, a
     // gate policy) keeps its request schema, which accepts what is answered.
-    schema::<crate::wire::problem::Problem>(&mut answers);
-    schema::<crate::wire::changes::Event>(&mut answers);
+    schema::<lockstep_api::problem::Problem>(&mut answers);
+    schema::<lockstep_api::changes::WatchEvent>(&mut answers);
     let mut schemas = answers.take_definitions(true);
     schemas.extend(requests.take_definitions(true));
     json!({
