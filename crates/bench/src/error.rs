@@ -16,6 +16,7 @@ pub enum Error {
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// A peer's native client failed.
+    #[cfg(feature = "peers")]
     #[error("{peer}: {message}")]
     Peer {
         /// Which peer (redis, postgres, etcd).
@@ -31,6 +32,7 @@ pub enum Error {
     Usage(String),
 }
 
+#[cfg(feature = "peers")]
 impl Error {
     /// A peer client's error, kept as text.
     pub fn peer(peer: &'static str, e: impl std::fmt::Display) -> Self {
