@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod check;
 mod changes;
 mod concurrency;
 mod copy;
