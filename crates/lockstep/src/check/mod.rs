@@ -72,6 +72,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A random tag of this run (std's randomly keyed hasher, no clock), in hex.
+fn run_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
 /// Runs a check; answers the process exit code (0 or [`EXIT_VIOLATION`]), or
 /// an error when the run could not be checked.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
@@ -84,12 +92,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     if urls.is_empty() {
         bail!("--url: no URL given");
     }
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    let run_id = format!("r{millis}");
-    let ns = args.namespace.clone().unwrap_or_else(|| format!("check-{millis}"));
+    let tag = run_tag();
+    let run_id = format!("r{tag}");
+    let ns = args.namespace.clone().unwrap_or_else(|| format!("check-{tag}"));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(usize::from(args.clients))
@@ -171,7 +176,9 @@ async fn prepare(c: &mut Caller, run_id: &str) -> anyhow::Result<u64> {
     if !marker.ok() {
         bail!("cannot write to the deployment: {}", marker.describe());
     }
-    let start = marker.u64("revision").context("the start marker's answer has no revision")?;
+    let start = marker
+        .u64("revision")
+        .context("the start marker's answer has no revision")?;
     for g in 0..GATES {
         let body = json!({"policy": {"pending": gate_policy(g)}});
         let op = c
@@ -181,8 +188,13 @@ async fn prepare(c: &mut Caller, run_id: &str) -> anyhow::Result<u64> {
             bail!("cannot create gate {}: {}", gate_id(g), op.describe());
         }
         // A gate left revoked by an earlier run in this namespace opens again.
-        c.call(Kind::Setup, "POST", &format!("/gates/{}/reopen", gate_id(g)), None)
-            .await;
+        c.call(
+            Kind::Setup,
+            "POST",
+            &format!("/gates/{}/reopen", gate_id(g)),
+            None,
+        )
+        .await;
     }
     Ok(start)
 }
@@ -201,9 +213,17 @@ fn table(urls: &[String], ns: &str, args: &Args, h: &History, invs: &[Invariant]
         "{} operations recorded ({unanswered} unanswered)\n\n",
         h.ops.len()
     ));
-    out.push_str(&format!("{:<36} {:>9} {:>11}\n", "invariant", "checked", "violations"));
+    out.push_str(&format!(
+        "{:<36} {:>9} {:>11}\n",
+        "invariant", "checked", "violations"
+    ));
     for i in invs {
-        out.push_str(&format!("{:<36} {:>9} {:>11}\n", i.name, i.checked, i.violations.len()));
+        out.push_str(&format!(
+            "{:<36} {:>9} {:>11}\n",
+            i.name,
+            i.checked,
+            i.violations.len()
+        ));
     }
     let total: usize = invs.iter().map(|i| i.violations.len()).sum();
     for i in invs.iter().filter(|i| !i.violations.is_empty()) {

@@ -51,7 +51,12 @@ pub async fn counters(c: &mut Caller) -> anyhow::Result<BTreeMap<String, i64>> {
 
 /// Reads the final state: `start` is the revision the run started after,
 /// `before` the counters' values then, `run` the run's tag.
-pub async fn read(c: &mut Caller, start: u64, before: &BTreeMap<String, i64>, run: &str) -> anyhow::Result<Snapshot> {
+pub async fn read(
+    c: &mut Caller,
+    start: u64,
+    before: &BTreeMap<String, i64>,
+    run: &str,
+) -> anyhow::Result<Snapshot> {
     let mut s = Snapshot {
         run: format!("{run}-"),
         ..Snapshot::default()

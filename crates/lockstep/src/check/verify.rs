@@ -65,7 +65,11 @@ pub fn counters(h: &History, s: &Snapshot) -> Invariant {
         if op.ok() {
             inv.checked += 1;
             *acked.entry(key).or_default() += 1;
-            let base = op.request.get("expected_version").and_then(Value::as_u64).unwrap_or(0);
+            let base = op
+                .request
+                .get("expected_version")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             if let Some(other) = from.insert((key, base), op) {
                 inv.violate(format!(
                     "{key}: two acknowledged writes from version {base}: {} and {}",
@@ -124,7 +128,10 @@ pub fn feeds(h: &History, s: &Snapshot) -> Invariant {
         inv.checked += 1;
         let id = op.req_str("id").unwrap_or_default();
         if op.answer.get("created") != Some(&Value::Bool(false)) {
-            inv.violate(format!("re-append of {id} created a new entry: {}", op.describe()));
+            inv.violate(format!(
+                "re-append of {id} created a new entry: {}",
+                op.describe()
+            ));
         }
     }
     for (id, n) in &seen {
@@ -137,12 +144,20 @@ pub fn feeds(h: &History, s: &Snapshot) -> Invariant {
     }
     let mut marked = BTreeSet::new();
     for op in h.of(Kind::FeedMarkRead) {
-        let ids = op.request.get("ids").and_then(Value::as_array).cloned().unwrap_or_default();
+        let ids = op
+            .request
+            .get("ids")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for id in ids.iter().filter_map(Value::as_str) {
             if op.ok() {
                 inv.checked += 1;
                 if entry.get(id).is_some_and(|e| !e.read) {
-                    inv.violate(format!("entry {id} was marked read but reads unread: {}", op.describe()));
+                    inv.violate(format!(
+                        "entry {id} was marked read but reads unread: {}",
+                        op.describe()
+                    ));
                 }
             }
             marked.insert(id.to_owned());
@@ -181,12 +196,13 @@ struct Hold<'a> {
 pub fn leases(h: &History) -> Invariant {
     let mut inv = Invariant::new("one lease holder, fences increase");
     let mut holds: BTreeMap<String, Vec<Hold>> = BTreeMap::new();
-    let releases: HashMap<(usize, &str), Vec<&Op>> = h.of(Kind::LeaseRelease).fold(HashMap::new(), |mut m, op| {
-        m.entry((op.client, op.req_str("token").unwrap_or_default()))
-            .or_default()
-            .push(op);
-        m
-    });
+    let releases: HashMap<(usize, &str), Vec<&Op>> =
+        h.of(Kind::LeaseRelease).fold(HashMap::new(), |mut m, op| {
+            m.entry((op.client, op.req_str("token").unwrap_or_default()))
+                .or_default()
+                .push(op);
+            m
+        });
     for op in h.of(Kind::LeaseAcquire).filter(|o| o.ok()) {
         inv.checked += 1;
         let (Some(token), Some(fence)) = (op.str("token"), op.u64("fence")) else {
@@ -200,7 +216,11 @@ pub fn leases(h: &History) -> Invariant {
                 inv.violate(format!("the holder's release did not release: {}", r.describe()));
             }
         }
-        let name = op.path.trim_start_matches("/leases/").trim_end_matches("/acquire").to_owned();
+        let name = op
+            .path
+            .trim_start_matches("/leases/")
+            .trim_end_matches("/acquire")
+            .to_owned();
         holds.entry(name).or_default().push(Hold {
             acquire: op,
             fence,
@@ -258,7 +278,11 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
     let mut inv = Invariant::new("no stale ticket accepted");
     // Per gate, the acknowledged epoch moves: (answer received at, new epoch).
     let mut moves: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
-    for op in h.ops.iter().filter(|o| matches!(o.kind, Kind::GateRevoke | Kind::GateReopen) && o.ok()) {
+    for op in h
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, Kind::GateRevoke | Kind::GateReopen) && o.ok())
+    {
         if let (Some(id), Some(epoch)) = (op.str("id"), op.u64("epoch")) {
             moves.entry(id.to_owned()).or_default().push((op.end_us, epoch));
         }
@@ -277,8 +301,14 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
         .collect();
     let mut finalized: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     let mut unanswered: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    for op in h.ops.iter().filter(|o| matches!(o.kind, Kind::TicketCommit | Kind::TicketFinalize)) {
-        let Some((gate, ticket)) = ticket_of(op) else { continue };
+    for op in h
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, Kind::TicketCommit | Kind::TicketFinalize))
+    {
+        let Some((gate, ticket)) = ticket_of(op) else {
+            continue;
+        };
         if op.kind == Kind::TicketFinalize && op.ok() {
             finalized.entry(gate).or_default().insert(ticket);
         }
@@ -289,7 +319,9 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
             continue;
         }
         inv.checked += 1;
-        let Some(&epoch) = epoch_of.get(&(gate, ticket)) else { continue };
+        let Some(&epoch) = epoch_of.get(&(gate, ticket)) else {
+            continue;
+        };
         let stale = moves
             .get(gate)
             .is_some_and(|m| m.iter().any(|&(end, e)| e > epoch && end < op.start_us));
@@ -310,7 +342,9 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
     }
     for g in 0..GATES {
         let gate = gate_id(g);
-        let Some(feed) = s.gate_feeds.get(&g) else { continue };
+        let Some(feed) = s.gate_feeds.get(&g) else {
+            continue;
+        };
         let want = finalized.get(gate.as_str()).cloned().unwrap_or_default();
         let maybe = unanswered.get(gate.as_str()).cloned().unwrap_or_default();
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -319,7 +353,10 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
         }
         for t in &want {
             if seen.get(t).copied() != Some(1) {
-                inv.violate(format!("{gate}: finalized ticket {t} appended {} times", seen.get(t).copied().unwrap_or(0)));
+                inv.violate(format!(
+                    "{gate}: finalized ticket {t} appended {} times",
+                    seen.get(t).copied().unwrap_or(0)
+                ));
             }
         }
         for (id, n) in &seen {
@@ -362,7 +399,9 @@ pub fn idempotency(h: &History, s: &Snapshot) -> Invariant {
         }
         let executed = done.iter().filter(|o| !o.replayed).count();
         if executed > 1 {
-            inv.violate(format!("key {key}: executed {executed} times (no Idempotent-Replayed)"));
+            inv.violate(format!(
+                "key {key}: executed {executed} times (no Idempotent-Replayed)"
+            ));
         }
     }
     if s.keyed_counter < applied || s.keyed_counter > applied + maybe {
@@ -413,7 +452,10 @@ pub fn changes(h: &History, s: &Snapshot) -> Invariant {
         let Some(rev) = written(op) else { continue };
         inv.checked += 1;
         if !logged.contains(&rev) {
-            inv.violate(format!("revision {rev} is missing from the change log: {}", op.describe()));
+            inv.violate(format!(
+                "revision {rev} is missing from the change log: {}",
+                op.describe()
+            ));
         }
     }
     inv

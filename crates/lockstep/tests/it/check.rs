@@ -26,7 +26,10 @@ impl Outcome {
     fn invariant(&self, name_part: &str) -> &Value {
         self.verdict["invariants"]
             .as_array()
-            .and_then(|a| a.iter().find(|i| i["name"].as_str().is_some_and(|n| n.contains(name_part))))
+            .and_then(|a| {
+                a.iter()
+                    .find(|i| i["name"].as_str().is_some_and(|n| n.contains(name_part)))
+            })
             .unwrap_or_else(|| panic!("no invariant {name_part:?} in {}", self.verdict))
     }
 }
@@ -35,11 +38,20 @@ async fn check(urls: &[String]) -> Outcome {
     let dir = tempdir();
     let json = dir.path().join("verdict.json");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep"));
-    cmd.args(["check", "--url", &urls.join(","), "--duration", "2s", "--clients", "8", "--json"])
-        .arg(&json)
-        .env_remove("LOCKSTEP_TOKEN")
-        .env_remove("LOCKSTEP_URL")
-        .kill_on_drop(true);
+    cmd.args([
+        "check",
+        "--url",
+        &urls.join(","),
+        "--duration",
+        "2s",
+        "--clients",
+        "8",
+        "--json",
+    ])
+    .arg(&json)
+    .env_remove("LOCKSTEP_TOKEN")
+    .env_remove("LOCKSTEP_URL")
+    .kill_on_drop(true);
     let out = tokio::time::timeout(CHECK_TIMEOUT, cmd.output())
         .await
         .expect("lockstep check finishes in time")
@@ -76,7 +88,11 @@ fn assert_passes(o: &Outcome, label: &str) {
             o.stdout
         );
     }
-    assert!(o.stdout.contains("OK: every invariant held"), "{label}: {}", o.stdout);
+    assert!(
+        o.stdout.contains("OK: every invariant held"),
+        "{label}: {}",
+        o.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -104,6 +120,7 @@ async fn check_catches_lost_updates_behind_a_broken_proxy() {
     let server = Server::start(&sqlite_db(&dir));
     let proxy = BrokenProxy::start(&server.url).await;
     let o = check(std::slice::from_ref(&proxy.url)).await;
+    eprintln!("lockstep check behind the broken proxy:\n{}", o.stdout);
     assert_eq!(
         o.code,
         Some(2),
@@ -144,8 +161,10 @@ impl BrokenProxy {
             http: reqwest::Client::new(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the proxy binds a port");
+        let url = format!("http://{}", listener.local_addr().expect("the proxy's address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -177,12 +196,20 @@ async fn forward(State(up): State<Upstream>, req: Request) -> Response {
     if parts.method == axum::http::Method::PUT && path.contains("/records/") {
         if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&body) {
             m.remove("expected_version");
-            body = serde_json::to_vec(&Value::Object(m)).unwrap();
+            body = serde_json::to_vec(&Value::Object(m)).unwrap_or_default();
         }
     }
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+    let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
     let mut out = up.http.request(method, format!("{}{path}", up.base));
-    for name in ["content-type", "idempotency-key", "authorization", "if-match", "if-none-match"] {
+    for name in [
+        "content-type",
+        "idempotency-key",
+        "authorization",
+        "if-match",
+        "if-none-match",
+    ] {
         if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
             out = out.header(name, v);
         }
@@ -190,11 +217,13 @@ async fn forward(State(up): State<Upstream>, req: Request) -> Response {
     let Ok(resp) = out.body(body).send().await else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
     for name in ["content-type", "idempotent-replayed", "etag", "retry-after"] {
         if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
-            headers.insert(name, v.parse().unwrap());
+            if let Ok(v) = v.parse() {
+                headers.insert(name, v);
+            }
         }
     }
     let bytes = resp.bytes().await.unwrap_or_default();

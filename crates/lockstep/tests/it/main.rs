@@ -7,8 +7,8 @@ mod common;
 
 mod auth;
 mod bad_input;
-mod check;
 mod changes;
+mod check;
 mod concurrency;
 mod copy;
 mod durability;

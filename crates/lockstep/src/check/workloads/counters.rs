@@ -19,7 +19,9 @@ pub async fn step(w: &mut Worker, n: usize) {
     let key = counter_key((w.client() + n) % COUNTERS);
     let path = format!("/records/{key}");
     if n % 4 == 3 {
-        let Some((value, version)) = read(w, &path).await else { return };
+        let Some((value, version)) = read(w, &path).await else {
+            return;
+        };
         increment(w, &path).await;
         let body = json!({"value": value + 1, "expected_version": version});
         let write = w.caller.call(Kind::CounterWrite, "PUT", &path, Some(body)).await;
@@ -46,7 +48,9 @@ async fn read(w: &mut Worker, path: &str) -> Option<(i64, u64)> {
 /// Read, write `value + 1` from the version read; retried on a conflict.
 async fn increment(w: &mut Worker, path: &str) {
     for _ in 0..ATTEMPTS {
-        let Some((value, version)) = read(w, path).await else { return };
+        let Some((value, version)) = read(w, path).await else {
+            return;
+        };
         let body = json!({"value": value + 1, "expected_version": version});
         let write = w.caller.call(Kind::CounterWrite, "PUT", path, Some(body)).await;
         match write.status {

@@ -9,11 +9,16 @@ use serde_json::json;
 /// acknowledged id, every 4th (offset) a read mark of one.
 pub async fn step(w: &mut Worker, n: usize) {
     let entries = format!("/feeds/{FEED}/entries");
-    let pick = w.appended.get(n.wrapping_mul(7) % w.appended.len().max(1)).cloned();
+    let pick = w
+        .appended
+        .get(n.wrapping_mul(7) % w.appended.len().max(1))
+        .cloned();
     match (n % 4, pick) {
         (1, Some(id)) => {
             let body = json!({"id": id, "data": {"again": n}});
-            w.caller.call(Kind::FeedReappend, "POST", &entries, Some(body)).await;
+            w.caller
+                .call(Kind::FeedReappend, "POST", &entries, Some(body))
+                .await;
         }
         (3, Some(id)) => {
             let body = json!({"ids": [id]});
@@ -23,7 +28,10 @@ pub async fn step(w: &mut Worker, n: usize) {
         _ => {
             let id = format!("{}-c{}-{n}", w.run, w.client());
             let body = json!({"id": id, "data": {"client": w.client(), "n": n}});
-            let op = w.caller.call(Kind::FeedAppend, "POST", &entries, Some(body)).await;
+            let op = w
+                .caller
+                .call(Kind::FeedAppend, "POST", &entries, Some(body))
+                .await;
             if op.ok() {
                 w.appended.push(id);
             }

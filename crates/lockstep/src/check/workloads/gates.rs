@@ -45,6 +45,11 @@ pub async fn step(w: &mut Worker, n: usize) {
     }
     let body = json!({"append": {"feed": gate_feed(g), "data": {"client": w.client()}}});
     w.caller
-        .call(Kind::TicketFinalize, "POST", &format!("{base}/finalize"), Some(body))
+        .call(
+            Kind::TicketFinalize,
+            "POST",
+            &format!("{base}/finalize"),
+            Some(body),
+        )
         .await;
 }

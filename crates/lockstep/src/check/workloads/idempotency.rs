@@ -20,8 +20,26 @@ pub async fn step(w: &mut Worker, n: usize) {
         let t = w.caller.target().clone();
         let c = w.client();
         let (a, b) = tokio::join!(
-            request(&t, c, here, Kind::Keyed, "POST", "/txn", Some(body.clone()), Some(&key)),
-            request(&t, c, there, Kind::Keyed, "POST", "/txn", Some(body.clone()), Some(&key)),
+            request(
+                &t,
+                c,
+                here,
+                Kind::Keyed,
+                "POST",
+                "/txn",
+                Some(body.clone()),
+                Some(&key)
+            ),
+            request(
+                &t,
+                c,
+                there,
+                Kind::Keyed,
+                "POST",
+                "/txn",
+                Some(body.clone()),
+                Some(&key)
+            ),
         );
         w.caller.record(a);
         w.caller.record(b);

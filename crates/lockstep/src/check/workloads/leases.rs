@@ -17,7 +17,12 @@ pub async fn step(w: &mut Worker, n: usize) {
     let body = json!({"ttl_ms": TTL_MS, "holder": format!("check-c{}", w.client()), "wait_ms": WAIT_MS});
     let acq = w
         .caller
-        .call(Kind::LeaseAcquire, "POST", &format!("/leases/{name}/acquire"), Some(body))
+        .call(
+            Kind::LeaseAcquire,
+            "POST",
+            &format!("/leases/{name}/acquire"),
+            Some(body),
+        )
         .await;
     if !acq.ok() {
         back_off().await;

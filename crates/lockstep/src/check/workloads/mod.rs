@@ -39,7 +39,7 @@ pub fn gate_id(i: usize) -> String {
 
 /// The policy of gate `i`: `reject` for even, `recover` for odd.
 pub fn gate_policy(i: usize) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "reject"
     } else {
         "recover"
