@@ -387,7 +387,14 @@ fn redact(url: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // `lockstep check` keeps exit code 2 for a violation: its usage errors exit 1.
+        if e.use_stderr() && std::env::args().skip(1).any(|a| a == "check") {
+            let _ = e.print();
+            std::process::exit(1);
+        }
+        e.exit()
+    });
     match cli.command {
         Cmd::Serve(args) => {
             let settings = Settings::resolve(args)?;

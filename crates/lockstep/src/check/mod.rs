@@ -15,6 +15,8 @@ mod caller;
 mod history;
 mod snapshot;
 mod verify;
+#[cfg(test)]
+mod verify_tests;
 mod workloads;
 
 use anyhow::{bail, Context};

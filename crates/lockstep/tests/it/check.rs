@@ -229,3 +229,29 @@ async fn forward(State(up): State<Upstream>, req: Request) -> Response {
     let bytes = resp.bytes().await.unwrap_or_default();
     (status, headers, Body::from(bytes)).into_response()
 }
+
+#[tokio::test]
+async fn check_exits_1_when_it_cannot_check() {
+    for args in [
+        // Nothing listens on port 1: the setup write gets no answer.
+        vec!["--url", "http://127.0.0.1:1", "--duration", "1s"],
+        vec!["--url", "http://127.0.0.1:1", "--duration", "3h"],
+        vec!["--url", "http://127.0.0.1:1", "--clients", "0"],
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+            .arg("check")
+            .args(&args)
+            .env_remove("LOCKSTEP_TOKEN")
+            .output();
+        let out = tokio::time::timeout(CHECK_TIMEOUT, out)
+            .await
+            .expect("lockstep check finishes in time")
+            .expect("lockstep check runs");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Counters incremented with compare-and-set: read the record, write
 //! `value + 1` with `expected_version` = the version read, retry on 409.
 //!
-//! Every 4th step forces the lost-update interleaving instead of waiting for
+//! Every 4th step (the first included) forces the lost-update interleaving instead of waiting for
 //! it by chance: read, let a whole other increment happen, then write from
 //! the stale read. A correct deployment refuses that write (409) and the
 //! increment is retried; a deployment that ignores the precondition loses
@@ -14,11 +14,12 @@ use serde_json::json;
 /// Attempts before one increment gives up (it is then simply not acknowledged).
 const ATTEMPTS: usize = 50;
 
-/// One step: an increment of a counter, every 4th with a forced stale write.
+/// One step: an increment of a counter, every 4th (from the first) with a
+/// forced stale write.
 pub async fn step(w: &mut Worker, n: usize) {
     let key = counter_key((w.client() + n) % COUNTERS);
     let path = format!("/records/{key}");
-    if n % 4 == 3 {
+    if n % 4 == 0 {
         let Some((value, version)) = read(w, &path).await else {
             return;
         };

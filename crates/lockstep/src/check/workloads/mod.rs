@@ -80,10 +80,12 @@ impl Worker {
     }
 
     /// Runs one step of each primitive in turn (starting at a different one
-    /// per client) until `until` says stop.
+    /// per client) until `until` says stop — but at least one of each, so
+    /// every checker has something to check even on a very short run.
     pub async fn run(mut self, until: impl Fn() -> bool) -> Caller {
-        let mut i = self.client();
-        while !until() {
+        let first = self.client();
+        let mut i = first;
+        while i < first + 5 || !until() {
             let p = i % 5;
             let n = self.steps[p];
             self.steps[p] += 1;
