@@ -19,7 +19,7 @@ const ATTEMPTS: usize = 50;
 pub async fn step(w: &mut Worker, n: usize) {
     let key = counter_key((w.client() + n) % COUNTERS);
     let path = format!("/records/{key}");
-    if n % 4 == 0 {
+    if n.is_multiple_of(4) {
         let Some((value, version)) = read(w, &path).await else {
             return;
         };
