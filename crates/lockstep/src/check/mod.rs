@@ -149,18 +149,20 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         })).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&verdict).context("rendering the JSON verdict")?;
+    let mut stdout = std::io::stdout().lock();
     match args.json.as_deref() {
         Some("-") => {
-            eprint!("{table}");
-            println!("{text}");
+            std::io::stderr().lock().write_all(table.as_bytes())?;
+            writeln!(stdout, "{text}")?;
         }
         Some(path) => {
-            print!("{table}");
+            stdout.write_all(table.as_bytes())?;
             let mut f = std::fs::File::create(path).with_context(|| format!("creating {path}"))?;
             writeln!(f, "{text}").with_context(|| format!("writing {path}"))?;
         }
-        None => print!("{table}"),
+        None => stdout.write_all(table.as_bytes())?,
     }
+    stdout.flush()?;
     Ok(if violations == 0 { 0 } else { EXIT_VIOLATION })
 }
 
