@@ -145,6 +145,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             "name": i.name,
             "checked": i.checked,
             "violations": i.violations.len(),
+            "provoked": i.provoked,
             "examples": i.violations.iter().take(20).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
@@ -222,12 +223,15 @@ fn table(urls: &[String], ns: &str, args: &Args, h: &History, invs: &[Invariant]
         "invariant", "checked", "violations"
     ));
     for i in invs {
-        out.push_str(&format!(
-            "{:<36} {:>9} {:>11}\n",
+        let line = format!(
+            "{:<36} {:>9} {:>11}  {}",
             i.name,
             i.checked,
-            i.violations.len()
-        ));
+            i.violations.len(),
+            i.provoked
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     let total: usize = invs.iter().map(|i| i.violations.len()).sum();
     for i in invs.iter().filter(|i| !i.violations.is_empty()) {

@@ -19,6 +19,9 @@ pub struct Invariant {
     pub checked: usize,
     /// One line per violation.
     pub violations: Vec<String>,
+    /// How often the run provoked what the invariant guards against (e.g.
+    /// ticket steps after a revoke), so a pass is not a vacuous one.
+    pub provoked: String,
 }
 
 impl Invariant {
@@ -27,6 +30,7 @@ impl Invariant {
             name,
             checked: 0,
             violations: Vec::new(),
+            provoked: String::new(),
         }
     }
 
@@ -60,8 +64,12 @@ pub fn counters(h: &History, s: &Snapshot) -> Invariant {
     let mut acked: BTreeMap<&str, u64> = BTreeMap::new();
     let mut unknown: BTreeMap<&str, u64> = BTreeMap::new();
     let mut from: HashMap<(&str, u64), &Op> = HashMap::new();
+    let mut conflicts = 0;
     for op in h.of(Kind::CounterWrite) {
         let key = record_key(op);
+        if op.status == 409 {
+            conflicts += 1;
+        }
         if op.ok() {
             inv.checked += 1;
             *acked.entry(key).or_default() += 1;
@@ -91,6 +99,7 @@ pub fn counters(h: &History, s: &Snapshot) -> Invariant {
             ));
         }
     }
+    inv.provoked = format!("{conflicts} stale writes refused");
     inv
 }
 
@@ -234,10 +243,19 @@ pub fn leases(h: &History) -> Invariant {
             inv.violate(format!("a holder's fenced write was refused: {}", op.describe()));
         }
     }
+    let mut contended = 0;
     for i in 0..LEASES {
         let name = lease_name(i);
         let Some(hs) = holds.get_mut(&name) else { continue };
         hs.sort_by_key(|x| x.from_us);
+        contended += hs
+            .iter()
+            .filter(|b| {
+                let asked = b.acquire.start_us;
+                hs.iter()
+                    .any(|a| a.fence != b.fence && a.from_us <= asked && asked < a.to_us)
+            })
+            .count();
         for (i, a) in hs.iter().enumerate() {
             for b in &hs[i + 1..] {
                 if b.fence != a.fence && b.from_us < a.to_us && a.from_us < b.to_us {
@@ -259,6 +277,7 @@ pub fn leases(h: &History) -> Invariant {
             }
         }
     }
+    inv.provoked = format!("{contended} granted after asking while held");
     inv
 }
 
@@ -301,6 +320,7 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
         .collect();
     let mut finalized: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     let mut unanswered: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    let mut raced = 0;
     for op in h
         .ops
         .iter()
@@ -315,19 +335,23 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
         if op.kind == Kind::TicketFinalize && op.unknown() {
             unanswered.entry(gate).or_default().insert(ticket);
         }
+        if op.unknown() {
+            continue;
+        }
+        let stale = epoch_of.get(&(gate, ticket)).is_some_and(|&epoch| {
+            moves
+                .get(gate)
+                .is_some_and(|m| m.iter().any(|&(end, e)| e > epoch && end < op.start_us))
+        });
+        raced += usize::from(stale);
         if !op.ok() {
             continue;
         }
         inv.checked += 1;
-        let Some(&epoch) = epoch_of.get(&(gate, ticket)) else {
-            continue;
-        };
-        let stale = moves
-            .get(gate)
-            .is_some_and(|m| m.iter().any(|&(end, e)| e > epoch && end < op.start_us));
         if !stale {
             continue;
         }
+        let epoch = epoch_of.get(&(gate, ticket)).copied().unwrap_or_default();
         let recover = (0..GATES).any(|g| gate_id(g) == gate && gate_policy(g) == "recover");
         let allowed = op.kind == Kind::TicketFinalize
             && recover
@@ -340,6 +364,7 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
             ));
         }
     }
+    inv.provoked = format!("{raced} ticket steps after their gate moved on");
     for g in 0..GATES {
         let gate = gate_id(g);
         let Some(feed) = s.gate_feeds.get(&g) else {
@@ -404,6 +429,12 @@ pub fn idempotency(h: &History, s: &Snapshot) -> Invariant {
             ));
         }
     }
+    let replays = h.of(Kind::Keyed).filter(|o| o.replayed).count();
+    let in_use = h
+        .of(Kind::Keyed)
+        .filter(|o| o.code() == Some("idempotency_key_in_use"))
+        .count();
+    inv.provoked = format!("{replays} replays, {in_use} answered in use");
     if s.keyed_counter < applied || s.keyed_counter > applied + maybe {
         inv.violate(format!(
             "the keyed counter is {}, but {applied} keys were applied ({maybe} unanswered)",
