@@ -1,6 +1,7 @@
-//! The `lockstep` binary: `serve`, `migrate`, `copy`, `bench` and `token new`.
+//! The `lockstep` binary: `serve`, `migrate`, `copy`, `bench`, `check` and `token new`.
 
 mod bench;
+mod check;
 mod config;
 
 use anyhow::{bail, Context};
@@ -93,6 +94,9 @@ enum Cmd {
     },
     /// Measure write throughput and latency against a running server.
     Bench(bench::Args),
+    /// Drive a deployment with concurrent clients across every primitive and
+    /// verify the invariants on the recorded history (exit 2 on a violation).
+    Check(check::Args),
     /// Make API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -383,7 +387,14 @@ fn redact(url: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // `lockstep check` keeps exit code 2 for a violation: its usage errors exit 1.
+        if e.use_stderr() && std::env::args().skip(1).any(|a| a == "check") {
+            let _ = e.print();
+            std::process::exit(1);
+        }
+        e.exit()
+    });
     match cli.command {
         Cmd::Serve(args) => {
             let settings = Settings::resolve(args)?;
@@ -412,6 +423,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args).await,
+        Cmd::Check(args) => match check::run(args).await? {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        },
         Cmd::Token(TokenCmd::New { name, role, ns }) => token_new(&name, &role, &ns),
     }
 }

@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod changes;
+mod check;
 mod concurrency;
 mod copy;
 mod durability;

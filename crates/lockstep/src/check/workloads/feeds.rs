@@ -1,0 +1,40 @@
+//! Feed appends with unique ids, deliberate re-appends of acknowledged ids
+//! (which must answer the original, `created: false`) and read marks.
+
+use super::{Worker, FEED};
+use crate::check::history::Kind;
+use serde_json::json;
+
+/// One feed step: mostly a fresh append; every 4th a re-append of an
+/// acknowledged id, every 4th (offset) a read mark of one.
+pub async fn step(w: &mut Worker, n: usize) {
+    let entries = format!("/feeds/{FEED}/entries");
+    let pick = w
+        .appended
+        .get(n.wrapping_mul(7) % w.appended.len().max(1))
+        .cloned();
+    match (n % 4, pick) {
+        (1, Some(id)) => {
+            let body = json!({"id": id, "data": {"again": n}});
+            w.caller
+                .call(Kind::FeedReappend, "POST", &entries, Some(body))
+                .await;
+        }
+        (3, Some(id)) => {
+            let body = json!({"ids": [id]});
+            let path = format!("/feeds/{FEED}/read");
+            w.caller.call(Kind::FeedMarkRead, "POST", &path, Some(body)).await;
+        }
+        _ => {
+            let id = format!("{}-c{}-{n}", w.run, w.client());
+            let body = json!({"id": id, "data": {"client": w.client(), "n": n}});
+            let op = w
+                .caller
+                .call(Kind::FeedAppend, "POST", &entries, Some(body))
+                .await;
+            if op.ok() {
+                w.appended.push(id);
+            }
+        }
+    }
+}
