@@ -158,12 +158,12 @@ impl Error {
         }
     }
 
-    /// A transport error of reqwest: a timeout, or no answer.
+    /// A transport error of reqwest: a timeout, or no (whole) answer.
     pub(crate) fn from_reqwest(e: reqwest::Error) -> Error {
+        // A body cut short is a transport failure too: the client parses
+        // JSON itself, so reqwest's own decode errors are only read errors.
         if e.is_timeout() {
             Error::Timeout
-        } else if e.is_decode() {
-            Error::Decode(e.to_string())
         } else {
             Error::Transport(e.to_string())
         }

@@ -15,7 +15,7 @@
 //! app.put("user/1", &PutRecordBody::new(json!({"plan": "pro"})).expected_version(0)).await?;
 //! let n = app.update_with("visits", |v| json!(v.and_then(|v| v.as_u64()).unwrap_or(0) + 1), 10).await?;
 //! let guard = app.acquire("settle", std::time::Duration::from_secs(30), std::time::Duration::ZERO).await?;
-//! println!("fence {} version {}", guard.fence(), n.version);
+//! println!("fence {} version {}", guard.fence(), n.put.version);
 //! guard.release().await?;
 //! # Ok(()) }
 //! ```

@@ -167,7 +167,7 @@ impl Ns {
     /// # async fn f(app: lockstep_client::Ns) -> Result<(), lockstep_client::Error> {
     /// let r = app.txn(&json!({
     ///     "compare": [{"key": "a", "version": 0}],
-    ///     "success": [{"op": "put", "key": "a", "value": 1}],
+    ///     "success": [{"put": {"key": "a", "value": 1}}],
     /// })).await?;
     /// assert!(r.succeeded);
     /// # Ok(()) }

@@ -1,0 +1,98 @@
+//! Retries: a write whose answer was lost is retried with the same
+//! `Idempotency-Key` and applies once; refusals that are final are not retried.
+
+use crate::common::Ctx;
+use crate::proxy::Proxy;
+use futures_util::TryStreamExt;
+use lockstep_client::api::changes::ChangesQuery;
+use lockstep_client::api::feeds::AppendBody;
+use lockstep_client::api::records::PutRecordBody;
+use lockstep_client::{Client, Error, Retry};
+use serde_json::json;
+use std::time::Duration;
+
+lockstep_testkit::backends!(crate::common::run; lost_answer_applies_once, final_refusals_are_not_retried, unreachable_is_transport);
+
+async fn lost_answer_applies_once(c: Ctx) {
+    let proxy = Proxy::start(&c.server.url).await;
+    let app = Client::new(&proxy.url).unwrap().ns("app");
+    // The server applies the write; its answer never reaches the client.
+    proxy.drop_next_answer();
+    let w = app.put("once", &PutRecordBody::new(json!(1))).await.unwrap();
+    assert!(w.replayed, "the retry got the stored answer");
+    assert!(w.created);
+    // A transaction too: applied twice, its compare would fail the second time.
+    c.app.put("n", &PutRecordBody::new(json!(0))).await.unwrap();
+    proxy.drop_next_answer();
+    let r = app
+        .txn(&json!({"compare": [{"key": "n", "value": 0}], "success": [{"put": {"key": "n", "value": 1}}]}))
+        .await
+        .unwrap();
+    assert!(r.succeeded, "the replayed answer is the first attempt's");
+    proxy.drop_next_answer();
+    let e = app
+        .append(
+            "f",
+            &AppendBody {
+                id: "x".into(),
+                data: json!({}),
+                at: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(e.created);
+    let puts: Vec<_> = c
+        .app
+        .changes(ChangesQuery {
+            after: Some("0".into()),
+            prefix: Some("once".into()),
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(puts.len(), 1, "applied once: {puts:?}");
+    assert_eq!(c.app.get("once").await.unwrap().unwrap().version, w.put.version);
+}
+
+async fn final_refusals_are_not_retried(c: Ctx) {
+    c.app.put("a", &PutRecordBody::new(json!(1))).await.unwrap();
+    // A version mismatch is final: answered at once, even with many attempts.
+    let app = Client::builder(c.server.url.as_str())
+        .retry(Retry {
+            attempts: 50,
+            base: Duration::from_secs(5),
+            ..Retry::default()
+        })
+        .build()
+        .unwrap()
+        .ns("app");
+    let started = std::time::Instant::now();
+    let e = app
+        .put("a", &PutRecordBody::new(json!(2)).expected_version(0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("version_mismatch"));
+    assert!(!e.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(5), "no backoff happened");
+    let e = app.merge_patch("absent", &json!({}), None).await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+}
+
+async fn unreachable_is_transport(_c: Ctx) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let app = Client::builder(url)
+        .retry(Retry {
+            attempts: 3,
+            base: Duration::from_millis(1),
+            ..Retry::default()
+        })
+        .build()
+        .unwrap()
+        .ns("app");
+    let e = app.get("a").await.unwrap_err();
+    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+}
