@@ -1,6 +1,7 @@
 //! A TCP proxy in front of the server that can cut connections: all of them
 //! at once, or the next one right after the server answered (the request was
-//! applied, the answer never arrives).
+//! applied, the answer never arrives); or answer the next request itself
+//! (e.g. a 503) without forwarding it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ pub struct Proxy {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     drop_answer: Arc<AtomicBool>,
+    canned: Arc<std::sync::Mutex<Option<String>>>,
     cut: watch::Sender<u64>,
 }
 
@@ -24,18 +26,20 @@ impl Proxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let drop_answer = Arc::new(AtomicBool::new(false));
         let (cut, _) = watch::channel(0u64);
-        let (d, c) = (drop_answer.clone(), cut.clone());
+        let canned = Arc::new(std::sync::Mutex::new(None));
+        let (d, c, k) = (drop_answer.clone(), cut.clone(), canned.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(relay(client, server, d.clone(), c.subscribe()));
+                tokio::spawn(relay(client, server, d.clone(), k.clone(), c.subscribe()));
             }
         });
         Proxy {
             url,
             drop_answer,
+            canned,
             cut,
         }
     }
@@ -44,6 +48,19 @@ impl Proxy {
     /// closed instead.
     pub fn drop_next_answer(&self) {
         self.drop_answer.store(true, Ordering::SeqCst);
+    }
+
+    /// The next request is not forwarded: the proxy answers `status` with
+    /// this problem `code` and `Retry-After: 0`, and closes the connection.
+    pub fn answer_next(&self, status: u16, code: &str) {
+        let body = format!(
+            r#"{{"type":"urn:lockstep:problem:{code}","title":"t","status":{status},"detail":"from the proxy","code":"{code}"}}"#
+        );
+        let answer = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/problem+json\r\nretry-after: 0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        *self.canned.lock().unwrap() = Some(answer);
     }
 
     /// Closes every open connection.
@@ -56,14 +73,24 @@ async fn relay(
     client: TcpStream,
     server: TcpStream,
     drop_answer: Arc<AtomicBool>,
+    canned: Arc<std::sync::Mutex<Option<String>>>,
     mut cut: watch::Receiver<u64>,
 ) {
-    let (mut cr, mut cw) = client.into_split();
+    let (mut cr, cw) = client.into_split();
+    let cw = tokio::sync::Mutex::new(cw);
     let (mut sr, mut sw) = server.into_split();
     let up = async {
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(n) = cr.read(&mut buf).await {
-            if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+            if n == 0 {
+                break;
+            }
+            let answer = canned.lock().unwrap().take();
+            if let Some(a) = answer {
+                let _ = cw.lock().await.write_all(a.as_bytes()).await;
+                break;
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
                 break;
             }
         }
@@ -74,7 +101,7 @@ async fn relay(
             if n == 0 || drop_answer.swap(false, Ordering::SeqCst) {
                 break;
             }
-            if cw.write_all(&buf[..n]).await.is_err() {
+            if cw.lock().await.write_all(&buf[..n]).await.is_err() {
                 break;
             }
         }

@@ -11,7 +11,7 @@ use lockstep_client::{Client, Error, Retry};
 use serde_json::json;
 use std::time::Duration;
 
-lockstep_testkit::backends!(crate::common::run; lost_answer_applies_once, final_refusals_are_not_retried, unreachable_is_transport);
+lockstep_testkit::backends!(crate::common::run; lost_answer_applies_once, unavailable_is_retried, final_refusals_are_not_retried, unreachable_is_transport);
 
 async fn lost_answer_applies_once(c: Ctx) {
     let proxy = Proxy::start(&c.server.url).await;
@@ -95,4 +95,40 @@ async fn unreachable_is_transport(_c: Ctx) {
         .ns("app");
     let e = app.get("a").await.unwrap_err();
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
+}
+
+async fn unavailable_is_retried(c: Ctx) {
+    let proxy = Proxy::start(&c.server.url).await;
+    let app = Client::new(&proxy.url).unwrap().ns("app");
+    for (status, code) in [
+        (503, "unavailable"),
+        (429, "too_many_requests"),
+        (409, "idempotency_key_in_use"),
+    ] {
+        proxy.answer_next(status, code);
+        let w = app
+            .put(code, &PutRecordBody::new(json!(1)).expected_version(0))
+            .await
+            .unwrap();
+        assert!(
+            w.created && !w.replayed,
+            "{code}: the first attempt was never forwarded"
+        );
+    }
+    // Without retries, the refusal is the caller's, decoded.
+    let once = Client::builder(proxy.url.as_str())
+        .retry(Retry::none())
+        .build()
+        .unwrap()
+        .ns("app");
+    proxy.answer_next(503, "unavailable");
+    let e = once.put("x", &PutRecordBody::new(json!(1))).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(503), Some("unavailable")));
+    assert!(e.is_retryable());
+    assert!(c.app.get("x").await.unwrap().is_none());
+    // A 2xx body that is not the answer's type is a decode error, not transport.
+    proxy.answer_next(200, "not_a_record");
+    let e = once.put("x", &PutRecordBody::new(json!(1))).await.unwrap_err();
+    assert!(matches!(e, Error::Decode(_)), "{e:?}");
+    assert!(!e.is_retryable());
 }
