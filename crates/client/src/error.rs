@@ -148,7 +148,8 @@ impl Error {
         Error::Api {
             status,
             problem: Box::new(Problem {
-                kind: format!("urn:lockstep:problem:{code}"),
+                // Not the server's: the RFC 9457 default type.
+                kind: "about:blank".to_owned(),
                 title: code.to_owned(),
                 status,
                 detail,
