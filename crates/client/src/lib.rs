@@ -304,7 +304,8 @@ impl Client {
     /// Any call, raw: `method` on `path` (from the server root, already
     /// percent-encoded, e.g. `/v1/ns/a/txn`) with an optional JSON body and
     /// `Idempotency-Key`; the status and the JSON body (`Null` when empty).
-    /// Retries as every call does; a write without a key gets a generated one.
+    /// Exactly one attempt with exactly the given key (none when `None`), so
+    /// what is measured or tested is what was sent (`lockstep bench` uses it).
     ///
     /// ```no_run
     /// use lockstep_client::{Client, Method};
@@ -319,15 +320,12 @@ impl Client {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Result<(u16, Value), Error> {
-        let mut req = if method == Method::GET || method == Method::HEAD {
-            Req::get(path.to_owned())
-        } else {
-            Req::write(method.clone(), path.to_owned())
+        let mut req = Req {
+            method,
+            key: idempotency_key.map(str::to_owned),
+            retry: Some(Retry::none()),
+            ..Req::get(path.to_owned())
         };
-        req.method = method;
-        if let Some(k) = idempotency_key {
-            req.key = Some(k.to_owned());
-        }
         if let Some(b) = body {
             req = req.json(b)?;
         }

@@ -7,11 +7,11 @@ use futures_util::TryStreamExt;
 use lockstep_client::api::changes::ChangesQuery;
 use lockstep_client::api::feeds::AppendBody;
 use lockstep_client::api::records::PutRecordBody;
-use lockstep_client::{Client, Error, Retry};
+use lockstep_client::{Client, Error, Method, Retry};
 use serde_json::json;
 use std::time::Duration;
 
-lockstep_testkit::backends!(crate::common::run; lost_answer_applies_once, unavailable_is_retried, final_refusals_are_not_retried, unreachable_is_transport);
+lockstep_testkit::backends!(crate::common::run; lost_answer_applies_once, unavailable_is_retried, raw_call_is_one_attempt, final_refusals_are_not_retried, unreachable_is_transport);
 
 async fn lost_answer_applies_once(c: Ctx) {
     let proxy = Proxy::start(&c.server.url).await;
@@ -131,4 +131,35 @@ async fn unavailable_is_retried(c: Ctx) {
     let e = once.put("x", &PutRecordBody::new(json!(1))).await.unwrap_err();
     assert!(matches!(e, Error::Decode(_)), "{e:?}");
     assert!(!e.is_retryable());
+}
+
+async fn raw_call_is_one_attempt(c: Ctx) {
+    let proxy = Proxy::start(&c.server.url).await;
+    let client = Client::new(&proxy.url).unwrap();
+    let body = json!({"value": 1});
+    proxy.answer_next(503, "unavailable");
+    let e = client
+        .call(Method::PUT, "/v1/ns/app/records/r", Some(&body), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(503));
+    let (status, first) = client
+        .call(Method::PUT, "/v1/ns/app/records/r", Some(&body), Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let (status, again) = client
+        .call(Method::PUT, "/v1/ns/app/records/r", Some(&body), Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, &again),
+        (201, &first),
+        "the same key replays the stored answer"
+    );
+    let (_, other) = client
+        .call(Method::PUT, "/v1/ns/app/records/r", Some(&body), None)
+        .await
+        .unwrap();
+    assert!(other["version"].as_u64() > first["version"].as_u64());
 }
