@@ -1471,6 +1471,17 @@ export interface operations {
                     "application/json": components["schemas"]["HealthStatus"];
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     metrics: {
@@ -1493,11 +1504,33 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
                     "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: a gate capability, which allows only ticket operations */
+            403: {
+                headers: {
                     /** @description the request's id (echoed, or generated) */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1519,7 +1552,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1554,6 +1598,17 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     readyz: {
@@ -1574,6 +1629,28 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthStatus"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description unavailable */
@@ -1611,11 +1688,33 @@ export interface operations {
                     "application/json": components["schemas"]["Info"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
                     "WWW-Authenticate"?: string;
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden: a gate capability, which allows only ticket operations */
+            403: {
+                headers: {
                     /** @description the request's id (echoed, or generated) */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1637,7 +1736,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1688,7 +1798,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1725,7 +1835,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1773,7 +1894,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1797,6 +1918,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description too_many_requests: over the token's rate */
             429: {
                 headers: {
@@ -1810,7 +1942,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1869,7 +2012,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1882,7 +2025,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -1917,7 +2060,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -1974,7 +2128,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -1987,7 +2141,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2057,7 +2211,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2112,7 +2277,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2125,7 +2290,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2149,7 +2314,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2198,7 +2374,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2211,7 +2387,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2235,7 +2411,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2293,7 +2480,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2306,7 +2493,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2376,7 +2563,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2432,7 +2630,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2445,7 +2643,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2469,7 +2667,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2540,7 +2749,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2553,7 +2762,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2623,7 +2832,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2678,7 +2898,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2691,7 +2911,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2726,6 +2946,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -2750,7 +2981,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2817,7 +3059,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2830,7 +3072,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -2900,7 +3142,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -2958,7 +3211,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -2971,7 +3224,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3041,7 +3294,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3090,7 +3354,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3103,7 +3367,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3138,7 +3402,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3209,7 +3484,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3222,7 +3497,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3303,7 +3578,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3357,7 +3643,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3370,7 +3656,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3405,6 +3691,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -3429,7 +3726,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3484,7 +3792,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3497,7 +3805,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3543,6 +3851,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -3567,7 +3886,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3620,7 +3950,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3701,7 +4031,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3757,7 +4098,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3770,7 +4111,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3794,7 +4135,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -3865,7 +4217,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -3878,7 +4230,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -3983,7 +4335,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4043,7 +4406,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4056,7 +4419,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4161,7 +4524,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4211,7 +4585,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4224,7 +4598,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4259,7 +4633,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4313,7 +4698,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4326,7 +4711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4385,7 +4770,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4450,7 +4846,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4463,7 +4859,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4533,7 +4929,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4587,7 +4994,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4600,7 +5007,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4659,7 +5066,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4708,7 +5126,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4721,7 +5139,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4745,7 +5163,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4803,7 +5232,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4816,7 +5245,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -4886,7 +5315,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -4940,7 +5380,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -4977,6 +5417,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -5001,7 +5452,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5059,7 +5521,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5072,7 +5534,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5142,7 +5604,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5200,7 +5673,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5213,7 +5686,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5283,7 +5756,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5338,7 +5822,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5351,7 +5835,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5375,7 +5859,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5442,7 +5937,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5455,7 +5950,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5490,7 +5985,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5569,7 +6075,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5582,7 +6088,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5663,6 +6169,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description unavailable */
             503: {
                 headers: {
@@ -5724,7 +6241,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5737,7 +6254,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5783,6 +6300,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description idempotency_key_reused: the key was used for another request */
             422: {
                 headers: {
@@ -5807,7 +6335,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -5887,7 +6426,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -5900,7 +6439,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -5992,7 +6531,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -6049,7 +6599,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -6062,7 +6612,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -6143,7 +6693,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */
@@ -6207,7 +6768,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unauthorized: no or unknown token */
+            /** @description unauthorized: no or unknown token, or an expired or forged capability */
             401: {
                 headers: {
                     /** @description `Bearer realm="lockstep"` */
@@ -6220,7 +6781,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description forbidden: the token's role or namespaces do not allow it */
+            /** @description forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations */
             403: {
                 headers: {
                     /** @description the request's id (echoed, or generated) */
@@ -6255,7 +6816,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unavailable: storage unreachable or overloaded; nothing was applied */
+            /** @description internal: a bug or corrupt data (details in the server log only) */
+            500: {
+                headers: {
+                    /** @description the request's id (echoed, or generated) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied */
             503: {
                 headers: {
                     /** @description seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use) */

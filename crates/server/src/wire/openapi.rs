@@ -91,21 +91,17 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         let access = e.access.unwrap_or(Access::Admin);
         let mut responses = Map::new();
         for (status, desc) in statuses(e, access) {
+            if status >= 400 {
+                responses.insert(status.to_string(), refusal(status, &desc));
+                continue;
+            }
             let mut r = json!({"description": desc});
             let mut headers = Map::new();
             headers.insert(
                 "X-Request-Id".into(),
                 header("the request's id (echoed, or generated)"),
             );
-            if status >= 400 {
-                r["content"] = problem();
-                if matches!(status, 409 | 423 | 429 | 503) {
-                    headers.insert("Retry-After".into(), json!({"description": "seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use)", "schema": {"type": "integer", "minimum": 0}}));
-                }
-                if status == 401 {
-                    headers.insert("WWW-Authenticate".into(), header("`Bearer realm=\"lockstep\"`"));
-                }
-            } else if (200..300).contains(&status) {
+            if (200..300).contains(&status) {
                 let schema = e
                     .returns
                     .iter()
@@ -156,6 +152,10 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         let entry = paths.entry(path).or_insert_with(|| json!({}));
         entry[e.method] = op;
     }
+    for item in paths.values_mut() {
+        let other = other_methods(item);
+        item[OTHER_METHODS] = other;
+    }
     // Answers first, then requests: a type on both sides (a feed config, a
     // gate policy) keeps its request schema, which accepts what is answered.
     schema::<lockstep_api::problem::Problem>(&mut answers);
@@ -166,7 +166,7 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": {"title": "lockstep", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Coordination primitives over HTTP/JSON: versioned records, transactions, leases, feeds, gates, idempotency keys, the change log."},
+                 "description": "Coordination primitives over HTTP/JSON: versioned records, transactions, leases, feeds, gates, idempotency keys, the change log. A method a path does not list answers 405 `method_not_allowed` (problem+json): each path item names those methods, and every status they can answer, in `x-lockstep-other-methods`."},
         "paths": paths,
         "security": [{"bearer": []}],
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
@@ -209,17 +209,29 @@ fn statuses(e: &Endpoint, access: Access) -> Vec<(u16, String)> {
         }
     };
     if access != Access::Open {
-        add(401, "unauthorized: no or unknown token");
+        add(
+            401,
+            "unauthorized: no or unknown token, or an expired or forged capability",
+        );
         add(429, "too_many_requests: over the token's rate");
         if access.role().is_some() {
-            add(403, "forbidden: the token's role or namespaces do not allow it");
+            add(403, "forbidden: the token's role or namespaces do not allow it, or a capability outside its gate and operations");
+        } else {
+            add(
+                403,
+                "forbidden: a gate capability, which allows only ticket operations",
+            );
         }
     }
-    if e.path.contains('{') || !e.query.is_empty() || e.body.is_some() {
-        add(400, "invalid_request");
+    // Every endpoint refuses a query parameter it does not document.
+    add(400, "invalid_request");
+    let mutating = is_mutating(e.method);
+    if e.body.is_some() || mutating {
+        // A mutating request with an Idempotency-Key has its body read (up to
+        // the limit) before the handler, whether the handler reads it or not.
+        add(413, "payload_too_large");
     }
     if e.body.is_some() {
-        add(413, "payload_too_large");
         add(415, "unsupported_media_type");
     }
     if e.idempotent {
@@ -232,10 +244,14 @@ fn statuses(e: &Endpoint, access: Access) -> Vec<(u16, String)> {
             "idempotency_key_reused: the key was used for another request",
         );
     }
-    if e.id != "healthz" && e.id != "openapi" {
+    if touches_storage(e.id) {
         add(
             503,
-            "unavailable: storage unreachable or overloaded; nothing was applied",
+            "unavailable: storage unreachable or overloaded, or the request timed out; nothing was applied",
+        );
+        add(
+            500,
+            "internal: a bug or corrupt data (details in the server log only)",
         );
     }
     out.sort_by_key(|(s, _)| *s);
@@ -263,4 +279,87 @@ pub fn import_feed(g: &mut SchemaGenerator) -> Schema {
     let mut s = schema::<Vec<serde_json::Map<String, Value>>>(g);
     s.insert("maxItems".into(), limits.import_entries_max.into());
     s
+}
+
+/// The extension member of each path item that documents the methods the path
+/// does not have: OpenAPI 3.1 has no field for them.
+pub const OTHER_METHODS: &str = "x-lockstep-other-methods";
+
+/// The methods of an OpenAPI path item, as its field names.
+pub const PATH_ITEM_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Whether a method (lower case) runs the `Idempotency-Key` middleware.
+fn is_mutating(method: &str) -> bool {
+    matches!(method, "post" | "put" | "patch" | "delete")
+}
+
+/// Whether an endpoint may reach storage (and so answer 503 or 500).
+fn touches_storage(id: &str) -> bool {
+    id != "healthz" && id != "openapi"
+}
+
+/// A problem+json answer with the headers of its status.
+fn refusal(status: u16, description: &str) -> Value {
+    let mut headers = Map::new();
+    headers.insert(
+        "X-Request-Id".into(),
+        header("the request's id (echoed, or generated)"),
+    );
+    if matches!(status, 409 | 423 | 429 | 503) {
+        headers.insert("Retry-After".into(), json!({"description": "seconds to wait before a retry (503, 423, 429 and 409 idempotency_key_in_use)", "schema": {"type": "integer", "minimum": 0}}));
+    }
+    if status == 401 {
+        headers.insert("WWW-Authenticate".into(), header("`Bearer realm=\"lockstep\"`"));
+    }
+    if status == 405 {
+        headers.insert("Allow".into(), header("the methods the path has"));
+    }
+    json!({"description": description, "content": problem(), "headers": headers})
+}
+
+/// What a path answers to the methods it does not have: 405 once past the
+/// door, where such a request needs a token (any role; `api::access_of`) and
+/// a mutating one goes through the `Idempotency-Key` middleware. `HEAD` is
+/// served wherever `GET` is; `OPTIONS` is a CORS preflight when CORS is
+/// configured.
+fn other_methods(item: &Value) -> Value {
+    let has = |m: &str| item.get(m).is_some() || (m == "head" && item.get("get").is_some());
+    let methods: Vec<&str> = PATH_ITEM_METHODS.into_iter().filter(|m| !has(m)).collect();
+    let mut responses = Map::new();
+    let mut add = |status: u16, desc: &str| {
+        responses.insert(status.to_string(), refusal(status, desc));
+    };
+    add(405, "method_not_allowed: the path does not have this method");
+    add(
+        401,
+        "unauthorized: no or unknown token (checked before the method)",
+    );
+    add(
+        403,
+        "forbidden: a gate capability, which allows only ticket operations",
+    );
+    add(429, "too_many_requests: over the token's rate");
+    add(
+        503,
+        "unavailable: the request timed out, or storage (capability keys) is unreachable",
+    );
+    add(
+        500,
+        "internal: a bug or corrupt data (details in the server log only)",
+    );
+    if methods.iter().any(|m| is_mutating(m)) {
+        add(
+            400,
+            "invalid_request: a malformed Idempotency-Key (POST, PUT, PATCH, DELETE)",
+        );
+        add(
+            413,
+            "payload_too_large: a body over the limit with an Idempotency-Key (POST, PUT, PATCH, DELETE)",
+        );
+    }
+    responses.sort_keys();
+    json!({"description": "The methods this path does not have; each answers one of these statuses, 405 when its caller is let in. `options` is a CORS preflight where CORS is configured.",
+           "methods": methods, "responses": responses})
 }

@@ -38,7 +38,13 @@ fn endpoints() -> Vec<Endpoint> {
     let doc = lockstep_server::api::openapi();
     let mut out = Vec::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        for (method, op) in ops.as_object().unwrap() {
+        // `x-…` members of a path item are not operations.
+        for (method, op) in ops
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("x-"))
+        {
             let query = op["parameters"]
                 .as_array()
                 .unwrap()
