@@ -24,7 +24,7 @@ pub struct Record {
     pub key: String,
     /// The JSON value.
     pub value: Value,
-    /// The version: 1 on create, +1 on every write.
+    /// The version: the revision of its last write (never reused, no ABA).
     pub version: u64,
     /// RFC 3339.
     pub created_at: String,

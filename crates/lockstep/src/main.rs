@@ -1,8 +1,10 @@
-//! The `lockstep` binary: `serve`, `migrate`, `copy`, `bench`, `check` and `token new`.
+//! The `lockstep` binary: `serve`, `migrate`, `copy`, `bench`, `check`, `token new`,
+//! and the operator commands on a running server (`ops.rs`).
 
 mod bench;
 mod check;
 mod config;
+mod ops;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -100,6 +102,8 @@ enum Cmd {
     /// Make API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    #[command(flatten)]
+    Op(ops::Op),
 }
 
 #[derive(Subcommand)]
@@ -396,6 +400,13 @@ async fn main() -> anyhow::Result<()> {
         e.exit()
     });
     match cli.command {
+        Cmd::Op(op) => {
+            if let Err(failure) = ops::run(op).await {
+                eprintln!("lockstep: {}", failure.message());
+                std::process::exit(failure.code());
+            }
+            Ok(())
+        }
         Cmd::Serve(args) => {
             let settings = Settings::resolve(args)?;
             init_logging(cli.log_format);

@@ -1219,7 +1219,7 @@ export interface components {
             value: unknown;
             /**
              * Format: uint64
-             * @description The version: 1 on create, +1 on every write.
+             * @description The version: the revision of its last write (never reused, no ABA).
              */
             version: number;
         };

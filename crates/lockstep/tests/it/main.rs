@@ -18,6 +18,7 @@ mod gates;
 mod http_conformance;
 mod idempotency;
 mod leases;
+mod ops;
 mod outage;
 mod shutdown;
 mod tidy;
