@@ -38,7 +38,7 @@ pub mod system;
 pub use lockstep_core::capability::CapOp;
 pub use lockstep_core::change::{ChangeKind, ChangeOp};
 pub use lockstep_core::feed::{FeedConfig, Scrub};
-pub use lockstep_core::gate::{GateState, Pending, Policy, TicketState};
+pub use lockstep_core::gate::{GateState, Pending, Policy, TicketOp, TicketState, Transition};
 pub use lockstep_core::txn::Txn;
 
 use schemars::JsonSchema;

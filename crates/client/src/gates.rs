@@ -10,74 +10,15 @@ use lockstep_api::gates::{
 use lockstep_api::Page;
 use reqwest::Method;
 
-/// A gate transition (`POST /gates/{id}/{transition}`).
+/// A gate transition (`POST /gates/{id}/{transition}`) and a ticket operation
+/// (`POST .../tickets/{ticket}/{op}`): the core's own enums, whose `as_str` is
+/// the path segment.
 ///
 /// ```
-/// assert_eq!(lockstep_client::Transition::Revoke.as_str(), "revoke");
+/// use lockstep_client::{TicketOp, Transition};
+/// assert_eq!((Transition::Revoke.as_str(), TicketOp::Commit.as_str()), ("revoke", "commit"));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    /// open → paused.
-    Pause,
-    /// paused → open.
-    Resume,
-    /// Terminal: voids the open tickets of the epoch.
-    Revoke,
-    /// Terminal: the gate is gone.
-    Delete,
-    /// A terminal gate opens again at the next epoch.
-    Reopen,
-}
-
-impl Transition {
-    /// Its path segment.
-    ///
-    /// ```
-    /// assert_eq!(lockstep_client::Transition::Pause.as_str(), "pause");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transition::Pause => "pause",
-            Transition::Resume => "resume",
-            Transition::Revoke => "revoke",
-            Transition::Delete => "delete",
-            Transition::Reopen => "reopen",
-        }
-    }
-}
-
-/// An operation on a ticket (`POST .../tickets/{ticket}/{op}`).
-///
-/// ```
-/// assert_eq!(lockstep_client::TicketOp::Finalize.as_str(), "finalize");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TicketOp {
-    /// Is it still admissible?
-    Check,
-    /// The work is done; finalize later.
-    Commit,
-    /// Make it count (optionally appending a feed entry).
-    Finalize,
-    /// Give it up.
-    Abort,
-}
-
-impl TicketOp {
-    /// Its path segment.
-    ///
-    /// ```
-    /// assert_eq!(lockstep_client::TicketOp::Commit.as_str(), "commit");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TicketOp::Check => "check",
-            TicketOp::Commit => "commit",
-            TicketOp::Finalize => "finalize",
-            TicketOp::Abort => "abort",
-        }
-    }
-}
+pub use lockstep_api::{TicketOp, Transition};
 
 impl Ns {
     fn gate_path(&self, id: &str, rest: &str) -> String {

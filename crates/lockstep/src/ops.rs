@@ -437,13 +437,7 @@ async fn gate(ns: &Ns, out: &Out, op: GateOp) -> Result<(), Failure> {
             out.show(&g, || describe(&g))
         }
         GateOp::Transition { id, transition } => {
-            let t = match transition.as_str() {
-                "pause" => Transition::Pause,
-                "resume" => Transition::Resume,
-                "revoke" => Transition::Revoke,
-                "delete" => Transition::Delete,
-                _ => Transition::Reopen,
-            };
+            let t = Transition::parse(&transition).map_err(|e| Failure::Error(e.to_string()))?;
             let g = ns.transition(&id, t).await?;
             out.show(&g, || {
                 format!(
