@@ -391,6 +391,10 @@ fn redact(url: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // reqwest is built with `rustls-no-provider` (lockstep-client picks ring):
+    // every HTTP client of this process (check, bench, the operator commands)
+    // needs the process-wide provider before it is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         // `lockstep check` keeps exit code 2 for a violation: its usage errors exit 1.
         if e.use_stderr() && std::env::args().skip(1).any(|a| a == "check") {

@@ -175,7 +175,7 @@ fn write(path: &Path, text: &str) {
 }
 
 async fn get(url: &str, secret: Option<&str>) -> u16 {
-    let mut req = reqwest::Client::new().get(url);
+    let mut req = crate::common::reqwest_client().get(url);
     if let Some(s) = secret {
         req = req.bearer_auth(s);
     }
@@ -340,7 +340,7 @@ async fn token_new_then_serve_on_a_network_address() {
     assert_eq!(get(&format!("{}/healthz", p.url), None).await, 200);
     assert_eq!(get(&format!("{}/metrics", p.url), None).await, 401);
     assert_eq!(get(&format!("{}/metrics", p.url), Some(secret)).await, 200);
-    let put = reqwest::Client::new()
+    let put = crate::common::reqwest_client()
         .put(&records)
         .bearer_auth(secret)
         .json(&serde_json::json!({"value": 1}))
@@ -348,7 +348,7 @@ async fn token_new_then_serve_on_a_network_address() {
         .await
         .unwrap();
     assert_eq!(put.status().as_u16(), 201);
-    let changes: serde_json::Value = reqwest::Client::new()
+    let changes: serde_json::Value = crate::common::reqwest_client()
         .get(format!("{}/v1/ns/shop-eu/changes", p.url))
         .bearer_auth(secret)
         .send()
@@ -538,7 +538,7 @@ async fn https_with_alpn_and_a_certificate_renewed_on_sighup() {
     assert_eq!(resp.status(), 404);
 
     // Plain HTTP to the TLS port gets no HTTP answer.
-    let plain = reqwest::Client::new()
+    let plain = crate::common::reqwest_client()
         .get(format!("http://127.0.0.1:{}/healthz", p.port))
         .timeout(Duration::from_secs(10))
         .send()

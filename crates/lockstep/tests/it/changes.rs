@@ -77,7 +77,7 @@ struct Sse {
 
 /// A client without a total timeout, for streams.
 fn stream_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::common::reqwest_builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
         .unwrap()

@@ -158,7 +158,7 @@ impl BrokenProxy {
     async fn start(upstream: &str) -> BrokenProxy {
         let state = Upstream {
             base: upstream.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: crate::common::reqwest_client(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

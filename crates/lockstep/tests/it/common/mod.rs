@@ -300,7 +300,7 @@ pub struct Http {
 impl Http {
     /// A client of the server at `base`.
     pub fn new(base: &str) -> Http {
-        let client = reqwest::Client::builder()
+        let client = reqwest_builder()
             .timeout(Duration::from_secs(60))
             .build()
             .expect("cannot build an HTTP client");
@@ -451,6 +451,19 @@ impl Cluster {
     pub fn clients(&self) -> Vec<Http> {
         self.urls.iter().map(|u| Http::new(u)).collect()
     }
+}
+
+/// A `reqwest` client builder. reqwest is built with `rustls-no-provider` (for
+/// lockstep-client, which picks ring), so the process-wide provider is
+/// installed first: a client built without one panics.
+pub fn reqwest_builder() -> reqwest::ClientBuilder {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A default `reqwest` client (see [`reqwest_builder`]).
+pub fn reqwest_client() -> reqwest::Client {
+    reqwest_builder().build().unwrap()
 }
 
 /// Percent-encodes a name for a path segment or a query value.
