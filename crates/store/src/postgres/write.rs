@@ -11,7 +11,7 @@ use deadpool_postgres::GenericClient;
 use lockstep_core::{Effect, Millis, Mutation, Row, RowKey, Snapshot};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 use std::task::Poll;
@@ -30,12 +30,20 @@ impl PgTx<'_> {
     /// Sends `COMMIT` right behind `last` (a write whose request is sent on its
     /// first poll) in one round trip. A failed `last` is the answer even though
     /// `COMMIT` then succeeds: PostgreSQL answers a `COMMIT` of a failed
-    /// transaction by rolling it back.
-    async fn commit_after<T>(
-        self,
-        last: impl std::future::Future<Output = Result<T, Failure>>,
-    ) -> Result<(), Failure> {
-        let (written, committed) = tokio::join!(last, self.client.batch_execute("COMMIT"));
+    /// transaction by rolling it back. If `last` fails on its first poll, before
+    /// PostgreSQL saw it, `COMMIT` is not sent: the transaction stays open for
+    /// the caller to roll back.
+    async fn commit_after<T>(self, last: impl Future<Output = Result<T, Failure>>) -> Result<(), Failure> {
+        let mut last = pin!(last);
+        let first = std::future::poll_fn(|cx| Poll::Ready(last.as_mut().poll(cx))).await;
+        let (written, committed) = match first {
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Ready(Ok(_)) => (Ok(()), self.client.batch_execute("COMMIT").await),
+            Poll::Pending => {
+                let (written, committed) = tokio::join!(last, self.client.batch_execute("COMMIT"));
+                (written.map(|_| ()), committed)
+            }
+        };
         self.open.store(false, Ordering::SeqCst);
         written?;
         Ok(committed?)
@@ -363,26 +371,35 @@ type Write<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
 /// Runs `writes` together, polling them in order (each sends its request on its
 /// first poll, so they reach PostgreSQL in order), and answers the first
 /// failure in that order: the cause, as the writes after a failed one fail only
-/// because the transaction was aborted.
+/// because the transaction was aborted. A write that fails on its first poll
+/// failed before PostgreSQL saw it (encoding a parameter), so PostgreSQL will
+/// not abort the transaction: that failure is answered at once, on the first
+/// poll, so that [`PgTx::commit_after`] never sends `COMMIT` behind it.
 async fn in_order(mut writes: Vec<Write<'_>>) -> Result<(), Failure> {
     let mut done: Vec<Option<Result<(), Failure>>> = writes.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
+    let mut first = true;
+    let early = std::future::poll_fn(|cx| {
         let mut pending = false;
         for (w, d) in writes.iter_mut().zip(done.iter_mut()) {
             if d.is_none() {
                 match w.as_mut().poll(cx) {
+                    Poll::Ready(Err(e)) if first => return Poll::Ready(Some(e)),
                     Poll::Ready(r) => *d = Some(r),
                     Poll::Pending => pending = true,
                 }
             }
         }
+        first = false;
         if pending {
             Poll::Pending
         } else {
-            Poll::Ready(())
+            Poll::Ready(None)
         }
     })
     .await;
+    if let Some(e) = early {
+        return Err(e);
+    }
     done.into_iter().flatten().collect()
 }
 
