@@ -47,6 +47,33 @@ pub(crate) trait WriteTx {
 
     /// Commits what was written.
     async fn commit(self) -> Result<(), Self::Fail>;
+
+    /// [`WriteTx::persist`], then [`WriteTx::commit`]: a backend may send the
+    /// last write and the commit together, but must never report a commit when
+    /// the write failed.
+    async fn persist_and_commit(
+        mut self,
+        ns: &str,
+        effect: &Effect,
+        revision: u64,
+        now: Millis,
+    ) -> Result<(), Self::Fail>
+    where
+        Self: Sized,
+    {
+        self.persist(ns, effect, revision, now).await?;
+        self.commit().await
+    }
+
+    /// [`WriteTx::persist_mutation`], then [`WriteTx::commit`] (sent together
+    /// where the backend can, as [`WriteTx::persist_and_commit`]).
+    async fn persist_mutation_and_commit(mut self, ns: &str, m: &Mutation) -> Result<(), Self::Fail>
+    where
+        Self: Sized,
+    {
+        self.persist_mutation(ns, m).await?;
+        self.commit().await
+    }
 }
 
 /// What one command needs besides its transaction.
@@ -130,6 +157,14 @@ pub(crate) async fn run<T: WriteTx>(mut tx: T, job: Job<'_>) -> Result<Result<Co
             } else {
                 (probed, tx.current_revision().await?)
             };
+            if completion.is_none() {
+                // Nothing follows the effect: it is written and committed at once.
+                tx.persist_and_commit(ns, &effect, revision, now).await?;
+                return Ok(Ok(Committed {
+                    outcome: effect.outcome,
+                    revision,
+                }));
+            }
             tx.persist(ns, &effect, revision, now).await?;
             Ok(Committed {
                 outcome: effect.outcome,
@@ -137,14 +172,14 @@ pub(crate) async fn run<T: WriteTx>(mut tx: T, job: Job<'_>) -> Result<Result<Co
             })
         }
     };
-    if let Some(m) = completion
+    match completion
         .map(|cp| cp.finish(&snapshot, &answer, now))
         .transpose()?
         .flatten()
     {
-        tx.persist_mutation(ns, &m).await?;
+        Some(m) => tx.persist_mutation_and_commit(ns, &m).await?,
+        None => tx.commit().await?,
     }
-    tx.commit().await?;
     Ok(answer)
 }
 

@@ -3,9 +3,10 @@
 //! count).
 //!
 //! Sequence values commit out of order, so a page only reads up to the
-//! *visible* revision: the sequence's value taken while holding the visibility
-//! gate exclusively (every writer holds it shared until its commit, see
-//! `super::VISIBILITY_GATE`), below which every revision has committed or never
+//! *visible* revision: the sequence's value, read before waiting for every
+//! writer mark held at that moment (each writer holds its connection's mark
+//! from before it allocates a revision until its commit, see
+//! `super::WRITER_MARK`), below which every revision has committed or never
 //! will. `revision > after` therefore never misses a change that commits later.
 //! A page reads its rows, the latest revision and the compaction horizon in one
 //! statement, hence in one snapshot.

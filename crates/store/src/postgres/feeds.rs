@@ -33,7 +33,8 @@ pub async fn load_entries(
 ) -> Result<Vec<Entry>, Failure> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE ns = $1 AND feed = $2 AND id = ANY($3::text[])"
+            "SELECT x.* FROM unnest($3::text[]) AS w(id) CROSS JOIN LATERAL (
+               SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE ns = $1 AND feed = $2 AND id = w.id OFFSET 0) AS x"
         ))
         .await?;
     let rows = c.query(&stmt, &[&ns, &feed, &ids]).await?;
@@ -50,7 +51,10 @@ pub async fn load_configs(
     feeds: &[&str],
 ) -> Result<Vec<(String, FeedConfig)>, Failure> {
     let stmt = c
-        .prepare_cached("SELECT feed, config FROM feed_configs WHERE ns = $1 AND feed = ANY($2::text[])")
+        .prepare_cached(
+            "SELECT x.* FROM unnest($2::text[]) AS w(feed) CROSS JOIN LATERAL (
+               SELECT feed, config FROM feed_configs WHERE ns = $1 AND feed = w.feed OFFSET 0) AS x",
+        )
         .await?;
     let mut out = Vec::new();
     for r in c.query(&stmt, &[&ns, &feeds]).await? {

@@ -36,7 +36,8 @@ fn ticket_row(r: &tokio_postgres::Row) -> Result<Ticket, Error> {
 pub async fn load_gates(c: &impl GenericClient, ns: &str, ids: &[&str]) -> Result<Vec<Gate>, Failure> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT {GATE_COLUMNS} FROM gates WHERE ns = $1 AND id = ANY($2::text[])"
+            "SELECT x.* FROM unnest($2::text[]) AS w(id) CROSS JOIN LATERAL (
+               SELECT {GATE_COLUMNS} FROM gates WHERE ns = $1 AND id = w.id OFFSET 0) AS x"
         ))
         .await?;
     Ok(c.query(&stmt, &[&ns, &ids])
@@ -50,7 +51,8 @@ pub async fn load_gates(c: &impl GenericClient, ns: &str, ids: &[&str]) -> Resul
 pub async fn load_tickets(c: &impl GenericClient, ns: &str, ids: &[&str]) -> Result<Vec<Ticket>, Failure> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT {TICKET_COLUMNS} FROM tickets WHERE ns = $1 AND id = ANY($2::text[])"
+            "SELECT x.* FROM unnest($2::text[]) AS w(id) CROSS JOIN LATERAL (
+               SELECT {TICKET_COLUMNS} FROM tickets WHERE ns = $1 AND id = w.id OFFSET 0) AS x"
         ))
         .await?;
     Ok(c.query(&stmt, &[&ns, &ids])

@@ -15,10 +15,9 @@ pub async fn load(
 ) -> Result<Vec<IdemEntry>, Failure> {
     let stmt = c
         .prepare_cached(
-            "SELECT i.scope, i.key, i.fingerprint, i.token, i.response, i.locked_until, i.expires_at
-             FROM idempotency i JOIN unnest($2::text[], $3::text[]) AS w(scope, key)
-               ON i.scope = w.scope AND i.key = w.key
-             WHERE i.ns = $1",
+            "SELECT x.* FROM unnest($2::text[], $3::text[]) AS w(scope, key) CROSS JOIN LATERAL (
+               SELECT scope, key, fingerprint, token, response, locked_until, expires_at FROM idempotency
+               WHERE ns = $1 AND scope = w.scope AND key = w.key OFFSET 0) AS x",
         )
         .await?;
     let scopes: Vec<&str> = keys.iter().map(|k| k.0).collect();

@@ -14,6 +14,7 @@ use crate::{record_from_parts, Committed, Error, FeedPage, FeedSummary, Options,
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use lockstep_core::{Command, Limits, Millis, Record, RowKey, Snapshot};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -52,20 +53,43 @@ macro_rules! bounded {
 mod changes;
 mod introspect;
 
-/// The visibility gate. Every write transaction holds it in shared mode from its
-/// first statement to its commit (so writers never wait for each other on it,
-/// and their commits still group); a change-log reader takes it exclusively for
-/// an instant (`visible_revision`): once it holds it, every revision allocated
-/// so far has committed or rolled back, so the sequence's value is a horizon
-/// below which no change can still appear. Sequence values are allocated before
-/// commit and commit out of order; this is what keeps watch from ever missing
-/// one. Writers take it before any row lock, so a waiting reader cannot close a
-/// deadlock cycle with them.
-pub(crate) const VISIBILITY_GATE: i64 = 0x6c73_7265_7669_7369; // "lsrevisi"
+/// The first key of every writer mark: the advisory lock `(WRITER_MARK, pid)`
+/// that a write transaction takes in shared mode on its own backend's pid, as
+/// its first lock and before it allocates a revision, and holds to its commit.
+/// No two backends share a mark, so writers never meet on it (there is no lock
+/// every writer takes). A change-log reader (`visible_revision`) reads the
+/// sequence's value, then waits for every mark held at that moment by taking
+/// it exclusively for an instant: the writers that hold one may have allocated
+/// a revision up to that value and not committed it yet. Once they are done,
+/// every revision up to the value read has committed or never will, so it is a
+/// horizon below which no change can still appear (sequence values are
+/// allocated before commit and commit out of order). Writers take their mark
+/// before any row lock, so a waiting reader cannot close a deadlock cycle with
+/// them; readers take marks in pid order, so they cannot close one together.
+pub(crate) const WRITER_MARK: i32 = 0x6c73_776d; // "lswm"
 
 pub(crate) use crate::clock::pg_now_sql as now_sql;
 
 const ATTEMPTS_MAX: u32 = 20;
+
+/// A pooled connection that may be inside a write transaction (`open`): if it
+/// is dropped so (a cancelled or timed-out write, a failed rollback), the
+/// connection is closed instead of going back to the pool, and PostgreSQL
+/// rolls the transaction back.
+struct InTransaction {
+    client: Option<deadpool_postgres::Object>,
+    open: AtomicBool,
+}
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        if self.open.load(Ordering::SeqCst) {
+            if let Some(client) = self.client.take() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
+    }
+}
 
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Clone)]
@@ -146,6 +170,16 @@ pub(crate) fn parse_config(url: &str) -> Result<tokio_postgres::Config, Error> {
         .map_err(|e| Error::Config(format!("bad PostgreSQL URL: {e}")))?;
     cfg.connect_timeout(Duration::from_secs(5));
     cfg.application_name("lockstep");
+    // Every statement is prepared once per connection and written so that its
+    // generic plan looks rows up by key (see `write::load_snapshot`): without
+    // this, PostgreSQL plans lookups by an array of keys again on every call
+    // (their custom plans look cheaper than the generic one), which cost more
+    // CPU than running them.
+    let options = match cfg.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c plan_cache_mode=force_generic_plan"),
+        _ => "-c plan_cache_mode=force_generic_plan".to_owned(),
+    };
+    cfg.options(options);
     Ok(cfg)
 }
 
@@ -257,37 +291,70 @@ impl PgStore {
     }
 
     async fn attempt(&self, write: &Write) -> Result<Committed, Failure> {
-        let mut client = self.client().await?;
-        bounded!(client, {
-            let tx = PgTx {
-                tx: client.transaction().await?,
-                fixed_now: self.fixed_now(),
-            };
-            let answer = kernel::run(tx, kernel::Job::of(write, &self.limits)).await?;
-            self.metrics.commit_batch_size.observe(1);
-            answer.map_err(Failure::Final)
-        })
+        let held = InTransaction {
+            client: Some(self.client().await?),
+            open: AtomicBool::new(false),
+        };
+        let Some(client) = held.client.as_ref() else {
+            return Err(Error::Internal("the pooled connection went away".into()).into());
+        };
+        let tx = PgTx {
+            client,
+            fixed_now: self.fixed_now(),
+            open: &held.open,
+        };
+        let run = kernel::run(tx, kernel::Job::of(write, &self.limits));
+        let Ok(result) = tokio::time::timeout(QUERY_TIMEOUT, run).await else {
+            // `held` closes the connection (the transaction may still be open).
+            held.open.store(true, Ordering::SeqCst);
+            return Err(
+                Error::Unavailable(format!("PostgreSQL did not answer within {QUERY_TIMEOUT:?}")).into(),
+            );
+        };
+        if held.open.load(Ordering::SeqCst) {
+            // The kernel gave up before committing: roll back before the
+            // connection goes back to the pool (else `held` closes it).
+            if client.batch_execute("ROLLBACK").await.is_ok() {
+                held.open.store(false, Ordering::SeqCst);
+            }
+        }
+        let answer = result?;
+        self.metrics.commit_batch_size.observe(1);
+        answer.map_err(Failure::Final)
     }
 
     /// The highest revision below which every change is visible (committed or
-    /// never to be): waits for the writers in flight (see [`VISIBILITY_GATE`]).
+    /// never to be): waits for the writers in flight (see [`WRITER_MARK`]).
     pub async fn visible_revision(&self) -> Result<u64, Error> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         bounded!(client, {
-            let tx = client.transaction().await.map_err(pg_error)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&VISIBILITY_GATE])
-                .await
-                .map_err(pg_error)?;
-            let rev: i64 = tx
-                .query_one(
+            let read = client
+                .prepare_cached(
                     "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lockstep_revision",
-                    &[],
                 )
                 .await
-                .map_err(pg_error)?
-                .try_get(0)
                 .map_err(pg_error)?;
-            tx.commit().await.map_err(pg_error)?;
+            // Autocommit: each mark is released as soon as the statement ends.
+            let wait = client
+                .prepare_cached(
+                    "SELECT count(pg_advisory_xact_lock($1::int4, m.pid)) FROM (
+                       SELECT DISTINCT objid::int8::int4 AS pid FROM pg_locks
+                       WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                         AND classid = $1::int4::oid
+                         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       ORDER BY 1
+                     ) AS m",
+                )
+                .await
+                .map_err(pg_error)?;
+            // Pipelined, in this order: the value first, then the marks held
+            // after it was read.
+            let (value, waited) = tokio::join!(
+                client.query_one(&read, &[]),
+                client.query_one(&wait, &[&WRITER_MARK])
+            );
+            waited.map_err(pg_error)?;
+            let rev: i64 = value.map_err(pg_error)?.try_get(0).map_err(pg_error)?;
             crate::stored_u64("revision", rev)
         })
     }
@@ -297,9 +364,11 @@ impl PgStore {
         let mut client = self.client().await?;
         bounded!(client, {
             let tx = client.transaction().await.map_err(pg_error)?;
-            load_snapshot(&tx, ns, &keys, self.fixed_now())
+            let now = feeds::storage_now(&tx, self.fixed_now())
                 .await
-                .map_err(final_error)
+                .map_err(final_error)?;
+            let snapshot = load_snapshot(&tx, ns, &keys).await.map_err(final_error)?;
+            Ok((snapshot, now))
         })
     }
 
