@@ -98,6 +98,10 @@ fn story(url: &str) {
         "{}",
         r.stderr
     );
+    // One that is not a transaction is refused before it is sent (exit 1).
+    let r = lockstep(url, &["txn", "-"], r#"{"compare":[{"key":"a"}]}"#);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not a transaction"), "{}", r.stderr);
     // Leases: acquire, held (3), show, release with the token, release again (3).
     let r = run(&["lease", "acquire", "settle", "--holder", "ops", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -576,3 +576,66 @@ async fn a_mismatch_planted_in_the_document_is_caught() {
         .unwrap_err()
         .contains("status not in the document"));
 }
+
+#[test]
+fn the_txn_schema_takes_every_compare_and_refuses_what_the_server_refuses() {
+    use lockstep_core::txn::{Compare, Op, Txn};
+    let doc = api::openapi();
+    let body = &doc["paths"]["/v1/ns/{ns}/txn"]["post"]["requestBody"]["content"]["application/json"];
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [body["schema"]],
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    // A typed transaction with every kind of compare, as a client sends it.
+    let typed = Txn {
+        compare: vec![
+            Compare::Version {
+                key: "a".into(),
+                version: 0,
+            },
+            Compare::Exists {
+                key: "a".into(),
+                exists: true,
+            },
+            Compare::Value {
+                key: "a".into(),
+                value: json!({"x": [null]}),
+            },
+            Compare::Lease {
+                name: "l".into(),
+                token: "t".into(),
+            },
+            Compare::Fence {
+                resource: "r".into(),
+                token: 3,
+            },
+        ],
+        success: vec![Op::put("a", json!(1)), Op::incr("n", -1), Op::delete("b")],
+        failure: vec![Op::get("a"), Op::patch("a", json!({"y": 2}))],
+    };
+    let wire = serde_json::to_value(&typed).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&wire).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{wire}");
+    assert_eq!(serde_json::from_value::<Txn>(wire).unwrap(), typed);
+    // What the server's parse refuses, the schema refuses.
+    for bad in [
+        json!({"key": "a"}),
+        json!({"key": "a", "version": 1, "exists": true}),
+        json!({"key": "a", "version": -1}),
+        json!({"key": "a", "exists": "yes"}),
+        json!({"key": "a", "nope": 1}),
+        json!({"key": 1, "value": 1}),
+        json!({"lease": "a"}),
+        json!({"lease": "a", "token": ""}),
+        json!({"lease": "a", "token": 5}),
+        json!({"fence": {"resource": "r", "token": -1}}),
+        json!({"fence": {"resource": "r"}}),
+        json!({"fence": {"resource": "r", "token": 1}, "key": "a"}),
+    ] {
+        let txn = json!({"compare": [bad]});
+        assert!(serde_json::from_value::<Txn>(txn.clone()).is_err(), "{txn}");
+        assert!(!validator.is_valid(&txn), "{txn}");
+    }
+}

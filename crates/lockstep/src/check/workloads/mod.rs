@@ -9,6 +9,8 @@ pub mod idempotency;
 pub mod leases;
 
 use super::caller::Caller;
+use lockstep_client::api::Txn;
+use serde_json::Value;
 use std::time::Duration;
 
 /// Counters incremented with CAS (`counter-0`…).
@@ -100,6 +102,12 @@ impl Worker {
         }
         self.caller
     }
+}
+
+/// The request body of a typed transaction. A `Txn` holds only strings,
+/// numbers and JSON values, so it always serializes.
+pub fn txn_body(txn: &Txn) -> Value {
+    serde_json::to_value(txn).unwrap_or_default()
 }
 
 /// A short pause before trying a busy resource again (not a synchronization:
