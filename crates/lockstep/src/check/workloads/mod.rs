@@ -19,8 +19,15 @@ pub const COUNTERS: usize = 4;
 pub const LEASES: usize = 2;
 /// Gates (`gate-0` with policy `reject`, `gate-1` with `recover`).
 pub const GATES: usize = 2;
+/// The gate paused and resumed while tickets race it (policy `reject`, never
+/// revoked, so its epoch stays 1).
+pub const PAUSE_GATE: &str = "gate-paused";
 /// The feed appended to.
 pub const FEED: &str = "events";
+/// The feed with a retention cap of [`CAPPED_MAX`] entries.
+pub const CAPPED_FEED: &str = "events-capped";
+/// The capped feed's `max_entries`: small, so a short run exceeds it.
+pub const CAPPED_MAX: usize = 10;
 /// The record the keyed requests increment.
 pub const KEYED_COUNTER: &str = "keyed-counter";
 
