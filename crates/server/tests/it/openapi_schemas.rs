@@ -5,22 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use crate::common::{self, ask, Ask, Seen};
+use axum::http::StatusCode;
 use lockstep_core::Limits;
 use lockstep_server::{api, AppState};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use tower::ServiceExt;
-
-/// One answer: the operation asked, its status, content type and JSON body.
-pub(crate) struct Seen {
-    pub(crate) op: String,
-    pub(crate) status: StatusCode,
-    pub(crate) content_type: String,
-    pub(crate) body: Value,
-}
 
 /// Sends one request with a body of the given media type (JSON when `None`),
 /// with `Authorization: Bearer {bearer}` when given.
@@ -32,36 +22,12 @@ async fn send(
     path: &str,
     body: Option<(&str, Value)>,
 ) -> Seen {
-    let mut req = Request::builder().method(method).uri(path);
-    if let Some(b) = bearer {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {b}"));
-    }
-    let req = match body {
-        Some((ct, b)) => req
-            .header(header::CONTENT_TYPE, ct)
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = lockstep_server::app(st.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = if content_type.starts_with("text/event-stream") {
-        Value::Null
-    } else {
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    let a = Ask::new(method, path).bearer(bearer);
+    let a = match body {
+        Some((ct, b)) => a.body(ct, b.to_string()),
+        None => a,
     };
-    Seen {
-        op: op.to_owned(),
-        status,
-        content_type,
-        body,
-    }
+    ask(st, op, a).await
 }
 
 /// Drives every operation through successes and refusals as an admin (in
