@@ -25,7 +25,7 @@ const REVOKE_EVERY: usize = 5;
 pub async fn step(w: &mut Worker, n: usize) {
     let g = w.client() % GATES;
     let ticket = format!("{}-c{}-{n}", w.run, w.client());
-    if n % REVOKE_EVERY == 0 {
+    if n.is_multiple_of(REVOKE_EVERY) {
         return pause_step(w, &ticket).await;
     }
     if n % REVOKE_EVERY != REVOKE_EVERY - 1 {
