@@ -7,9 +7,15 @@ use crate::check::history::Kind;
 use serde_json::json;
 
 /// One feed step: mostly a fresh append; every 4th a re-append of an
-/// acknowledged id, every 4th (offset) a read mark of one, every 4th (offset
-/// again) a fresh append to the capped feed.
+/// acknowledged id, every 4th (offset) a read mark of one; every 4th (the
+/// first included) also a fresh append to the capped feed.
 pub async fn step(w: &mut Worker, n: usize) {
+    if n.is_multiple_of(4) {
+        let id = format!("{}-c{}-{n}-capped", w.run, w.client());
+        let body = json!({"id": id, "data": {"client": w.client(), "n": n}});
+        let path = format!("/feeds/{CAPPED_FEED}/entries");
+        w.caller.call(Kind::CappedAppend, "POST", &path, Some(body)).await;
+    }
     let entries = format!("/feeds/{FEED}/entries");
     let pick = w
         .appended
@@ -21,12 +27,6 @@ pub async fn step(w: &mut Worker, n: usize) {
             w.caller
                 .call(Kind::FeedReappend, "POST", &entries, Some(body))
                 .await;
-        }
-        (2, _) => {
-            let id = format!("{}-c{}-{n}", w.run, w.client());
-            let body = json!({"id": id, "data": {"client": w.client(), "n": n}});
-            let path = format!("/feeds/{CAPPED_FEED}/entries");
-            w.caller.call(Kind::CappedAppend, "POST", &path, Some(body)).await;
         }
         (3, Some(id)) => {
             let body = json!({"ids": [id]});
