@@ -109,8 +109,10 @@ fn story(url: &str) {
     assert_eq!(run(&["lease", "acquire", "settle"]).code, 3);
     let r = run(&["lease", "show", "settle"]);
     assert!(r.stdout.starts_with("settle held by ops"), "{}", r.stdout);
-    assert_eq!(run(&["lease", "release", "settle", "--token", &token]).code, 0);
-    assert_eq!(run(&["lease", "release", "settle", "--token", &token]).code, 3);
+    // `--token=…`: a token may begin with `-` (URL-safe base64).
+    let token_arg = format!("--token={token}");
+    assert_eq!(run(&["lease", "release", "settle", &token_arg]).code, 0);
+    assert_eq!(run(&["lease", "release", "settle", &token_arg]).code, 3);
     // Gates.
     let r = run(&["gate", "create", "upload-1"]);
     assert!(
