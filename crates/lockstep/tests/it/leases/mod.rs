@@ -232,15 +232,15 @@ async fn seed_003_and_fencing_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutual_exclusion_sqlite() {
     let (_dir, server) = sqlite_server();
-    mutual_exclusion(&[Http::new(&server.url)], 16, Duration::from_secs(5)).await;
+    mutual_exclusion(&[common::ns(&server.url, NS)], 16, Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutual_exclusion_postgres_three_processes() {
     let Some(pg) = fresh_pg().await else { return };
     let servers: Vec<Process> = (0..3).map(|_| Process::start(&pg.url)).collect();
-    let https: Vec<Http> = servers.iter().map(|s| Http::new(&s.url)).collect();
-    mutual_exclusion(&https, 16, Duration::from_secs(10)).await;
+    let apps: Vec<_> = servers.iter().map(|s| common::ns(&s.url, NS)).collect();
+    mutual_exclusion(&apps, 16, Duration::from_secs(10)).await;
 }
 
 /// The waiting cases of one server, its store on a manual clock.
