@@ -167,23 +167,6 @@ async fn probe_waiters(h: &Http, name: &str) -> u64 {
     r.u64("waiters")
 }
 
-async fn run_txn(h: &Http, body: Value) -> Resp {
-    let r = h.json("POST", &format!("/v1/ns/{NS}/txn"), &body).await;
-    assert_eq!(r.status, 200, "txn {body}: {}", r.text);
-    r
-}
-
-#[track_caller]
-fn txn_failed(r: &Resp) -> (bool, Vec<u64>) {
-    let failed = r.body["failed"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no failed in {}", r.text))
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
-    (r.body["succeeded"].as_bool().unwrap(), failed)
-}
-
 /// Lets `held` lapse by moving the server's manual clock to its expiry: held
 /// a millisecond before, free at it. Answers the GET of the lapsed lease.
 async fn lapse(h: &Http, clock: &Clock, name: &str, held: &Held) -> Resp {
