@@ -25,23 +25,7 @@ fn granted_lease(l: &Lease, name: &str, holder: &str, ttl_ms: u64) -> Held {
         .token
         .clone()
         .unwrap_or_else(|| panic!("a granted lease has a token: {l:?}"));
-    assert!(
-        token.len() >= 22
-            && token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-        "a token is a URL-safe string of at least 128 bits: {token:?}"
-    );
-    let acquired_at = time_of(&json!(l.acquired_at));
-    let expires_at = time_of(&json!(l.expires_at));
-    assert_eq!(expires_at, acquired_at.plus_ms(ttl_ms), "{l:?}");
-    Held {
-        token,
-        fence: l.fence,
-        acquired_at,
-        expires_at,
-        body: serde_json::to_value(l).unwrap(),
-    }
+    held(token, l.fence, serde_json::to_value(l).unwrap(), ttl_ms)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -121,6 +121,13 @@ fn granted(r: &Resp, name: &str, holder: Option<&str>, ttl_ms: u64) -> Held {
     assert_eq!(r.body["name"], json!(name));
     assert_eq!(r.body["holder"], json!(holder));
     let token = r.body["token"].as_str().unwrap().to_owned();
+    held(token, r.u64("fence"), r.body.clone(), ttl_ms)
+}
+
+/// A granted lease from its answer `body`: the token is a URL-safe string of
+/// at least 128 bits, and the lease expires `ttl_ms` after it was acquired.
+#[track_caller]
+fn held(token: String, fence: u64, body: Value, ttl_ms: u64) -> Held {
     assert!(
         token.len() >= 22
             && token
@@ -128,15 +135,15 @@ fn granted(r: &Resp, name: &str, holder: Option<&str>, ttl_ms: u64) -> Held {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "a token is a URL-safe string of at least 128 bits: {token:?}"
     );
-    let acquired_at = time_of(&r.body["acquired_at"]);
-    let expires_at = time_of(&r.body["expires_at"]);
-    assert_eq!(expires_at, acquired_at.plus_ms(ttl_ms), "{}", r.text);
+    let acquired_at = time_of(&body["acquired_at"]);
+    let expires_at = time_of(&body["expires_at"]);
+    assert_eq!(expires_at, acquired_at.plus_ms(ttl_ms), "{body}");
     Held {
         token,
-        fence: r.u64("fence"),
+        fence,
         acquired_at,
         expires_at,
-        body: r.body.clone(),
+        body,
     }
 }
 
