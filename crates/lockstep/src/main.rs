@@ -389,6 +389,12 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// mimalloc instead of the system allocator: a request allocates and frees
+/// many small buffers across threads, where glibc's malloc spent about a tenth
+/// of the server's time (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // reqwest is built with `rustls-no-provider` (lockstep-client picks ring):

@@ -2,9 +2,10 @@
 //! stored only as SHA-256 digests and compared in constant time, and the one
 //! middleware that checks every request against its route's [`Access`] rule.
 
+use crate::extract::path_param;
 use crate::extract::Caller;
 use crate::{ApiError, AppState};
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -322,14 +323,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// route table) and hands the [`Caller`] to the handler. Unmatched paths and
 /// methods pass through to the 404 and 405 fallbacks.
 pub async fn check(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(route) = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-    else {
+    let Some(matched) = req.extensions().get::<MatchedPath>().cloned() else {
         return next.run(req).await;
     };
-    let Some(access) = crate::api::access_of(req.method(), &route) else {
+    let route = matched.as_str();
+    let Some(access) = crate::api::access_of(req.method(), route) else {
         return next.run(req).await;
     };
     if access == Access::Open {
@@ -348,14 +346,21 @@ pub async fn check(State(st): State<AppState>, req: Request, next: Next) -> Resp
         .filter(|b| b.starts_with(capability::PREFIX))
         .map(str::to_owned);
     let decided = match presented {
-        Some(c) => capability_caller(&st, &mut parts, &route, &c, ns.as_deref()).await,
+        Some(c) => capability_caller(&st, &mut parts, route, &c, ns.as_deref()).await,
         None => st.auth.authorize(&parts.headers, access, ns.as_deref()),
     };
     match decided {
         Ok(caller) => {
             let served = crate::metrics::ServedTo::of(&caller);
-            parts.extensions.insert(caller);
-            let mut resp = next.run(Request::from_parts(parts, body)).await;
+            // The caller's request rate (429), counted once it is known who calls.
+            let rated = st.quotas.request(&caller.name, st.limits.token_requests_per_s);
+            let mut resp = match rated {
+                Ok(()) => {
+                    parts.extensions.insert(caller);
+                    next.run(Request::from_parts(parts, body)).await
+                }
+                Err(e) => e.into_response(),
+            };
             resp.extensions_mut().insert(served);
             resp
         }
@@ -410,36 +415,9 @@ async fn capability_caller(
     })
 }
 
-/// A decoded path parameter.
-async fn path_param(parts: &mut axum::http::request::Parts, name: &str) -> Result<Option<String>, ApiError> {
-    use axum::extract::FromRequestParts;
-    let params = RawPathParams::from_request_parts(parts, &())
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-    let Some(raw) = params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned()) else {
-        return Ok(None);
-    };
-    percent_encoding::percent_decode_str(&raw)
-        .decode_utf8()
-        .map(|s| Some(s.into_owned()))
-        .map_err(|_| ApiError::invalid(format!("invalid path: {name} is not UTF-8")))
-}
-
 /// The decoded `{ns}` of the path.
 async fn namespace_param(parts: &mut axum::http::request::Parts) -> Result<String, ApiError> {
-    use axum::extract::FromRequestParts;
-    let params = RawPathParams::from_request_parts(parts, &())
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-    let raw = params
-        .iter()
-        .find(|(k, _)| *k == "ns")
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_default();
-    percent_encoding::percent_decode_str(&raw)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ApiError::invalid("invalid path: the namespace is not UTF-8"))
+    Ok(path_param(parts, "ns").await?.unwrap_or_default())
 }
 
 /// Makes a new secret: `lst_` and 32 random bytes in unpadded base64url.

@@ -51,9 +51,14 @@ pub fn parse_json<T: DeserializeOwned + Serialize>(bytes: &[u8], limits: &Limits
         Value::deserialize(&mut de).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     de.end()
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-    let parsed = T::deserialize(&raw).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    let invalid = |e: serde_json::Error| ApiError::invalid(format!("invalid JSON body: {e}"));
     // serde lets a struct be written as an array of its fields; our API takes
-    // objects only. Where the parsed request is an object, the input must be too.
+    // objects only. Where the parsed request is an object, the input must be
+    // too. Text without a `[` holds no array: nothing to compare.
+    if !bytes.contains(&b'[') {
+        return T::deserialize(raw).map_err(invalid);
+    }
+    let parsed = T::deserialize(&raw).map_err(invalid)?;
     if let Ok(shape) = serde_json::to_value(&parsed) {
         if let Some(path) = array_for_object(&raw, &shape, String::new()) {
             return Err(ApiError::invalid(format!(
@@ -133,24 +138,29 @@ pub struct Ns(pub String);
 impl FromRequestParts<AppState> for Ns {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
-            parts, state,
-        )
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-        let ns = params.0.get("ns").cloned().unwrap_or_default();
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let ns = path_param(parts, "ns").await?.unwrap_or_default();
         names::validate_namespace(&ns)?;
         Ok(Ns(ns))
     }
 }
 
+/// The percent-decoded path parameter `name` of the matched route, if it has one.
+pub async fn path_param(parts: &mut Parts, name: &str) -> Result<Option<String>, ApiError> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+    let Some((_, raw)) = params.iter().find(|(k, _)| *k == name) else {
+        return Ok(None);
+    };
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| Some(s.into_owned()))
+        .map_err(|_| ApiError::invalid(format!("invalid path: {name} is not UTF-8")))
+}
+
 async fn path_name(parts: &mut Parts, state: &AppState, param: &str) -> Result<String, ApiError> {
-    let params =
-        axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-    let name = params.0.get(param).cloned().unwrap_or_default();
+    let name = path_param(parts, param).await?.unwrap_or_default();
     names::validate_key(&name, &state.limits)?;
     Ok(name)
 }

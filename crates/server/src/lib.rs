@@ -24,9 +24,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What every handler shares.
+/// What every handler shares: one pointer, so the middleware layers and
+/// handlers that take it per request clone an `Arc`, not every field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// The storage backend.
     pub store: Store,
     /// Limits in force.
@@ -51,7 +64,7 @@ pub struct AppState {
 impl AppState {
     /// State over `store` with `limits`.
     pub fn new(store: Store, limits: Limits) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             limits: Arc::new(limits),
             http: Arc::default(),
@@ -61,24 +74,28 @@ impl AppState {
             cors: None,
             quotas: Arc::default(),
             auth: Arc::new(auth::Auth::open()),
-        }
+        }))
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The same state with `auth` deciding who may call (default: open mode).
     pub fn with_auth(mut self, auth: Arc<auth::Auth>) -> Self {
-        self.auth = auth;
+        self.shared_mut().auth = auth;
         self
     }
 
     /// The same state with CORS for `origins` (none: no CORS headers at all).
     pub fn with_cors(mut self, origins: &[String]) -> Result<Self, String> {
-        self.cors = cors::layer(origins)?;
+        self.shared_mut().cors = cors::layer(origins)?;
         Ok(self)
     }
 
     /// The same state with the capability keys of the config.
     pub fn with_capability_keys(mut self, keys: capabilities::CapabilityKeys) -> Self {
-        self.capability_keys = Arc::new(keys);
+        self.shared_mut().capability_keys = Arc::new(keys);
         self
     }
 }
@@ -91,19 +108,13 @@ pub fn app(state: AppState) -> axum::Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            routes::changes::wake_watches,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
             idempotency::fingerprint,
         ))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), quota::rate))
         // Outside the idempotency layer: a refused caller never touches a key.
+        // It also counts the caller's request rate.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::check))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            quota::timeout,
-        ))
+        // Counts, times and logs; bounds the time to answer; wakes the watches
+        // after a write.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -30,10 +30,33 @@ pub struct ServedTo(pub String);
 /// Request counters, latencies and refusals.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    /// By route template. Looked up by `&str`: counting a request of a route
+    /// seen before allocates nothing.
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     refused: Mutex<BTreeMap<(u16, String), u64>>,
     in_flight: AtomicI64,
+}
+
+/// What one route template has served.
+#[derive(Debug, Default)]
+struct RouteStats {
+    /// Requests by method and status (a handful per route: scanned).
+    counts: Vec<(String, u16, u64)>,
+    /// Latency by status class.
+    latency: BTreeMap<&'static str, Histogram>,
+}
+
+impl RouteStats {
+    fn count(&mut self, method: &str, status: u16) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.counts.push((method.to_owned(), status, 1)),
+        }
+    }
 }
 
 fn class(status: u16) -> &'static str {
@@ -48,14 +71,18 @@ fn class(status: u16) -> &'static str {
 
 impl HttpMetrics {
     fn record(&self, method: &str, route: &str, status: u16, micros: u64, token: &str) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_owned(), route.to_owned(), status))
-                .or_default() += 1;
-        }
-        if let Ok(mut m) = self.latency.lock() {
-            m.entry((route.to_owned(), class(status)))
-                .or_insert_with(|| Histogram::new(LATENCY_US))
-                .observe(micros);
+        if let Ok(mut m) = self.routes.lock() {
+            if !m.contains_key(route) {
+                m.insert(route.to_owned(), RouteStats::default());
+            }
+            if let Some(stats) = m.get_mut(route) {
+                stats.count(method, status);
+                stats
+                    .latency
+                    .entry(class(status))
+                    .or_insert_with(|| Histogram::new(LATENCY_US))
+                    .observe(micros);
+            }
         }
         if matches!(status, 401 | 403 | 429) {
             if let Ok(mut m) = self.refused.lock() {
@@ -71,8 +98,18 @@ impl HttpMetrics {
             out,
             "# HELP lockstep_http_requests_total HTTP requests by route and status.\n# TYPE lockstep_http_requests_total counter"
         );
-        if let Ok(m) = self.requests.lock() {
-            for ((method, route, status), n) in m.iter() {
+        if let Ok(m) = self.routes.lock() {
+            // By method, route and status, as they always were listed.
+            let mut rows: Vec<(&str, &str, u16, u64)> = m
+                .iter()
+                .flat_map(|(route, s)| {
+                    s.counts
+                        .iter()
+                        .map(move |(method, status, n)| (method.as_str(), route.as_str(), *status, *n))
+                })
+                .collect();
+            rows.sort_unstable();
+            for (method, route, status, n) in rows {
                 let _ = writeln!(
                     out,
                     "lockstep_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
@@ -84,9 +121,11 @@ impl HttpMetrics {
             out,
             "# HELP {name} Time to answer a request, by route template and status class.\n# TYPE {name} histogram"
         );
-        if let Ok(m) = self.latency.lock() {
-            for ((route, class), h) in m.iter() {
-                h.render_series(name, &format!("route=\"{route}\",status=\"{class}\""), out);
+        if let Ok(m) = self.routes.lock() {
+            for (route, s) in m.iter() {
+                for (class, h) in &s.latency {
+                    h.render_series(name, &format!("route=\"{route}\",status=\"{class}\""), out);
+                }
             }
         }
         let _ = writeln!(
@@ -123,25 +162,21 @@ fn request_id(req: &Request) -> HeaderValue {
 /// Middleware (outermost but CORS): counts, times and logs every request under
 /// its route template, and echoes its `X-Request-Id`.
 pub async fn track(State(st): State<crate::AppState>, mut req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = req.method().clone();
     let id = request_id(&req);
     req.headers_mut().insert(REQUEST_ID, id.clone());
     st.http.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = tokio::time::Instant::now();
-    let mut resp = next.run(req).await;
+    let mut resp = crate::quota::within_timeout(&st, next.run(req)).await;
+    crate::routes::changes::wake_watches(&st, &method, &resp);
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     st.http.in_flight.fetch_sub(1, Ordering::Relaxed);
     let status = resp.status().as_u16();
-    let token = resp
-        .extensions()
-        .get::<ServedTo>()
-        .map_or("-", |t| t.0.as_str())
-        .to_owned();
-    st.http.record(&method, &route, status, micros, &token);
+    let served = resp.extensions_mut().remove::<ServedTo>();
+    let token = served.as_ref().map_or("-", |t| t.0.as_str());
+    st.http.record(method.as_str(), route, status, micros, token);
     tracing::info!(
         target: "lockstep::request",
         method = %method,

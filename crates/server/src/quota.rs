@@ -4,10 +4,7 @@
 //! Limits count by token name (capabilities by their gate; open mode as one
 //! caller, `anonymous`); each is configurable and 0 turns it off.
 
-use crate::extract::Caller;
 use crate::{ApiError, AppState};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -145,21 +142,12 @@ impl Quotas {
     }
 }
 
-/// Middleware (inside authentication): the caller's request rate.
-pub async fn rate(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(caller) = req.extensions().get::<Caller>() {
-        if let Err(e) = st.quotas.request(&caller.name, st.limits.token_requests_per_s) {
-            return e.into_response();
-        }
-    }
-    next.run(req).await
-}
-
-/// Middleware: every request is answered within `request_timeout_ms` (until
-/// its answer starts: a watch's stream runs on). Over it: 503 `unavailable`.
-pub async fn timeout(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// The request time limit: every request is answered within
+/// `request_timeout_ms` (until its answer starts: a watch's stream runs on).
+/// Over it: 503 `unavailable`. Applied by [`crate::metrics::track`].
+pub async fn within_timeout(st: &AppState, answer: impl std::future::Future<Output = Response>) -> Response {
     let limit = Duration::from_millis(st.limits.request_timeout_ms);
-    match tokio::time::timeout(limit, next.run(req)).await {
+    match tokio::time::timeout(limit, answer).await {
         Ok(resp) => resp,
         Err(_) => ApiError::Unavailable(format!(
             "the request took longer than {} ms",

@@ -12,9 +12,8 @@
 
 use crate::extract::{Caller, Ns, Query};
 use crate::{wire, ApiError, AppState};
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 pub use lockstep_api::changes::{ChangesQuery, WatchQuery};
@@ -67,15 +66,14 @@ impl Watches {
     }
 }
 
-/// Middleware: after a write request through this instance has been answered
-/// (so committed, if it wrote), wakes the open watches.
-pub async fn wake_watches(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let resp = next.run(req).await;
+/// After a write request through this instance has been answered (so
+/// committed, if it wrote), wakes the open watches. Called by
+/// [`crate::metrics::track`] for every request.
+pub fn wake_watches(st: &AppState, method: &Method, resp: &Response) {
+    let writes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if writes && resp.status().is_success() {
         st.watches.wake();
     }
-    resp
 }
 
 /// The validated filters of a read.
