@@ -39,7 +39,7 @@ pub use lockstep_core::capability::CapOp;
 pub use lockstep_core::change::{ChangeKind, ChangeOp};
 pub use lockstep_core::feed::{FeedConfig, Scrub};
 pub use lockstep_core::gate::{GateState, Pending, Policy, TicketOp, TicketState, Transition};
-pub use lockstep_core::txn::Txn;
+pub use lockstep_core::txn::{Compare, IncrOp, KeyOp, Op, PatchOp, PutOp, Txn};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

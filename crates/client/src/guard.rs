@@ -3,7 +3,7 @@
 
 use crate::{Error, Ns, Retry};
 use lockstep_api::leases::{AcquireBody, Lease};
-use serde_json::{json, Value};
+use lockstep_api::Compare;
 use std::future::Future;
 use std::ops::Deref;
 use std::time::Duration;
@@ -147,24 +147,38 @@ impl Held {
     /// The transaction compare "this token holds the lease now".
     ///
     /// ```no_run
-    /// # fn f(g: lockstep_client::LeaseGuard) {
-    /// let txn = serde_json::json!({"compare": [g.compare()], "success": []});
-    /// # }
+    /// use lockstep_client::api::{Op, Txn};
+    /// # async fn f(app: lockstep_client::Ns, g: lockstep_client::LeaseGuard) -> Result<(), lockstep_client::Error> {
+    /// let txn = Txn { compare: vec![g.compare()], success: vec![Op::incr("runs", 1)], ..Txn::default() };
+    /// assert!(app.txn(&txn).await?.succeeded, "still the holder");
+    /// # Ok(()) }
     /// ```
-    pub fn compare(&self) -> Value {
-        json!({"lease": self.name, "token": self.token})
+    pub fn compare(&self) -> Compare {
+        Compare::Lease {
+            name: self.name.clone(),
+            token: self.token.clone(),
+        }
     }
 
     /// The transaction compare that fences writes of `resource` with this
     /// lease's fence.
     ///
     /// ```no_run
-    /// # fn f(g: lockstep_client::LeaseGuard) {
-    /// let txn = serde_json::json!({"compare": [g.fence_compare("ledger")], "success": []});
-    /// # }
+    /// use lockstep_client::api::{Op, Txn};
+    /// # async fn f(app: lockstep_client::Ns, g: lockstep_client::LeaseGuard) -> Result<(), lockstep_client::Error> {
+    /// let txn = Txn {
+    ///     compare: vec![g.fence_compare("ledger")],
+    ///     success: vec![Op::put("ledger", serde_json::json!({"by": g.fence()}))],
+    ///     ..Txn::default()
+    /// };
+    /// app.txn(&txn).await?;
+    /// # Ok(()) }
     /// ```
-    pub fn fence_compare(&self, resource: &str) -> Value {
-        json!({"fence": {"resource": resource, "token": self.fence}})
+    pub fn fence_compare(&self, resource: &str) -> Compare {
+        Compare::Fence {
+            resource: resource.to_owned(),
+            token: self.fence,
+        }
     }
 }
 

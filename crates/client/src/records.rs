@@ -7,9 +7,8 @@ use lockstep_api::records::{
     ListQuery, PreconditionQuery, PutRecordBody, Record, RecordDeleted, RecordPatched, RecordPut, Records,
     TxnResult,
 };
-use lockstep_api::Page;
+use lockstep_api::{Page, Txn};
 use reqwest::Method;
-use serde::Serialize;
 use serde_json::Value;
 
 /// The answer of a PUT, with how it was answered.
@@ -158,21 +157,22 @@ impl Ns {
         })
     }
 
-    /// Runs a transaction `{compare, success, failure}` (SPEC §5). The body is
-    /// any serializable value, e.g. `json!` (`lockstep_api::Txn` does not
-    /// serialize its compares).
+    /// Runs a transaction `{compare, success, failure}` (SPEC §5): when every
+    /// compare holds, the `success` operations apply atomically, else `failure`.
     ///
     /// ```no_run
+    /// use lockstep_client::api::{Compare, Op, Txn};
     /// use serde_json::json;
     /// # async fn f(app: lockstep_client::Ns) -> Result<(), lockstep_client::Error> {
-    /// let r = app.txn(&json!({
-    ///     "compare": [{"key": "a", "version": 0}],
-    ///     "success": [{"put": {"key": "a", "value": 1}}],
-    /// })).await?;
+    /// let r = app.txn(&Txn {
+    ///     compare: vec![Compare::Version { key: "a".into(), version: 0 }],
+    ///     success: vec![Op::put("a", json!(1)), Op::incr("puts", 1)],
+    ///     failure: vec![Op::get("a")],
+    /// }).await?;
     /// assert!(r.succeeded);
     /// # Ok(()) }
     /// ```
-    pub async fn txn<T: Serialize + ?Sized>(&self, txn: &T) -> Result<TxnResult, Error> {
+    pub async fn txn(&self, txn: &Txn) -> Result<TxnResult, Error> {
         let req = Req::write(Method::POST, self.at("txn")).json(txn)?;
         Ok(self.t().send(&req).await?.body)
     }

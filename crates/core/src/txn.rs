@@ -8,13 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `{compare, success, failure}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Txn {
-    /// Conditions evaluated together (parsed from objects only, so left out of
-    /// the server's request shape check).
-    #[serde(default, skip_serializing)]
+    /// Conditions evaluated together.
+    #[serde(default)]
     pub compare: Vec<Compare>,
     /// Applied when every compare holds.
     #[serde(default)]
@@ -24,9 +23,9 @@ pub struct Txn {
     pub failure: Vec<Op>,
 }
 
-/// One condition of a transaction.
+/// One condition of a transaction. On the wire it is an object whose members
+/// tell the variant (see each); it serializes to exactly what it parses from.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "Map<String, Value>")]
 pub enum Compare {
     /// `{key, version: N}`: the live version is N (0 = absent).
@@ -113,6 +112,94 @@ impl TryFrom<Map<String, Value>> for Compare {
             ("exists", _) => Err("compare `exists` must be a boolean".into()),
             (other, _) => Err(format!("unknown compare field `{other}`")),
         }
+    }
+}
+
+impl Serialize for Compare {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        match self {
+            Compare::Version { key, version } => {
+                m.serialize_entry("key", key)?;
+                m.serialize_entry("version", version)?;
+            }
+            Compare::Exists { key, exists } => {
+                m.serialize_entry("key", key)?;
+                m.serialize_entry("exists", exists)?;
+            }
+            Compare::Value { key, value } => {
+                m.serialize_entry("key", key)?;
+                m.serialize_entry("value", value)?;
+            }
+            Compare::Lease { name, token } => {
+                m.serialize_entry("lease", name)?;
+                m.serialize_entry("token", token)?;
+            }
+            Compare::Fence { resource, token } => {
+                m.serialize_entry(
+                    "fence",
+                    &FenceWire {
+                        resource,
+                        token: *token,
+                    },
+                )?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// The inner object of a fence compare, `{resource, token}`.
+#[derive(Serialize)]
+struct FenceWire<'a> {
+    resource: &'a str,
+    token: u64,
+}
+
+/// The request schema of a compare: one of its five object shapes.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Compare {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Compare".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Keys, lease names and resources are names (SPEC §3).
+        let name = |description: &str| {
+            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 512,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": description})
+        };
+        let key = name("Record key.");
+        let uint = |description: &str| {
+            serde_json::json!({"type": "integer", "minimum": 0, "format": "uint64",
+            "description": description})
+        };
+        let shape = |description: &str, props: Value, required: [&str; 2]| {
+            serde_json::json!({"type": "object", "description": description, "properties": props,
+                "required": required, "additionalProperties": false})
+        };
+        schemars::json_schema!({
+            "description": "One condition of a transaction.",
+            "oneOf": [
+                shape("The live version is `version` (0 = absent).",
+                    serde_json::json!({"key": key, "version": uint("Expected version.")}), ["key", "version"]),
+                shape("The record exists, or does not.",
+                    serde_json::json!({"key": key, "exists": {"type": "boolean"}}), ["key", "exists"]),
+                shape("The live value equals `value` (absent never equals).",
+                    serde_json::json!({"key": key, "value": {"description": "Expected value (any JSON)."}}),
+                    ["key", "value"]),
+                shape("`token` is the live holder's token of lease `lease` now.",
+                    serde_json::json!({"lease": name("Lease name."),
+                        "token": {"type": "string", "minLength": 1, "description": "Owner token."}}),
+                    ["lease", "token"]),
+                {"type": "object", "required": ["fence"], "additionalProperties": false,
+                 "description": "`token` is at least the highest fence recorded for `resource`; applying the success branch records it.",
+                 "properties": {"fence": shape("The fenced resource and the caller's fence.",
+                    serde_json::json!({"resource": name("The fenced resource."), "token": uint("The caller's fence.")}),
+                    ["resource", "token"])}},
+            ]
+        })
     }
 }
 
@@ -233,6 +320,38 @@ pub enum Op {
 }
 
 impl Op {
+    /// `{get: {key}}`.
+    pub fn get(key: impl Into<String>) -> Op {
+        Op::Get(KeyOp { key: key.into() })
+    }
+
+    /// `{put: {key, value}}` (no TTL).
+    pub fn put(key: impl Into<String>, value: Value) -> Op {
+        Op::Put(PutOp {
+            key: key.into(),
+            value,
+            ttl_ms: None,
+        })
+    }
+
+    /// `{delete: {key}}`.
+    pub fn delete(key: impl Into<String>) -> Op {
+        Op::Delete(KeyOp { key: key.into() })
+    }
+
+    /// `{patch: {key, merge}}`.
+    pub fn patch(key: impl Into<String>, merge: Value) -> Op {
+        Op::Patch(PatchOp {
+            key: key.into(),
+            merge,
+        })
+    }
+
+    /// `{incr: {key, by}}`.
+    pub fn incr(key: impl Into<String>, by: i64) -> Op {
+        Op::Incr(IncrOp { key: key.into(), by })
+    }
+
     /// The record key it touches.
     pub fn key(&self) -> &str {
         match self {
@@ -465,6 +584,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn parse(v: Value) -> Result<Txn, String> {
@@ -494,6 +614,93 @@ mod tests {
             json!({"other": []}),
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    /// Any JSON value without floats (text round trips them inexactly).
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("\\PC{0,4}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn any_compare() -> impl Strategy<Value = Compare> {
+        let name = "\\PC{0,12}";
+        prop_oneof![
+            (name, any::<u64>()).prop_map(|(key, version)| Compare::Version { key, version }),
+            (name, any::<bool>()).prop_map(|(key, exists)| Compare::Exists { key, exists }),
+            (name, any_value()).prop_map(|(key, value)| Compare::Value { key, value }),
+            (name, "\\PC{1,12}").prop_map(|(name, token)| Compare::Lease { name, token }),
+            (name, any::<u64>()).prop_map(|(resource, token)| Compare::Fence { resource, token }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Every compare serializes to the wire form it parses from, so a typed
+        /// transaction sent by a client is the one the server reads.
+        #[test]
+        fn compare_serialize_then_parse_is_identity(c in any_compare()) {
+            let text = serde_json::to_string(&c).unwrap_or_else(|e| panic!("{e}"));
+            let back: Compare = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            prop_assert_eq!(&back, &c);
+            let txn = Txn { compare: vec![c.clone(), c], success: vec![], failure: vec![] };
+            let text = serde_json::to_string(&txn).unwrap_or_else(|e| panic!("{e}"));
+            prop_assert_eq!(parse(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"))), Ok(txn));
+        }
+    }
+
+    #[test]
+    fn compares_serialize_to_the_documented_wire_form() {
+        let cases = [
+            (
+                Compare::Version {
+                    key: "a".into(),
+                    version: 3,
+                },
+                json!({"key": "a", "version": 3}),
+            ),
+            (
+                Compare::Exists {
+                    key: "a".into(),
+                    exists: false,
+                },
+                json!({"key": "a", "exists": false}),
+            ),
+            (
+                Compare::Value {
+                    key: "a".into(),
+                    value: json!({"x": [1]}),
+                },
+                json!({"key": "a", "value": {"x": [1]}}),
+            ),
+            (
+                Compare::Lease {
+                    name: "l".into(),
+                    token: "t".into(),
+                },
+                json!({"lease": "l", "token": "t"}),
+            ),
+            (
+                Compare::Fence {
+                    resource: "r".into(),
+                    token: 7,
+                },
+                json!({"fence": {"resource": "r", "token": 7}}),
+            ),
+        ];
+        for (c, wire) in cases {
+            assert_eq!(serde_json::to_value(&c).unwrap_or_else(|e| panic!("{e}")), wire);
         }
     }
 

@@ -326,7 +326,12 @@ pub async fn run(op: Op) -> Result<(), Failure> {
             out.show(&d, || format!("deleted {} (revision {})", d.key, d.revision))
         }
         Op::Txn { file, .. } => {
-            let txn = json_arg("FILE", &read_arg(&file)?)?;
+            let txn: lockstep_client::api::Txn = serde_json::from_value(json_arg("FILE", &read_arg(&file)?)?)
+                .map_err(|e| {
+                    Failure::Error(format!(
+                        "FILE is not a transaction {{compare, success, failure}}: {e}"
+                    ))
+                })?;
             let t = ns.txn(&txn).await?;
             out.show(&t, || {
                 let branch = if t.succeeded { "succeeded" } else { "failed" };

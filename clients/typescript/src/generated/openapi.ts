@@ -648,7 +648,38 @@ export interface components {
         };
         /** @description One condition of a transaction. */
         Compare: {
-            [key: string]: unknown;
+            /** @description Record key. */
+            key: string;
+            /**
+             * Format: uint64
+             * @description Expected version.
+             */
+            version: number;
+        } | {
+            exists: boolean;
+            /** @description Record key. */
+            key: string;
+        } | {
+            /** @description Record key. */
+            key: string;
+            /** @description Expected value (any JSON). */
+            value: unknown;
+        } | {
+            /** @description Lease name. */
+            lease: string;
+            /** @description Owner token. */
+            token: string;
+        } | {
+            /** @description The fenced resource and the caller's fence. */
+            fence: {
+                /** @description The fenced resource. */
+                resource: string;
+                /**
+                 * Format: uint64
+                 * @description The caller's fence.
+                 */
+                token: number;
+            };
         };
         /** @description `PUT /idempotency/{scope}/{key}` body: `{token, response}`. */
         CompleteBody: {
@@ -1386,8 +1417,8 @@ export interface components {
         /** @description `{compare, success, failure}`. */
         Txn: {
             /**
-             * @description Conditions evaluated together (parsed from objects only, so left out of
-             *     the server's request shape check).
+             * @description Conditions evaluated together.
+             * @default []
              */
             compare?: components["schemas"]["Compare"][];
             /**

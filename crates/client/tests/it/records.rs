@@ -3,8 +3,10 @@
 use crate::common::Ctx;
 use futures_util::TryStreamExt;
 use lockstep_client::api::records::{ListQuery, PutRecordBody};
+use lockstep_client::api::{Compare, Op, Txn};
 use lockstep_client::Error;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 lockstep_testkit::backends!(crate::common::run; cas_and_odd_keys, listing_pages, txn_typed, counter_has_every_increment, update_with_reports_conflict);
 
@@ -64,21 +66,89 @@ async fn listing_pages(c: Ctx) {
 async fn txn_typed(c: Ctx) {
     let r = c
         .app
-        .txn(&json!({
-            "compare": [{"key": "a", "version": 0}],
-            "success": [{"put": {"key": "a", "value": 1}}, {"get": {"key": "b"}}],
-        }))
+        .txn(&Txn {
+            compare: vec![Compare::Version {
+                key: "a".into(),
+                version: 0,
+            }],
+            success: vec![Op::put("a", json!(1)), Op::get("b")],
+            failure: vec![],
+        })
         .await
         .unwrap();
     assert!(r.succeeded);
     assert_eq!(r.results.len(), 2);
     let r = c
         .app
-        .txn(&json!({"compare": [{"key": "a", "version": 0}], "success": [], "failure": [{"get": {"key": "a"}}]}))
+        .txn(&Txn {
+            compare: vec![Compare::Version {
+                key: "a".into(),
+                version: 0,
+            }],
+            success: vec![],
+            failure: vec![Op::get("a")],
+        })
         .await
         .unwrap();
     assert!(!r.succeeded);
     assert_eq!(r.failed, vec![0]);
+    // Every kind of compare and operation, typed: the holding ones pass, and
+    // the ones that do not hold are the ones named failed.
+    let guard = c
+        .app
+        .acquire("l", Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    let holding = vec![
+        Compare::Version {
+            key: "a".into(),
+            version: 1,
+        },
+        Compare::Exists {
+            key: "zz".into(),
+            exists: false,
+        },
+        Compare::Value {
+            key: "a".into(),
+            value: json!(1),
+        },
+        guard.compare(),
+        guard.fence_compare("ledger"),
+    ];
+    let ops = vec![
+        Op::put("p", json!({"x": 1})),
+        Op::patch("p", json!({"y": 2})),
+        Op::incr("n", 3),
+        Op::delete("a"),
+        Op::get("p"),
+    ];
+    let r = c
+        .app
+        .txn(&Txn {
+            compare: holding.clone(),
+            success: ops,
+            failure: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(r.results.len(), 5);
+    let p = c.app.get("p").await.unwrap().unwrap();
+    assert_eq!(p.value, json!({"x": 1, "y": 2}));
+    assert!(c.app.get("a").await.unwrap().is_none());
+    // Now `a` is gone: its version, value compares fail (and only those).
+    let r = c
+        .app
+        .txn(&Txn {
+            compare: holding,
+            success: vec![Op::incr("n", 1)],
+            failure: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(!r.succeeded);
+    assert_eq!(r.failed, vec![0, 2]);
+    guard.release().await.unwrap();
 }
 
 fn incremented(v: Option<&Value>) -> Value {

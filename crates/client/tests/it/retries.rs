@@ -7,6 +7,7 @@ use futures_util::TryStreamExt;
 use lockstep_client::api::changes::ChangesQuery;
 use lockstep_client::api::feeds::AppendBody;
 use lockstep_client::api::records::PutRecordBody;
+use lockstep_client::api::{Compare, Op, Txn};
 use lockstep_client::{Client, Error, Method, Retry};
 use serde_json::json;
 use std::time::Duration;
@@ -25,7 +26,14 @@ async fn lost_answer_applies_once(c: Ctx) {
     c.app.put("n", &PutRecordBody::new(json!(0))).await.unwrap();
     proxy.drop_next_answer();
     let r = app
-        .txn(&json!({"compare": [{"key": "n", "value": 0}], "success": [{"put": {"key": "n", "value": 1}}]}))
+        .txn(&Txn {
+            compare: vec![Compare::Value {
+                key: "n".into(),
+                value: json!(0),
+            }],
+            success: vec![Op::put("n", json!(1))],
+            failure: vec![],
+        })
         .await
         .unwrap();
     assert!(r.succeeded, "the replayed answer is the first attempt's");

@@ -22,6 +22,8 @@ pub enum Kind {
     FeedReappend,
     /// A read mark of one entry.
     FeedMarkRead,
+    /// An append with a fresh id to the feed with a retention cap.
+    CappedAppend,
     /// A lease acquire.
     LeaseAcquire,
     /// The holder's fenced write (`txn` with the lease and fence compares).
@@ -38,6 +40,10 @@ pub enum Kind {
     GateRevoke,
     /// A gate reopen.
     GateReopen,
+    /// A pause of the pause gate.
+    GatePause,
+    /// A resume of the pause gate.
+    GateResume,
     /// A keyed request (first attempt or retry with the same `Idempotency-Key`).
     Keyed,
     /// The reads at the end of the run.

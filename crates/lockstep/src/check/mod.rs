@@ -27,7 +27,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use verify::Invariant;
-use workloads::{gate_id, gate_policy, Worker, GATES};
+use workloads::{gate_id, gate_policy, Worker, CAPPED_FEED, CAPPED_MAX, GATES, PAUSE_GATE};
 
 /// The exit code when an invariant was violated.
 pub const EXIT_VIOLATION: i32 = 2;
@@ -167,8 +167,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     Ok(if violations == 0 { 0 } else { EXIT_VIOLATION })
 }
 
-/// Creates the run's gates and writes a start marker; answers the revision
-/// the run starts after (the change log is checked from there).
+/// Creates the run's gates and the capped feed's retention, and writes a
+/// start marker; answers the revision the run starts after (the change log
+/// is checked from there).
 async fn prepare(c: &mut Caller, run_id: &str) -> anyhow::Result<u64> {
     let marker = c
         .call(
@@ -200,6 +201,31 @@ async fn prepare(c: &mut Caller, run_id: &str) -> anyhow::Result<u64> {
             None,
         )
         .await;
+    }
+    let op = c
+        .call(
+            Kind::Setup,
+            "PUT",
+            &format!("/gates/{PAUSE_GATE}"),
+            Some(json!({})),
+        )
+        .await;
+    if !op.ok() {
+        bail!("cannot create gate {PAUSE_GATE}: {}", op.describe());
+    }
+    // A pause gate left paused by an earlier (interrupted) run opens again.
+    c.call(Kind::Setup, "POST", &format!("/gates/{PAUSE_GATE}/resume"), None)
+        .await;
+    let op = c
+        .call(
+            Kind::Setup,
+            "PUT",
+            &format!("/feeds/{CAPPED_FEED}"),
+            Some(json!({"max_entries": CAPPED_MAX})),
+        )
+        .await;
+    if !op.ok() {
+        bail!("cannot configure feed {CAPPED_FEED}: {}", op.describe());
     }
     Ok(start)
 }

@@ -3,7 +3,7 @@
 
 use super::caller::Caller;
 use super::history::Kind;
-use super::workloads::{counter_key, gate_feed, COUNTERS, FEED, GATES, KEYED_COUNTER};
+use super::workloads::{counter_key, gate_feed, CAPPED_FEED, COUNTERS, FEED, GATES, KEYED_COUNTER};
 use anyhow::{bail, Context};
 use lockstep_api::changes::Change;
 use lockstep_api::feeds::Entry;
@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub counters: BTreeMap<String, i64>,
     /// The feed appended to.
     pub feed: FeedState,
+    /// The feed with a retention cap.
+    pub capped: FeedState,
     /// Each gate's finalization feed.
     pub gate_feeds: BTreeMap<usize, FeedState>,
     /// How much the keyed requests' counter moved during the run.
@@ -70,6 +72,7 @@ pub async fn read(
         }
     }
     s.feed = feed(c, FEED).await?;
+    s.capped = feed(c, CAPPED_FEED).await?;
     for g in 0..GATES {
         s.gate_feeds.insert(g, feed(c, &gate_feed(g)).await?);
     }

@@ -5,7 +5,8 @@
 
 use super::history::{History, Kind, Op};
 use super::snapshot::{FeedState, Snapshot};
-use super::workloads::{gate_id, gate_policy, lease_name, GATES, LEASES};
+use super::workloads::{gate_id, gate_policy, lease_name, CAPPED_MAX, GATES, LEASES, PAUSE_GATE};
+use lockstep_core::Millis;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,8 +45,10 @@ pub fn all(h: &History, s: &Snapshot) -> Vec<Invariant> {
     vec![
         counters(h, s),
         feeds(h, s),
+        retention(h, s),
         leases(h),
         gates(h, s),
+        pauses(h),
         idempotency(h, s),
         changes(h, s),
     ]
@@ -187,6 +190,69 @@ fn unread(inv: &mut Invariant, what: &str, f: &FeedState) {
             f.unread_count
         ));
     }
+}
+
+/// Feed retention: after the appends settled, the capped feed holds at most
+/// [`CAPPED_MAX`] entries, each appended (with its data); and every
+/// acknowledged entry that is surely among the newest `CAPPED_MAX` — fewer
+/// than that many acknowledged or unanswered appends can order after it,
+/// by `(at, id)` as answered — is there.
+pub fn retention(h: &History, s: &Snapshot) -> Invariant {
+    let mut inv = Invariant::new("feed retention (max entries)");
+    let held = &s.capped.entries;
+    if held.len() > CAPPED_MAX {
+        inv.violate(format!(
+            "the capped feed holds {} entries, its max_entries is {CAPPED_MAX}",
+            held.len()
+        ));
+    }
+    let entry: HashMap<&str, &lockstep_api::feeds::Entry> = held
+        .iter()
+        .filter(|e| e.id.starts_with(&s.run))
+        .map(|e| (e.id.as_str(), e))
+        .collect();
+    let attempted: HashMap<&str, &Op> = h
+        .of(Kind::CappedAppend)
+        .filter_map(|o| Some((o.req_str("id")?, o)))
+        .collect();
+    for (id, e) in &entry {
+        match attempted.get(id) {
+            None => inv.violate(format!("capped feed entry {id} was never appended")),
+            Some(op) if Some(&Value::Object(e.data.clone())) != op.request.get("data") => {
+                inv.violate(format!(
+                    "capped feed entry {id} holds {:?}, appended {}",
+                    e.data, op.request
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let unanswered = h.of(Kind::CappedAppend).filter(|o| o.unknown()).count();
+    // Each acknowledged append's place in the feed's order.
+    let mut acked: Vec<((Millis, &str), &Op)> = Vec::new();
+    for op in h.of(Kind::CappedAppend).filter(|o| o.ok()) {
+        inv.checked += 1;
+        let place = op
+            .str("at")
+            .and_then(|at| Millis::parse_rfc3339(at).ok())
+            .zip(op.req_str("id"));
+        match place {
+            Some(p) if op.answer.get("created") == Some(&Value::Bool(true)) => acked.push((p, op)),
+            _ => inv.violate(format!("a fresh append was not created: {}", op.describe())),
+        }
+    }
+    acked.sort_by(|a, b| b.0.cmp(&a.0));
+    for (newer, ((_, id), op)) in acked.iter().enumerate() {
+        if newer + unanswered < CAPPED_MAX && !entry.contains_key(id) {
+            inv.violate(format!(
+                "entry {id} is among the newest {CAPPED_MAX} ({newer} newer) but missing: {}",
+                op.describe()
+            ));
+        }
+    }
+    unread(&mut inv, "the capped feed", &s.capped);
+    inv.provoked = format!("{} appended past the cap", acked.len().saturating_sub(CAPPED_MAX));
+    inv
 }
 
 /// One holding of a lease, from the history.
@@ -393,6 +459,64 @@ pub fn gates(h: &History, s: &Snapshot) -> Invariant {
     inv
 }
 
+/// When the pause gate was surely paused: from the answer of a pause
+/// (`state: paused`) to the start of the first resume that may have taken
+/// effect after that pause (any resume not answered before the pause was
+/// sent, and not refused).
+fn paused_windows(h: &History) -> Vec<(u64, u64)> {
+    let resumes: Vec<&Op> = h.of(Kind::GateResume).filter(|o| o.ok() || o.unknown()).collect();
+    h.of(Kind::GatePause)
+        .filter(|o| o.ok() && o.str("state") == Some("paused"))
+        .filter_map(|p| {
+            let until = resumes
+                .iter()
+                .filter(|r| r.unknown() || r.end_us > p.start_us)
+                .map(|r| r.start_us)
+                .min()
+                .unwrap_or(u64::MAX);
+            (p.end_us < until).then_some((p.end_us, until))
+        })
+        .collect()
+}
+
+/// Gate pause: no admit, commit or finalize at the pause gate succeeded
+/// while it was surely paused (each answers 423 `gate_paused` then); and a
+/// pause never loses a ticket — no step there is refused 410 (the gate is
+/// never revoked, its epoch never moves).
+pub fn pauses(h: &History) -> Invariant {
+    let mut inv = Invariant::new("paused gate admits nothing");
+    let windows = paused_windows(h);
+    let prefix = format!("/gates/{PAUSE_GATE}/tickets");
+    let mut provoked = 0;
+    for op in h.ops.iter().filter(|o| {
+        matches!(
+            o.kind,
+            Kind::TicketAdmit | Kind::TicketCommit | Kind::TicketFinalize
+        ) && o.path.starts_with(&prefix)
+            && !o.unknown()
+    }) {
+        inv.checked += 1;
+        let paused = windows
+            .iter()
+            .any(|&(from, until)| from < op.start_us && op.end_us < until);
+        provoked += usize::from(paused);
+        if paused && op.ok() {
+            inv.violate(format!("accepted while the gate was paused: {}", op.describe()));
+        }
+        if paused && !op.ok() && op.code() != Some("gate_paused") {
+            inv.violate(format!(
+                "refused while paused, but not gate_paused: {}",
+                op.describe()
+            ));
+        }
+        if op.status == 410 {
+            inv.violate(format!("a ticket did not survive a pause: {}", op.describe()));
+        }
+    }
+    inv.provoked = format!("{provoked} ticket steps while surely paused");
+    inv
+}
+
 /// Idempotency: every completed answer to one `Idempotency-Key` is
 /// identical (status and body), at most one of them executed, and the
 /// keyed counter moved once per key.
@@ -456,7 +580,8 @@ fn written(op: &Op) -> Option<u64> {
         Kind::FeedAppend => yes("created"),
         Kind::LeaseRelease => yes("released"),
         Kind::LeaseWrite | Kind::Keyed => yes("succeeded"),
-        Kind::GateRevoke | Kind::GateReopen => yes("changed"),
+        Kind::GateRevoke | Kind::GateReopen | Kind::GatePause | Kind::GateResume => yes("changed"),
+        Kind::CappedAppend => yes("created"),
         _ => false,
     };
     if wrote {

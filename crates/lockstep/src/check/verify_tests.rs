@@ -274,3 +274,122 @@ fn durations_parse() {
     assert!(parse_duration("x").is_err());
     assert!(parse_duration("3h").is_err());
 }
+
+fn capped(n: u64, status: u16) -> Op {
+    let id = format!("r-{n:02}");
+    op(
+        Kind::CappedAppend,
+        "/feeds/events-capped/entries",
+        (n * 2, n * 2 + 1),
+        status,
+        json!({"id": id, "data": {"n": 1}}),
+        json!({"id": id, "created": true, "at": format!("2026-01-01T00:00:{n:02}.000Z")}),
+    )
+}
+
+#[test]
+fn retention_catches_an_overfull_feed_and_a_missing_recent_entry() {
+    use super::workloads::CAPPED_MAX;
+    let total = CAPPED_MAX as u64 + 5;
+    let h = history((0..total).map(|n| capped(n, 201)).collect());
+    let newest = |k: u64| -> Vec<Entry> {
+        (total - k..total)
+            .map(|n| entry(&format!("r-{n:02}"), false))
+            .collect()
+    };
+    let mut s = Snapshot {
+        run: "r-".into(),
+        ..Snapshot::default()
+    };
+    s.capped = FeedState {
+        entries: newest(CAPPED_MAX as u64),
+        unread_count: CAPPED_MAX as u64,
+    };
+    let inv = verify::retention(&h, &s);
+    assert!(inv.violations.is_empty(), "{:?}", inv.violations);
+    assert_eq!(inv.provoked, "5 appended past the cap");
+    // One entry too many: over the cap.
+    s.capped.entries = newest(CAPPED_MAX as u64 + 1);
+    s.capped.unread_count += 1;
+    assert_eq!(verify::retention(&h, &s).violations.len(), 1);
+    // The newest entry missing (an older one kept instead).
+    s.capped.entries = newest(CAPPED_MAX as u64 + 1);
+    s.capped.entries.pop();
+    s.capped.unread_count -= 1;
+    let inv = verify::retention(&h, &s);
+    assert_eq!(inv.violations.len(), 1, "{:?}", inv.violations);
+    assert!(inv.violations[0].contains("0 newer"), "{:?}", inv.violations);
+    // With that append unanswered instead, its absence is no violation.
+    let mut h = h;
+    if let Some(last) = h.ops.last_mut() {
+        last.status = 0;
+    }
+    assert!(verify::retention(&h, &s).violations.is_empty());
+}
+
+fn paused(kind: Kind, step: &str, at: (u64, u64), status: u16, answer: Value) -> Op {
+    let path = match kind {
+        Kind::GatePause | Kind::GateResume => format!("/gates/gate-paused/{step}"),
+        Kind::TicketAdmit => "/gates/gate-paused/tickets".to_owned(),
+        _ => format!("/gates/gate-paused/tickets/t1/{step}"),
+    };
+    op(kind, &path, at, status, json!({}), answer)
+}
+
+#[test]
+fn pauses_catch_a_ticket_accepted_while_paused_and_a_lost_ticket() {
+    let pause = paused(
+        Kind::GatePause,
+        "pause",
+        (0, 2),
+        200,
+        json!({"state": "paused", "changed": true}),
+    );
+    let resume = paused(
+        Kind::GateResume,
+        "resume",
+        (10, 11),
+        200,
+        json!({"state": "open", "changed": true}),
+    );
+    let refused = json!({"code": "gate_paused"});
+    let clean = history(vec![
+        pause.clone(),
+        paused(Kind::TicketCommit, "commit", (3, 4), 423, refused.clone()),
+        paused(Kind::TicketAdmit, "", (5, 6), 423, refused.clone()),
+        resume.clone(),
+        paused(Kind::TicketCommit, "commit", (12, 13), 200, json!({})),
+    ]);
+    let inv = verify::pauses(&clean);
+    assert!(inv.violations.is_empty(), "{:?}", inv.violations);
+    assert_eq!(inv.provoked, "2 ticket steps while surely paused");
+    // Accepted while surely paused; and a ticket refused 410 after resume.
+    let h = history(vec![
+        pause.clone(),
+        paused(Kind::TicketCommit, "commit", (3, 4), 200, json!({})),
+        resume.clone(),
+        paused(
+            Kind::TicketCommit,
+            "commit",
+            (12, 13),
+            410,
+            json!({"code": "gate_closed"}),
+        ),
+    ]);
+    assert_eq!(verify::pauses(&h).violations.len(), 2);
+    // A resume that overlapped the pause may have come after it: no window.
+    let racing = paused(
+        Kind::GateResume,
+        "resume",
+        (1, 3),
+        200,
+        json!({"state": "open", "changed": true}),
+    );
+    let h = history(vec![
+        pause,
+        racing,
+        paused(Kind::TicketCommit, "commit", (5, 6), 200, json!({})),
+        resume,
+    ]);
+    assert!(verify::pauses(&h).violations.is_empty());
+}

@@ -136,7 +136,14 @@ async fn check_catches_lost_updates_behind_a_broken_proxy() {
     );
     assert!(o.stdout.contains("FAILED"), "{}", o.stdout);
     // Only the broken behaviour is reported: the other invariants still hold.
-    for name in ["feed", "lease", "stale", "idempotent"] {
+    for name in [
+        "feed entries",
+        "retention",
+        "lease",
+        "stale",
+        "paused gate",
+        "idempotent",
+    ] {
         assert_eq!(o.invariant(name)["violations"], 0, "{name}: {}", o.verdict);
     }
 }

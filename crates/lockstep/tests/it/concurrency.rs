@@ -1,13 +1,15 @@
-//! Concurrency through HTTP: compare-and-swap increments lose no update, and a
-//! create race has exactly one winner, on the embedded server (SQLite) and on
-//! three `lockstep serve` processes sharing one PostgreSQL schema.
+//! Concurrency through `lockstep_client`: compare-and-swap increments lose no
+//! update, and a create race has exactly one winner, on the embedded server
+//! (SQLite) and on three `lockstep serve` processes sharing one PostgreSQL
+//! schema.
 
 #![allow(clippy::unwrap_used)]
 
 use crate::common;
 
-use common::{fresh_pg, sqlite_db, tempdir, Http, Process, Server};
-use serde_json::{json, Value};
+use common::{client, fresh_pg, ns, sqlite_db, tempdir, Http, Process, Server};
+use lockstep_client::api::records::{PutRecordBody, Record};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Barrier;
@@ -82,6 +84,11 @@ async fn cas_client(h: Http, key: String, reread: bool) -> (Successes, u64) {
 /// 32 clients × 50 successful CAS increments of one key, spread round-robin
 /// over `urls`: the final value is the number of successful writes, and the
 /// successful writes, in version order, wrote 1, 2, 3, … (no lost update).
+///
+/// Raw HTTP without `Idempotency-Key`, not `lockstep_client`: the client keys
+/// every write, and a keyed refusal is stored like an answer, so each of the
+/// ~25 000 refused CAS writes would become a write of its own (the run on three
+/// PostgreSQL processes takes over 150 s instead of ~30 s); this measures CAS.
 async fn cas_increments(urls: &[String], label: &str) {
     let key = "counter";
     let first = Http::new(&urls[0]);
@@ -140,56 +147,55 @@ async fn create_race(urls: &[String], label: &str) {
         let barrier = Arc::new(Barrier::new(RACERS));
         let mut tasks = Vec::new();
         for i in 0..RACERS {
-            let h = Http::new(&urls[i % urls.len()]);
+            let client = client(&urls[i % urls.len()]);
             let barrier = barrier.clone();
             let key = key.clone();
             tasks.push(tokio::spawn(async move {
                 // Warm the connection up, so the PUTs start together.
-                let r = h.get("/healthz").await;
-                assert_eq!(r.status, 200);
+                client.server_info().await.unwrap();
                 barrier.wait().await;
-                let r = h
-                    .json(
-                        "PUT",
-                        &rec(&key),
-                        &json!({"value": {"racer": i}, "expected_version": 0}),
-                    )
-                    .await;
-                (i, r)
+                let body = PutRecordBody::new(json!({"racer": i})).expected_version(0);
+                (i, client.ns(NS).put(&key, &body).await)
             }));
         }
         let mut winners = Vec::new();
         let mut losers = Vec::new();
         for t in tasks {
-            let (i, r) = t.await.unwrap();
-            match r.status {
-                201 => winners.push((i, r)),
-                409 => {
-                    assert_eq!(r.code(), Some("version_mismatch"), "{}", r.text);
-                    losers.push(r);
+            match t.await.unwrap() {
+                (i, Ok(w)) => {
+                    assert!(w.created, "[{label}] racer {i}: {w:?}");
+                    winners.push((i, w));
                 }
-                other => panic!("[{label}] racer {i} got {other}: {}", r.text),
+                (_, Err(e)) if e.status() == Some(409) => {
+                    assert_eq!(e.code(), Some("version_mismatch"), "{e}");
+                    losers.push(e);
+                }
+                (i, Err(e)) => panic!("[{label}] racer {i} got {e:?}"),
             }
         }
         assert_eq!(
             winners.len(),
             1,
-            "[{label}] exactly one creator of {key}: {:?}",
-            winners.iter().map(|(i, r)| (i, &r.text)).collect::<Vec<_>>()
+            "[{label}] exactly one creator of {key}: {winners:?}"
         );
         assert_eq!(losers.len(), RACERS - 1, "[{label}] the others get 409");
         let (winner, w) = &winners[0];
-        let version = w.u64("version");
-        for r in &losers {
+        let version = w.put.version;
+        for e in &losers {
+            let cur = e.current().flatten().unwrap_or_else(|| panic!("current: {e:?}"));
             assert_eq!(
-                r.body["current"],
-                json!({"version": version, "value": {"racer": winner}}),
+                (cur.version, &cur.value),
+                (version, &json!({"racer": winner})),
                 "[{label}] a loser sees the winner's write"
             );
         }
-        let r = Http::new(&urls[round % urls.len()]).get(&rec(&key)).await;
-        assert_eq!(r.body["value"], json!({"racer": winner}));
-        assert_eq!(r.u64("version"), version);
+        let r = ns(&urls[round % urls.len()], NS)
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.value, json!({"racer": winner}));
+        assert_eq!(r.version, version);
     }
 }
 
@@ -246,10 +252,10 @@ async fn create_race_postgres_three_processes() {
     )
     .await;
     // The same row through every process.
-    let seen: Vec<Value> = {
+    let seen: Vec<Record> = {
         let mut v = Vec::new();
         for url in &urls {
-            v.push(Http::new(url).get(&rec("race0")).await.body);
+            v.push(ns(url, NS).get("race0").await.unwrap().unwrap());
         }
         v
     };

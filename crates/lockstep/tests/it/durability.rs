@@ -5,16 +5,33 @@
 
 use crate::common;
 
-use common::{sqlite_db, tempdir, Http, Process};
-use serde_json::json;
+use common::{ns, sqlite_db, tempdir, Process};
+use futures_util::TryStreamExt;
+use lockstep_client::api::records::{ListQuery, PutRecordBody};
+use lockstep_client::api::{Op, Txn};
+use lockstep_client::Ns;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 const NS: &str = "dur";
 const RECORDS: usize = 200;
 const CONCURRENT_TASKS: usize = 10;
 
-fn rec(key: &str) -> String {
-    format!("/v1/ns/{NS}/records/{key}")
+/// Writes `value` at `key`, asserting it was created (or replaced).
+async fn put(app: &Ns, key: &str, value: &Value, created: bool) -> u64 {
+    let w = app.put(key, &PutRecordBody::new(value.clone())).await.unwrap();
+    assert_eq!(w.created, created, "PUT {key}: {w:?}");
+    w.put.version
+}
+
+/// The `(version, value)` of a record that must exist.
+async fn get(app: &Ns, key: &str) -> (u64, Value) {
+    let r = app
+        .get(key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{key} was acknowledged before kill -9, and is gone"));
+    (r.version, r.value)
 }
 
 fn key(i: usize) -> String {
@@ -26,34 +43,28 @@ async fn acknowledged_writes_survive_kill_9() {
     let dir = tempdir();
     let db = sqlite_db(&dir);
     let mut server = Process::start(&db);
-    let h = Http::new(&server.url);
+    let app = ns(&server.url, NS);
 
     // Half of the records written one after the other, half by concurrent tasks;
     // some rewritten (and one deleted), so the acknowledged version is not the first.
-    let mut acked: BTreeMap<String, (u64, serde_json::Value)> = BTreeMap::new();
+    let mut acked: BTreeMap<String, (u64, Value)> = BTreeMap::new();
     for i in 0..RECORDS / 2 {
         let value = json!({"i": i, "pass": 1});
-        let r = h.json("PUT", &rec(&key(i)), &json!({"value": value})).await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        acked.insert(key(i), (r.u64("version"), value));
+        acked.insert(key(i), (put(&app, &key(i), &value, true).await, value));
     }
     let mut tasks = Vec::new();
     for t in 0..CONCURRENT_TASKS {
-        let h = Http::new(&server.url);
+        let app = ns(&server.url, NS);
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for i in (RECORDS / 2..RECORDS).filter(|i| i % CONCURRENT_TASKS == t) {
                 let value = json!({"i": i, "pass": 1, "task": t});
-                let r = h.json("PUT", &rec(&key(i)), &json!({"value": value})).await;
-                assert_eq!(r.status, 201, "{}", r.text);
-                out.push((key(i), r.u64("version"), value));
+                out.push((key(i), put(&app, &key(i), &value, true).await, value));
             }
             // Rewrite a few of the sequential ones concurrently too.
             for i in (0..RECORDS / 2).filter(|i| i % 25 == t) {
                 let value = json!({"i": i, "pass": 2});
-                let r = h.json("PUT", &rec(&key(i)), &json!({"value": value})).await;
-                assert_eq!(r.status, 200, "{}", r.text);
-                out.push((key(i), r.u64("version"), value));
+                out.push((key(i), put(&app, &key(i), &value, false).await, value));
             }
             out
         }));
@@ -64,70 +75,70 @@ async fn acknowledged_writes_survive_kill_9() {
         }
     }
     // A transaction and a patch are writes too.
-    let r = h
-        .json(
-            "POST",
-            &format!("/v1/ns/{NS}/txn"),
-            &json!({"success": [{"incr": {"key": "counter", "by": 41}}, {"incr": {"key": "counter", "by": 1}}]}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    acked.insert("counter".into(), (r.u64("revision"), json!(42)));
-    let r = h.json("PUT", &rec("gone"), &json!({"value": 1})).await;
-    assert_eq!(r.status, 201);
-    let r = h.send(h.req("DELETE", &rec("gone"))).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let last_ack = r.u64("revision");
+    let r = app
+        .txn(&Txn {
+            success: vec![Op::incr("counter", 41), Op::incr("counter", 1)],
+            ..Txn::default()
+        })
+        .await
+        .unwrap();
+    assert!(r.succeeded);
+    acked.insert("counter".into(), (r.revision, json!(42)));
+    put(&app, "gone", &json!(1), true).await;
+    let d = app.delete("gone", None).await.unwrap();
+    let last_ack = d.revision;
     assert_eq!(acked.len(), RECORDS + 1);
     let max_version = acked.values().map(|(v, _)| *v).max().unwrap();
     assert!(last_ack > max_version);
 
     // kill -9 right after the last acknowledgement.
     server.kill9();
-    drop(h);
+    drop(app);
 
     let server = Process::start(&db);
-    let h = Http::new(&server.url);
+    let app = ns(&server.url, NS);
     for (k, (version, value)) in &acked {
-        let r = h.get(&rec(k)).await;
-        assert_eq!(r.status, 200, "{k} was acknowledged before kill -9: {}", r.text);
-        assert_eq!(r.u64("version"), *version, "{k}: the acknowledged version");
-        assert_eq!(&r.body["value"], value, "{k}: the acknowledged value");
+        let (v, val) = get(&app, k).await;
+        assert_eq!(v, *version, "{k}: the acknowledged version");
+        assert_eq!(&val, value, "{k}: the acknowledged value");
     }
-    let r = h.get(&rec("gone")).await;
-    assert_eq!(r.status, 404, "the acknowledged delete survives: {}", r.text);
+    assert!(
+        app.get("gone").await.unwrap().is_none(),
+        "the acknowledged delete survives"
+    );
     // Every record is listed once.
-    let r = h.get(&format!("/v1/ns/{NS}/records?limit=1000")).await;
+    let listed: Vec<String> = app
+        .records(ListQuery {
+            limit: Some(1000),
+            ..ListQuery::default()
+        })
+        .map_ok(|r| r.key)
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(
-        r.body["records"].as_array().map(Vec::len),
-        Some(RECORDS + 1),
-        "{:.500}",
-        r.text
+        listed,
+        acked.keys().cloned().collect::<Vec<_>>(),
+        "every record listed once"
     );
 
     // New writes get larger versions than anything acknowledged before the crash.
-    let r = h.json("PUT", &rec(&key(0)), &json!({"value": "after"})).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let v = r.u64("version");
+    let v = put(&app, &key(0), &json!("after"), false).await;
     assert!(
         v > last_ack,
         "a version after the restart ({v}) exceeds every earlier revision ({last_ack})"
     );
-    let r = h
-        .json(
-            "PUT",
-            &rec("new"),
-            &json!({"value": "after", "expected_version": 0}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert!(r.u64("version") > v);
+    let w = app
+        .put("new", &PutRecordBody::new(json!("after")).expected_version(0))
+        .await
+        .unwrap();
+    assert!(w.created && w.put.version > v);
     // Re-creating the deleted key does not reuse a version either.
-    let r = h
-        .json("PUT", &rec("gone"), &json!({"value": 2, "expected_version": 0}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert!(r.u64("version") > last_ack);
+    let w = app
+        .put("gone", &PutRecordBody::new(json!(2)).expected_version(0))
+        .await
+        .unwrap();
+    assert!(w.created && w.put.version > last_ack);
 }
 
 /// kill -9 while writers are busy: whatever was acknowledged before the kill is
@@ -141,20 +152,17 @@ async fn kill_9_under_load_keeps_every_acknowledged_write() {
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
     let mut tasks = Vec::new();
     for t in 0..8 {
-        let h = Http::new(&server.url);
+        let app = ns(&server.url, NS);
         let acked = acked.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let k = format!("load/{t}/{i:05}");
-                let req = h
-                    .req("PUT", &rec(&k))
-                    .header("content-type", "application/json")
-                    .body(json!({"value": i}).to_string());
-                match common::try_send(req).await {
-                    Ok(r) if r.status == 201 => acked.lock().unwrap().push((k, r.u64("version"))),
-                    Ok(r) => panic!("PUT {k} answered {}: {}", r.status, r.text),
+                match app.put(&k, &PutRecordBody::new(json!(i))).await {
+                    Ok(w) if w.created => acked.lock().unwrap().push((k, w.put.version)),
+                    Ok(w) => panic!("PUT {k} answered {w:?}"),
                     // The server is gone.
-                    Err(_) => return,
+                    Err(lockstep_client::Error::Transport(_)) => return,
+                    Err(e) => panic!("PUT {k} answered {e:?}"),
                 }
             }
         }));
@@ -175,15 +183,11 @@ async fn kill_9_under_load_keeps_every_acknowledged_write() {
     }
 
     let server = Process::start(&db);
-    let h = Http::new(&server.url);
+    let app = ns(&server.url, NS);
     for (k, version) in &acked {
-        let r = h.get(&rec(k)).await;
-        assert_eq!(r.status, 200, "{k} was acknowledged before kill -9: {}", r.text);
-        assert_eq!(r.u64("version"), *version, "{k}");
+        assert_eq!(get(&app, k).await.0, *version, "{k}");
     }
     let max = acked.iter().map(|(_, v)| *v).max().unwrap();
-    let r = h.json("PUT", &rec("after"), &json!({"value": 1})).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert!(r.u64("version") > max);
+    assert!(put(&app, "after", &json!(1), true).await > max);
     println!("{} acknowledged writes survived kill -9", acked.len());
 }

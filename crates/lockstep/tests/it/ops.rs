@@ -98,6 +98,10 @@ fn story(url: &str) {
         "{}",
         r.stderr
     );
+    // One that is not a transaction is refused before it is sent (exit 1).
+    let r = lockstep(url, &["txn", "-"], r#"{"compare":[{"key":"a"}]}"#);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not a transaction"), "{}", r.stderr);
     // Leases: acquire, held (3), show, release with the token, release again (3).
     let r = run(&["lease", "acquire", "settle", "--holder", "ops", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -105,8 +109,10 @@ fn story(url: &str) {
     assert_eq!(run(&["lease", "acquire", "settle"]).code, 3);
     let r = run(&["lease", "show", "settle"]);
     assert!(r.stdout.starts_with("settle held by ops"), "{}", r.stdout);
-    assert_eq!(run(&["lease", "release", "settle", "--token", &token]).code, 0);
-    assert_eq!(run(&["lease", "release", "settle", "--token", &token]).code, 3);
+    // `--token=…`: a token may begin with `-` (URL-safe base64).
+    let token_arg = format!("--token={token}");
+    assert_eq!(run(&["lease", "release", "settle", &token_arg]).code, 0);
+    assert_eq!(run(&["lease", "release", "settle", &token_arg]).code, 3);
     // Gates.
     let r = run(&["gate", "create", "upload-1"]);
     assert!(

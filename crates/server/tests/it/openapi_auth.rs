@@ -4,14 +4,13 @@
 //! 401 and 403) or lets in; and gate capabilities, on the ticket operations
 //! they allow and on every other operation (403), expired or forged (401).
 //! Each answer's status is listed for its operation, and its body matches the
-//! documented schema. Also the request helper the status probes share.
+//! documented schema. Also the helpers the status probes share.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
-use crate::openapi_schemas::{check, conversation, Seen};
-use axum::body::Body;
-use axum::http::{header, Request};
+use crate::common::{ask, Ask, Seen};
+use crate::openapi_schemas::{check, conversation};
 use lockstep_core::capability::{self, CapOp, Claims};
 use lockstep_core::Limits;
 use lockstep_server::auth::{secret_sha256_hex, Auth, Role, TokenSet, TokenSpec};
@@ -19,7 +18,6 @@ use lockstep_server::{api, AppState};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 pub(crate) const ADMIN: &str = "admin-secret";
 pub(crate) const WRITER: &str = "writer-secret";
@@ -46,79 +44,6 @@ pub(crate) async fn token_state(dir: &tempfile::TempDir, limits: Limits) -> AppS
     common::sqlite_state(dir, limits)
         .await
         .with_auth(Arc::new(Auth::new(set, false)))
-}
-
-/// One request to send.
-pub(crate) struct Ask {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Option<(String, Vec<u8>)>,
-}
-
-impl Ask {
-    /// `method path`, no headers, no body.
-    pub(crate) fn new(method: &str, path: impl Into<String>) -> Ask {
-        Ask {
-            method: method.to_uppercase(),
-            path: path.into(),
-            headers: Vec::new(),
-            body: None,
-        }
-    }
-    /// With `Authorization: Bearer {b}` when `b` is given.
-    pub(crate) fn bearer(self, b: Option<&str>) -> Ask {
-        match b {
-            Some(b) => self.header("authorization", &format!("Bearer {b}")),
-            None => self,
-        }
-    }
-    /// With a header.
-    pub(crate) fn header(mut self, name: &str, value: &str) -> Ask {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-    /// With a body of this media type.
-    pub(crate) fn body(mut self, content_type: &str, bytes: impl Into<Vec<u8>>) -> Ask {
-        self.body = Some((content_type.into(), bytes.into()));
-        self
-    }
-    /// With a JSON body.
-    pub(crate) fn json(self, v: Value) -> Ask {
-        self.body("application/json", v.to_string())
-    }
-}
-
-/// Sends `a` through the whole app; `op` names the operation it is checked against.
-pub(crate) async fn ask(st: &AppState, op: &str, a: Ask) -> Seen {
-    let mut req = Request::builder().method(a.method.as_str()).uri(&a.path);
-    for (n, v) in &a.headers {
-        req = req.header(n.as_str(), v.as_str());
-    }
-    let req = match a.body {
-        Some((ct, bytes)) => req.header(header::CONTENT_TYPE, ct).body(Body::from(bytes)),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = lockstep_server::app(st.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = if content_type.starts_with("text/event-stream") {
-        Value::Null
-    } else {
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    Seen {
-        op: op.to_owned(),
-        status,
-        content_type,
-        body,
-    }
 }
 
 /// The document's path item of a route template.

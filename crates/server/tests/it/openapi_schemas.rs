@@ -5,22 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use crate::common::{self, ask, Ask, Seen};
+use axum::http::StatusCode;
 use lockstep_core::Limits;
 use lockstep_server::{api, AppState};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use tower::ServiceExt;
-
-/// One answer: the operation asked, its status, content type and JSON body.
-pub(crate) struct Seen {
-    pub(crate) op: String,
-    pub(crate) status: StatusCode,
-    pub(crate) content_type: String,
-    pub(crate) body: Value,
-}
 
 /// Sends one request with a body of the given media type (JSON when `None`),
 /// with `Authorization: Bearer {bearer}` when given.
@@ -32,36 +22,12 @@ async fn send(
     path: &str,
     body: Option<(&str, Value)>,
 ) -> Seen {
-    let mut req = Request::builder().method(method).uri(path);
-    if let Some(b) = bearer {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {b}"));
-    }
-    let req = match body {
-        Some((ct, b)) => req
-            .header(header::CONTENT_TYPE, ct)
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let resp = lockstep_server::app(st.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = if content_type.starts_with("text/event-stream") {
-        Value::Null
-    } else {
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    let a = Ask::new(method, path).bearer(bearer);
+    let a = match body {
+        Some((ct, b)) => a.body(ct, b.to_string()),
+        None => a,
     };
-    Seen {
-        op: op.to_owned(),
-        status,
-        content_type,
-        body,
-    }
+    ask(st, op, a).await
 }
 
 /// Drives every operation through successes and refusals as an admin (in
@@ -575,4 +541,67 @@ async fn a_mismatch_planted_in_the_document_is_caught() {
     assert!(check(&doc, missing)
         .unwrap_err()
         .contains("status not in the document"));
+}
+
+#[test]
+fn the_txn_schema_takes_every_compare_and_refuses_what_the_server_refuses() {
+    use lockstep_core::txn::{Compare, Op, Txn};
+    let doc = api::openapi();
+    let body = &doc["paths"]["/v1/ns/{ns}/txn"]["post"]["requestBody"]["content"]["application/json"];
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [body["schema"]],
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    // A typed transaction with every kind of compare, as a client sends it.
+    let typed = Txn {
+        compare: vec![
+            Compare::Version {
+                key: "a".into(),
+                version: 0,
+            },
+            Compare::Exists {
+                key: "a".into(),
+                exists: true,
+            },
+            Compare::Value {
+                key: "a".into(),
+                value: json!({"x": [null]}),
+            },
+            Compare::Lease {
+                name: "l".into(),
+                token: "t".into(),
+            },
+            Compare::Fence {
+                resource: "r".into(),
+                token: 3,
+            },
+        ],
+        success: vec![Op::put("a", json!(1)), Op::incr("n", -1), Op::delete("b")],
+        failure: vec![Op::get("a"), Op::patch("a", json!({"y": 2}))],
+    };
+    let wire = serde_json::to_value(&typed).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&wire).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{wire}");
+    assert_eq!(serde_json::from_value::<Txn>(wire).unwrap(), typed);
+    // What the server's parse refuses, the schema refuses.
+    for bad in [
+        json!({"key": "a"}),
+        json!({"key": "a", "version": 1, "exists": true}),
+        json!({"key": "a", "version": -1}),
+        json!({"key": "a", "exists": "yes"}),
+        json!({"key": "a", "nope": 1}),
+        json!({"key": 1, "value": 1}),
+        json!({"lease": "a"}),
+        json!({"lease": "a", "token": ""}),
+        json!({"lease": "a", "token": 5}),
+        json!({"fence": {"resource": "r", "token": -1}}),
+        json!({"fence": {"resource": "r"}}),
+        json!({"fence": {"resource": "r", "token": 1}, "key": "a"}),
+    ] {
+        let txn = json!({"compare": [bad]});
+        assert!(serde_json::from_value::<Txn>(txn.clone()).is_err(), "{txn}");
+        assert!(!validator.is_valid(&txn), "{txn}");
+    }
 }

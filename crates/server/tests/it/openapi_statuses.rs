@@ -9,10 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::openapi_auth::{
-    ask, by_status, minimal, mismatches, op_id, path_item, token_state, Ask, ADMIN, WRITER,
-};
-use crate::openapi_schemas::{check_in, Seen};
+use crate::common::{ask, Ask, Seen};
+use crate::openapi_auth::{by_status, minimal, mismatches, op_id, path_item, token_state, ADMIN, WRITER};
+use crate::openapi_schemas::check_in;
 use lockstep_core::Limits;
 use lockstep_server::wire::openapi::{OTHER_METHODS, PATH_ITEM_METHODS};
 use lockstep_server::{api, AppState};

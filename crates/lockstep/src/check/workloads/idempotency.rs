@@ -2,10 +2,10 @@
 //! `Idempotency-Key` and retried with the same key on another instance —
 //! every third time the first attempt and a retry race each other.
 
-use super::{back_off, Worker, KEYED_COUNTER};
+use super::{back_off, txn_body, Worker, KEYED_COUNTER};
 use crate::check::caller::request;
 use crate::check::history::Kind;
-use serde_json::json;
+use lockstep_client::api::{Op, Txn};
 
 /// Retries of an answer `idempotency_key_in_use` before giving up.
 const IN_USE_RETRIES: usize = 50;
@@ -13,7 +13,10 @@ const IN_USE_RETRIES: usize = 50;
 /// One keyed increment, then its replays.
 pub async fn step(w: &mut Worker, n: usize) {
     let key = format!("{}-c{}-{n}", w.run, w.client());
-    let body = json!({"compare": [], "success": [{"incr": {"key": KEYED_COUNTER, "by": 1}}], "failure": []});
+    let body = txn_body(&Txn {
+        success: vec![Op::incr(KEYED_COUNTER, 1)],
+        ..Txn::default()
+    });
     let here = w.caller.instance;
     let there = here + 1;
     if n % 3 == 2 {

@@ -2,8 +2,9 @@
 //! compares in one `txn`, release. The TTL is far above the hold time, so a
 //! holder never loses its lease to expiry during a run.
 
-use super::{back_off, lease_name, Worker, LEASES};
+use super::{back_off, lease_name, txn_body, Worker, LEASES};
 use crate::check::history::Kind;
+use lockstep_client::api::{Compare, Op, Txn};
 use serde_json::json;
 
 /// The lease TTL: far above any hold.
@@ -31,15 +32,26 @@ pub async fn step(w: &mut Worker, n: usize) {
     let (Some(token), Some(fence)) = (acq.str("token").map(str::to_owned), acq.u64("fence")) else {
         return;
     };
-    let txn = json!({
-        "compare": [
-            {"lease": name, "token": token},
-            {"fence": {"resource": format!("{name}-resource"), "token": fence}}
+    let txn = Txn {
+        compare: vec![
+            Compare::Lease {
+                name: name.clone(),
+                token: token.clone(),
+            },
+            Compare::Fence {
+                resource: format!("{name}-resource"),
+                token: fence,
+            },
         ],
-        "success": [{"put": {"key": format!("{name}-owner"), "value": {"fence": fence, "client": w.client()}}}],
-        "failure": []
-    });
-    w.caller.call(Kind::LeaseWrite, "POST", "/txn", Some(txn)).await;
+        success: vec![Op::put(
+            format!("{name}-owner"),
+            json!({"fence": fence, "client": w.client()}),
+        )],
+        failure: vec![],
+    };
+    w.caller
+        .call(Kind::LeaseWrite, "POST", "/txn", Some(txn_body(&txn)))
+        .await;
     w.caller
         .call(
             Kind::LeaseRelease,

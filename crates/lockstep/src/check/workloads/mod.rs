@@ -9,6 +9,8 @@ pub mod idempotency;
 pub mod leases;
 
 use super::caller::Caller;
+use lockstep_client::api::Txn;
+use serde_json::Value;
 use std::time::Duration;
 
 /// Counters incremented with CAS (`counter-0`…).
@@ -17,8 +19,15 @@ pub const COUNTERS: usize = 4;
 pub const LEASES: usize = 2;
 /// Gates (`gate-0` with policy `reject`, `gate-1` with `recover`).
 pub const GATES: usize = 2;
+/// The gate paused and resumed while tickets race it (policy `reject`, never
+/// revoked, so its epoch stays 1).
+pub const PAUSE_GATE: &str = "gate-paused";
 /// The feed appended to.
 pub const FEED: &str = "events";
+/// The feed with a retention cap of [`CAPPED_MAX`] entries.
+pub const CAPPED_FEED: &str = "events-capped";
+/// The capped feed's `max_entries`: small, so a short run exceeds it.
+pub const CAPPED_MAX: usize = 10;
 /// The record the keyed requests increment.
 pub const KEYED_COUNTER: &str = "keyed-counter";
 
@@ -100,6 +109,12 @@ impl Worker {
         }
         self.caller
     }
+}
+
+/// The request body of a typed transaction. A `Txn` holds only strings,
+/// numbers and JSON values, so it always serializes.
+pub fn txn_body(txn: &Txn) -> Value {
+    serde_json::to_value(txn).unwrap_or_default()
 }
 
 /// A short pause before trying a busy resource again (not a synchronization:

@@ -11,7 +11,11 @@
 //! - [`fresh_pg`]: a fresh PostgreSQL schema (`lockstep_testkit::pg`), skipped
 //!   when `LOCKSTEP_TEST_DATABASE_URL` is unset, mandatory when PostgreSQL is
 //!   required (`CI`, `LOCKSTEP_REQUIRE_PG=1`); dropped on drop.
-//! - [`Http`]: a small HTTP helper answering [`Resp`] (status, headers, JSON body).
+//! - [`client`], [`ns`], [`Cluster::ns`]: `lockstep_client` handles, for the
+//!   tests of behaviour.
+//! - [`Http`]: a small HTTP helper answering [`Resp`] (status, headers, JSON
+//!   body), for the tests of the wire itself (statuses, headers, problem
+//!   bodies, bad input, auth, preconditions).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -241,6 +245,25 @@ pub async fn fresh_pg() -> Option<PgDb> {
 }
 
 // ---------------------------------------------------------------------------
+// The client.
+
+/// A `lockstep_client` of the server at `url`, making one attempt per call
+/// (no retries: a test sees every answer as the server gave it). Its writes
+/// carry a generated `Idempotency-Key`, as every client's do.
+pub fn client(url: &str) -> lockstep_client::Client {
+    lockstep_client::Client::builder(url)
+        .retry(lockstep_client::Retry::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("cannot build a lockstep client")
+}
+
+/// Namespace `name` of the server at `url`, through [`client`].
+pub fn ns(url: &str, name: &str) -> lockstep_client::Ns {
+    client(url).ns(name)
+}
+
+// ---------------------------------------------------------------------------
 // HTTP.
 
 /// An answer: status, headers and the body (as JSON when it parses).
@@ -450,6 +473,12 @@ impl Cluster {
     /// A client of every server.
     pub fn clients(&self) -> Vec<Http> {
         self.urls.iter().map(|u| Http::new(u)).collect()
+    }
+
+    /// Namespace `name` through a `lockstep_client` of server `i`
+    /// (round-robin; see [`client`]).
+    pub fn ns(&self, i: usize, name: &str) -> lockstep_client::Ns {
+        ns(&self.urls[i % self.urls.len()], name)
     }
 }
 

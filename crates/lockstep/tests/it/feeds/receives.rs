@@ -1,6 +1,60 @@
-//! Concurrent appends, duplicate finalizations and unread counts (seeds/000).
+//! Concurrent appends, duplicate finalizations and unread counts (seeds/000),
+//! through `lockstep_client`.
 
 use super::*;
+use futures_util::TryStreamExt;
+use lockstep_client::api::feeds::{AppendBody, EntriesQuery, Entry, EntryAppended, FeedsQuery, ReadBody};
+use lockstep_client::Ns;
+
+/// Appends through `app`; the answer must come.
+async fn add(app: &Ns, id: &str, data: Value) -> EntryAppended {
+    let body = AppendBody {
+        id: id.to_owned(),
+        data,
+        at: None,
+    };
+    app.append(RECEIVES, &body)
+        .await
+        .unwrap_or_else(|e| panic!("append {id}: {e:?}"))
+}
+
+/// Marks `ids` read through `app`.
+async fn mark(app: &Ns, ids: &[String]) {
+    let body = ReadBody {
+        ids: Some(ids.to_vec()),
+        ..ReadBody::default()
+    };
+    app.mark_read(RECEIVES, &body)
+        .await
+        .unwrap_or_else(|e| panic!("mark {ids:?} read: {e:?}"));
+}
+
+/// Every visible entry, paged `limit` at a time through the servers in turn;
+/// with the last page's `unread_count`.
+async fn all_entries(apps: &[Ns], order: &str, limit: usize) -> (Vec<Entry>, u64) {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for n in 0.. {
+        let q = EntriesQuery {
+            limit: Some(limit),
+            cursor: cursor.take(),
+            order: Some(order.to_owned()),
+        };
+        let p = apps[n % apps.len()].entries_page(RECEIVES, &q).await.unwrap();
+        let got = p.items.entries.len();
+        assert!(got <= limit, "at most `limit` entries: {got}");
+        out.extend(p.items.entries);
+        match p.next_cursor {
+            Some(c) => {
+                assert!(got > 0, "a page with a next_cursor is not empty");
+                cursor = Some(c);
+            }
+            None => return (out, p.items.unread_count),
+        }
+        assert!(n < 10_000, "paging does not end");
+    }
+    unreachable!()
+}
 
 // ---------------------------------------------------------------------------
 // 1. seeds/000: concurrent appends, duplicate finalizations, unread counts.
@@ -12,40 +66,40 @@ const LATE: usize = 16;
 
 async fn receives(cl: &Cluster) {
     let label = cl.label;
-    let clients = cl.clients();
+    let apps: Vec<Ns> = (0..cl.urls.len()).map(|i| cl.ns(i, NS)).collect();
 
     // 64 clients, each finalizing its own reservation, all at once.
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
-        let h = cl.http(i);
+        let app = cl.ns(i, NS);
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
-            assert_eq!(h.get("/healthz").await.status, 200);
+            app.client().server_info().await.unwrap();
             barrier.wait().await;
-            let body = json!({"id": format!("reservation:{i:02}"), "data": {"client": i, "ip": format!("10.0.0.{i}")}});
-            (i, append(&h, RECEIVES, body).await)
+            let data = json!({"client": i, "ip": format!("10.0.0.{i}")});
+            (i, add(&app, &format!("reservation:{i:02}"), data).await)
         }));
     }
     let mut revisions = BTreeSet::new();
     for t in tasks {
         let (i, r) = t.await.unwrap();
-        assert_eq!(r.status, 201, "[{label}] client {i}: {}", r.text);
-        assert_eq!(r.body["created"], json!(true));
-        assert_eq!(r.body["id"], json!(format!("reservation:{i:02}")));
-        assert_eq!(r.body["data"], json!({"client": i, "ip": format!("10.0.0.{i}")}));
-        assert_eq!(r.body["read"], json!(false));
-        assert!(r.body["cursor"].is_string(), "{}", r.text);
-        at_of(&r.body);
-        assert!(
-            revisions.insert(r.u64("revision")),
-            "[{label}] one revision per append"
+        assert!(r.created, "[{label}] client {i}: {r:?}");
+        let e = &r.entry;
+        assert_eq!(e.id, format!("reservation:{i:02}"));
+        assert_eq!(
+            Value::Object(e.data.clone()),
+            json!({"client": i, "ip": format!("10.0.0.{i}")})
         );
+        assert!(!e.read);
+        assert!(!e.cursor.is_empty(), "{r:?}");
+        Millis::parse_rfc3339(&e.at).unwrap_or_else(|err| panic!("bad at in {r:?}: {err}"));
+        assert!(revisions.insert(e.revision), "[{label}] one revision per append");
     }
     let want: BTreeSet<String> = (0..CLIENTS).map(|i| format!("reservation:{i:02}")).collect();
     for order in ["desc", "asc"] {
-        let (entries, unread) = page_all(&clients, RECEIVES, order, 10).await;
-        let got: Vec<String> = entries.iter().map(id_of).collect();
+        let (entries, unread) = all_entries(&apps, order, 10).await;
+        let got: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let unique: BTreeSet<String> = got.iter().cloned().collect();
         assert_eq!(
             got.len(),
@@ -67,45 +121,41 @@ async fn receives(cl: &Cluster) {
         let barrier = Arc::new(Barrier::new(RACERS));
         let mut tasks = Vec::new();
         for i in 0..RACERS {
-            let h = cl.http(i + round);
+            let app = cl.ns(i + round, NS);
             let (barrier, id) = (barrier.clone(), id.clone());
             tasks.push(tokio::spawn(async move {
-                assert_eq!(h.get("/healthz").await.status, 200);
+                app.client().server_info().await.unwrap();
                 barrier.wait().await;
-                append(&h, RECEIVES, json!({"id": id, "data": {"racer": i}})).await
+                add(&app, &id, json!({"racer": i})).await
             }));
         }
         let mut created = Vec::new();
         let mut replays = Vec::new();
         for t in tasks {
             let r = t.await.unwrap();
-            match r.status {
-                201 => created.push(r),
-                200 => replays.push(r),
-                other => panic!("[{label}] duplicate append answered {other}: {}", r.text),
+            if r.created {
+                created.push(r.entry);
+            } else {
+                replays.push(r.entry);
             }
         }
         assert_eq!(
             created.len(),
             1,
-            "[{label}] exactly one 201 of {RACERS} (round {round})"
+            "[{label}] exactly one created of {RACERS} (round {round})"
         );
         assert_eq!(replays.len(), RACERS - 1);
-        let mut won = created[0].body.clone();
-        won.as_object_mut().unwrap().remove("created");
+        let won = &created[0];
         for r in &replays {
-            assert_eq!(r.body["created"], json!(false), "{}", r.text);
-            let mut b = r.body.clone();
-            b.as_object_mut().unwrap().remove("created");
             assert_eq!(
-                b, won,
+                r, won,
                 "[{label}] every duplicate answers the original entry (same at, revision, data)"
             );
         }
-        let (entries, _) = page_all(&clients, RECEIVES, "desc", 1000).await;
-        let same: Vec<&Value> = entries.iter().filter(|e| e["id"] == json!(id)).collect();
+        let (entries, _) = all_entries(&apps, "desc", 1000).await;
+        let same: Vec<&Entry> = entries.iter().filter(|e| e.id == id).collect();
         assert_eq!(same.len(), 1, "[{label}] listed once");
-        assert_eq!(same[0], &won, "[{label}] the listing shows the original");
+        assert_eq!(same[0], won, "[{label}] the listing shows the original");
     }
 
     // Concurrent read marks of a known subset (by ids, overlapping, from
@@ -124,25 +174,21 @@ async fn receives(cl: &Cluster) {
         let from = m * chunk;
         let to = (from + chunk + chunk / 2).min(subset.len());
         let ids: Vec<String> = subset[from.min(subset.len())..to].to_vec();
-        let (h, barrier) = (cl.http(m), barrier.clone());
+        let (app, barrier) = (cl.ns(m, NS), barrier.clone());
         tasks.push(tokio::spawn(async move {
-            assert_eq!(h.get("/healthz").await.status, 200);
+            app.client().server_info().await.unwrap();
             barrier.wait().await;
-            mark_read(&h, RECEIVES, json!({ "ids": ids })).await;
-            mark_read(&h, RECEIVES, json!({ "ids": ids })).await; // idempotent
+            mark(&app, &ids).await;
+            mark(&app, &ids).await; // idempotent
         }));
     }
     for j in 0..LATE {
-        let (h, barrier) = (cl.http(j + 1), barrier.clone());
+        let (app, barrier) = (cl.ns(j + 1, NS), barrier.clone());
         tasks.push(tokio::spawn(async move {
-            assert_eq!(h.get("/healthz").await.status, 200);
+            app.client().server_info().await.unwrap();
             barrier.wait().await;
-            append_new(
-                &h,
-                RECEIVES,
-                json!({"id": format!("late:{j:02}"), "data": {"j": j}}),
-            )
-            .await;
+            let r = add(&app, &format!("late:{j:02}"), json!({"j": j})).await;
+            assert!(r.created, "{r:?}");
         }));
     }
     for t in tasks {
@@ -150,28 +196,28 @@ async fn receives(cl: &Cluster) {
     }
     let total = CLIENTS + DUP_ROUNDS + LATE;
     let expected_unread = (total - subset.len()) as u64;
-    for (k, h) in clients.iter().enumerate() {
-        let (entries, unread) = page_all(std::slice::from_ref(h), RECEIVES, "desc", 25).await;
+    for (k, app) in apps.iter().enumerate() {
+        let (entries, unread) = all_entries(std::slice::from_ref(app), "desc", 25).await;
         assert_eq!(entries.len(), total, "[{label}] all entries visible (server {k})");
-        let read: BTreeSet<String> = entries
-            .iter()
-            .filter(|e| e["read"] == json!(true))
-            .map(id_of)
-            .collect();
+        let read: BTreeSet<String> = entries.iter().filter(|e| e.read).map(|e| e.id.clone()).collect();
         let want_read: BTreeSet<String> = subset.iter().cloned().collect();
         assert_eq!(read, want_read, "[{label}] exactly the marked entries are read");
-        let unread_listed = entries.iter().filter(|e| e["read"] == json!(false)).count() as u64;
+        let unread_listed = entries.iter().filter(|e| !e.read).count() as u64;
         assert_eq!(
             unread, unread_listed,
             "[{label}] unread_count matches the marks (server {k})"
         );
         assert_eq!(unread, expected_unread, "[{label}] unread_count (server {k})");
     }
-    let r = clients[0].get(&format!("/v1/ns/{NS}/feeds")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let feeds: Vec<Value> = apps[0]
+        .feeds(FeedsQuery::default())
+        .map_ok(|f| serde_json::to_value(f).unwrap())
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(
-        r.body["feeds"],
-        json!([{"feed": RECEIVES, "entries": total, "unread_count": expected_unread}]),
+        feeds,
+        [json!({"feed": RECEIVES, "entries": total, "unread_count": expected_unread})],
         "[{label}] the feed listing counts"
     );
 }

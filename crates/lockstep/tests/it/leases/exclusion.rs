@@ -1,8 +1,35 @@
 //! Mutual exclusion under load: several clients (and server processes) contend for leases; no two holders overlap.
+//! Through `lockstep_client`.
 
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use futures_util::TryStreamExt;
+use lockstep_client::api::leases::{AcquireBody, Lease};
+use lockstep_client::api::records::{ListQuery, TxnOpResult};
+use lockstep_client::api::{Compare, Op, Txn};
+use lockstep_client::Ns;
+
+/// Checks a granted lease as `granted` checks the raw answer: its name,
+/// holder, a URL-safe token of at least 128 bits, the TTL, and that an
+/// acquire commits at its fence.
+#[track_caller]
+fn granted_lease(l: &Lease, name: &str, holder: &str, ttl_ms: u64) -> Held {
+    assert_eq!(
+        (l.name.as_str(), l.holder.as_deref()),
+        (name, Some(holder)),
+        "{l:?}"
+    );
+    assert_eq!(l.revision, l.fence, "an acquire commits at its fence: {l:?}");
+    let token = l
+        .token
+        .clone()
+        .unwrap_or_else(|| panic!("a granted lease has a token: {l:?}"));
+    held(token, l.fence, serde_json::to_value(l).unwrap(), ttl_ms)
+}
+
+/// Fewer acquisitions than this say nothing about exclusion.
+const MIN_ACQUISITIONS: usize = 20;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Event {
@@ -38,67 +65,95 @@ pub(super) struct Logs {
     timeouts: usize,
 }
 
-pub(super) async fn mutual_exclusion(servers: &[Http], clients: usize, run_for: Duration) {
+pub(super) async fn mutual_exclusion(servers: &[Ns], clients: usize, run_for: Duration) {
     let name = "mx";
     let logs = Arc::new(Mutex::new(Logs::default()));
     let deadline = Instant::now() + run_for;
+    // On a loaded machine the clients go on past `run_for` until there are
+    // enough acquisitions to say anything (bounded: a hang still fails).
+    let overtime = deadline + Duration::from_secs(60);
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let h = servers[client % servers.len()].clone();
+        let app = servers[client % servers.len()].clone();
         let logs = logs.clone();
         tasks.push(tokio::spawn(async move {
             let holder = format!("client-{client}");
-            while Instant::now() < deadline {
-                let body = json!({"ttl_ms": 2000, "wait_ms": 2000, "holder": holder});
-                let r = post(&h, name, "acquire", body).await;
-                if r.status == 409 {
-                    assert_problem(&r, 409, "lease_held", "a waiting acquire that timed out");
-                    logs.lock().unwrap().timeouts += 1;
-                    continue;
-                }
-                let held = granted(&r, name, Some(&holder), 2000);
+            let more = |logs: &Mutex<Logs>| {
+                let now = Instant::now();
+                now < deadline || (now < overtime && logs.lock().unwrap().holds.len() < MIN_ACQUISITIONS)
+            };
+            while more(&logs) {
+                let body = AcquireBody {
+                    ttl_ms: 2000,
+                    holder: Some(holder.clone()),
+                    wait_ms: 2000,
+                };
+                let lease = match app.acquire_lease(name, &body).await {
+                    Ok(l) => l,
+                    Err(e) if e.status() == Some(409) => {
+                        assert_eq!(
+                            e.code(),
+                            Some("lease_held"),
+                            "a waiting acquire that timed out: {e:?}"
+                        );
+                        logs.lock().unwrap().timeouts += 1;
+                        continue;
+                    }
+                    Err(e) => panic!("acquire {name}: {e:?}"),
+                };
+                let held = granted_lease(&lease, name, &holder, 2000);
                 logs.lock().unwrap().events.push(Event::Acquired(held.fence));
-                let t = run_txn(
-                    &h,
-                    json!({
-                        "compare": [
-                            {"lease": name, "token": held.token},
-                            {"fence": {"resource": "log", "token": held.fence}},
+                let t = app
+                    .txn(&Txn {
+                        compare: vec![
+                            Compare::Lease {
+                                name: name.into(),
+                                token: held.token.clone(),
+                            },
+                            Compare::Fence {
+                                resource: "log".into(),
+                                token: held.fence,
+                            },
                         ],
-                        "success": [
-                            {"get": {"key": "last"}},
-                            {"put": {"key": "last", "value": held.fence}},
-                            {"put": {"key": format!("log/{:012}", held.fence), "value": client}},
+                        success: vec![
+                            Op::get("last"),
+                            Op::put("last", json!(held.fence)),
+                            Op::put(format!("log/{:012}", held.fence), json!(client)),
                         ],
-                    }),
-                )
-                .await;
-                let (succeeded, _) = txn_failed(&t);
+                        failure: vec![],
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("the fenced txn: {e:?}"));
                 {
                     let mut l = logs.lock().unwrap();
-                    if succeeded {
-                        let seen_last = match &t.body["results"][0] {
-                            Value::Null => None,
-                            rec => Some(rec["value"].as_u64().unwrap()),
+                    if t.succeeded {
+                        let seen_last = match &t.results[0] {
+                            TxnOpResult::Missing => None,
+                            TxnOpResult::Record { value, .. } => Some(value.as_u64().unwrap()),
+                            other => panic!("a get answered {other:?}"),
                         };
                         l.writes.push(Write {
                             client,
-                            revision: t.u64("revision"),
+                            revision: t.revision,
                             fence: held.fence,
                             seen_last,
                         });
                     } else {
+                        assert!(t.results.is_empty(), "an empty failure branch: {t:?}");
                         l.lost_writes += 1;
                     }
                     l.events.push(Event::Releasing(held.fence));
                 }
-                let (released, revision) = release(&h, name, &held.token).await;
+                let r = app
+                    .release_lease(name, &held.token)
+                    .await
+                    .unwrap_or_else(|e| panic!("release {name}: {e:?}"));
                 logs.lock().unwrap().holds.push(Hold {
                     client,
                     fence: held.fence,
                     acquired_at: held.acquired_at,
                     expires_at: held.expires_at,
-                    released_at_revision: released.then_some(revision),
+                    released_at_revision: r.released.then_some(r.revision),
                 });
             }
         }));
@@ -116,7 +171,7 @@ pub(super) async fn mutual_exclusion(servers: &[Http], clients: usize, run_for: 
         logs.timeouts
     );
     assert!(
-        logs.holds.len() >= 20,
+        logs.holds.len() >= MIN_ACQUISITIONS,
         "too few acquisitions to say anything: {}",
         logs.holds.len()
     );
@@ -194,26 +249,22 @@ pub(super) async fn mutual_exclusion(servers: &[Http], clients: usize, run_for: 
     }
 
     // What is stored: one log/<fence> record per successful write, by its client.
-    let h = &servers[0];
-    let mut stored = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/ns/{NS}/records?prefix=log/&limit=1000");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let r = h.get(&path).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        for rec in r.body["records"].as_array().unwrap() {
-            let fence: u64 = rec["key"].as_str().unwrap()["log/".len()..].parse().unwrap();
-            stored.insert(fence, rec["value"].as_u64().unwrap() as usize);
-        }
-        match r.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let app = &servers[0];
+    let q = ListQuery {
+        prefix: "log/".into(),
+        limit: Some(1000),
+        cursor: None,
+    };
+    let stored: BTreeMap<u64, usize> = app
+        .records(q)
+        .map_ok(|rec| {
+            let fence: u64 = rec.key["log/".len()..].parse().unwrap();
+            (fence, rec.value.as_u64().unwrap() as usize)
+        })
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(stored, by_fence, "the stored log is what the clients wrote");
-    let last = h.get(&format!("/v1/ns/{NS}/records/last")).await;
-    assert_eq!(last.body["value"], json!(prev), "{}", last.text);
+    let last = app.get("last").await.unwrap().map(|r| r.value);
+    assert_eq!(last, prev.map(|p| json!(p)), "the last fenced write's fence");
 }

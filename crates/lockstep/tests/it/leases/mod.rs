@@ -121,6 +121,13 @@ fn granted(r: &Resp, name: &str, holder: Option<&str>, ttl_ms: u64) -> Held {
     assert_eq!(r.body["name"], json!(name));
     assert_eq!(r.body["holder"], json!(holder));
     let token = r.body["token"].as_str().unwrap().to_owned();
+    held(token, r.u64("fence"), r.body.clone(), ttl_ms)
+}
+
+/// A granted lease from its answer `body`: the token is a URL-safe string of
+/// at least 128 bits, and the lease expires `ttl_ms` after it was acquired.
+#[track_caller]
+fn held(token: String, fence: u64, body: Value, ttl_ms: u64) -> Held {
     assert!(
         token.len() >= 22
             && token
@@ -128,15 +135,15 @@ fn granted(r: &Resp, name: &str, holder: Option<&str>, ttl_ms: u64) -> Held {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "a token is a URL-safe string of at least 128 bits: {token:?}"
     );
-    let acquired_at = time_of(&r.body["acquired_at"]);
-    let expires_at = time_of(&r.body["expires_at"]);
-    assert_eq!(expires_at, acquired_at.plus_ms(ttl_ms), "{}", r.text);
+    let acquired_at = time_of(&body["acquired_at"]);
+    let expires_at = time_of(&body["expires_at"]);
+    assert_eq!(expires_at, acquired_at.plus_ms(ttl_ms), "{body}");
     Held {
         token,
-        fence: r.u64("fence"),
+        fence,
         acquired_at,
         expires_at,
-        body: r.body.clone(),
+        body,
     }
 }
 
@@ -165,23 +172,6 @@ async fn probe_waiters(h: &Http, name: &str) -> u64 {
     let r = post(h, name, "acquire", json!({"ttl_ms": 1000})).await;
     assert_problem(&r, 409, "lease_held", "probe acquire");
     r.u64("waiters")
-}
-
-async fn run_txn(h: &Http, body: Value) -> Resp {
-    let r = h.json("POST", &format!("/v1/ns/{NS}/txn"), &body).await;
-    assert_eq!(r.status, 200, "txn {body}: {}", r.text);
-    r
-}
-
-#[track_caller]
-fn txn_failed(r: &Resp) -> (bool, Vec<u64>) {
-    let failed = r.body["failed"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no failed in {}", r.text))
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
-    (r.body["succeeded"].as_bool().unwrap(), failed)
 }
 
 /// Lets `held` lapse by moving the server's manual clock to its expiry: held
@@ -232,15 +222,15 @@ async fn seed_003_and_fencing_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutual_exclusion_sqlite() {
     let (_dir, server) = sqlite_server();
-    mutual_exclusion(&[Http::new(&server.url)], 16, Duration::from_secs(5)).await;
+    mutual_exclusion(&[common::ns(&server.url, NS)], 16, Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutual_exclusion_postgres_three_processes() {
     let Some(pg) = fresh_pg().await else { return };
     let servers: Vec<Process> = (0..3).map(|_| Process::start(&pg.url)).collect();
-    let https: Vec<Http> = servers.iter().map(|s| Http::new(&s.url)).collect();
-    mutual_exclusion(&https, 16, Duration::from_secs(10)).await;
+    let apps: Vec<_> = servers.iter().map(|s| common::ns(&s.url, NS)).collect();
+    mutual_exclusion(&apps, 16, Duration::from_secs(10)).await;
 }
 
 /// The waiting cases of one server, its store on a manual clock.

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use lockstep_client::api::records::TxnOpResult;
+use lockstep_client::api::{Compare, Op, Txn};
 
 pub(super) async fn seed_003(h: &Http, clock: &Clock) {
     let name = "collection-in-flight";
@@ -76,19 +78,30 @@ pub(super) async fn seed_003(h: &Http, clock: &Clock) {
 // Fencing.
 
 pub(super) async fn fencing(h: &Http, clock: &Clock) {
+    // The writes go through `lockstep_client` with typed transactions; the
+    // lease answers are checked on the wire (`acquire`, `assert_problem`).
+    let app = common::ns(&h.base, NS);
+    let txn = |t: Txn| {
+        let app = app.clone();
+        async move { app.txn(&t).await.unwrap_or_else(|e| panic!("txn {t:?}: {e:?}")) }
+    };
     let name = "fenced-job";
     let a = acquire(h, name, 200, Some("a")).await;
-    let fenced = |token: &str, fence: u64, value: &str| {
-        json!({
-            "compare": [
-                {"lease": name, "token": token},
-                {"fence": {"resource": "db", "token": fence}},
-            ],
-            "success": [{"put": {"key": "db-value", "value": value}}],
-        })
+    let lease = |token: &str| Compare::Lease {
+        name: name.into(),
+        token: token.into(),
     };
-    let r = run_txn(h, fenced(&a.token, a.fence, "a1")).await;
-    assert_eq!(txn_failed(&r), (true, vec![]), "{}", r.text);
+    let fence = |token: u64| Compare::Fence {
+        resource: "db".into(),
+        token,
+    };
+    let fenced = |token: &str, f: u64, value: &str| Txn {
+        compare: vec![lease(token), fence(f)],
+        success: vec![Op::put("db-value", json!(value))],
+        failure: vec![],
+    };
+    let r = txn(fenced(&a.token, a.fence, "a1")).await;
+    assert_eq!((r.succeeded, r.failed), (true, vec![]));
 
     // A pauses past its TTL; B acquires.
     lapse(h, clock, name, &a).await;
@@ -96,36 +109,37 @@ pub(super) async fn fencing(h: &Http, clock: &Clock) {
     assert!(b.fence > a.fence);
 
     // A's lease-fenced write fails on the lease compare.
-    let r = run_txn(
-        h,
-        json!({"compare": [{"lease": name, "token": a.token}], "success": [{"put": {"key": "db-value", "value": "late"}}]}),
-    )
+    let r = txn(Txn {
+        compare: vec![lease(&a.token)],
+        success: vec![Op::put("db-value", json!("late"))],
+        failure: vec![],
+    })
     .await;
-    assert_eq!(txn_failed(&r), (false, vec![0]), "{}", r.text);
-    let r = run_txn(h, fenced(&a.token, a.fence, "late")).await;
-    assert_eq!(txn_failed(&r), (false, vec![0]), "{}", r.text);
+    assert_eq!((r.succeeded, r.failed), (false, vec![0]));
+    let r = txn(fenced(&a.token, a.fence, "late")).await;
+    assert_eq!((r.succeeded, r.failed), (false, vec![0]));
     let r = post(h, name, "renew", json!({"token": a.token, "ttl_ms": 1000})).await;
     assert_problem(&r, 409, "lease_lost", "renew by the paused ex-holder");
 
     // B writes with its fence, and releases.
-    let r = run_txn(h, fenced(&b.token, b.fence, "b1")).await;
-    assert_eq!(txn_failed(&r), (true, vec![]), "{}", r.text);
+    let r = txn(fenced(&b.token, b.fence, "b1")).await;
+    assert_eq!((r.succeeded, r.failed), (true, vec![]));
     assert!(release(h, name, &b.token).await.0);
 
     // Nobody holds the lease; A's fence is still below the recorded one.
-    let r = run_txn(
-        h,
-        json!({
-            "compare": [{"fence": {"resource": "db", "token": a.fence}}],
-            "success": [{"put": {"key": "db-value", "value": "late"}}],
-            "failure": [{"get": {"key": "db-value"}}],
-        }),
-    )
+    let r = txn(Txn {
+        compare: vec![fence(a.fence)],
+        success: vec![Op::put("db-value", json!("late"))],
+        failure: vec![Op::get("db-value")],
+    })
     .await;
-    assert_eq!(txn_failed(&r), (false, vec![0]), "{}", r.text);
-    assert_eq!(r.body["results"][0]["value"], json!("b1"), "{}", r.text);
-    let r = h.get(&format!("/v1/ns/{NS}/records/db-value")).await;
-    assert_eq!(r.body["value"], json!("b1"), "{}", r.text);
+    assert_eq!((r.succeeded, &r.failed), (false, &vec![0]), "{r:?}");
+    assert!(
+        matches!(&r.results[..], [TxnOpResult::Record { value, .. }] if value == &json!("b1")),
+        "{r:?}"
+    );
+    let stored = app.get("db-value").await.unwrap().map(|r| r.value);
+    assert_eq!(stored, Some(json!("b1")));
     assert!(!release(h, name, &a.token).await.0);
 
     // Recording a fence is a write: a revision and a `fence` change (kind
@@ -147,16 +161,17 @@ pub(super) async fn fencing(h: &Http, clock: &Clock) {
         log.text
     );
     let before = h.get(&format!("/v1/ns/{NS}/changes?limit=1000")).await;
-    let r = run_txn(
-        h,
-        json!({"compare": [{"fence": {"resource": "db", "token": b.fence + 1000}}]}),
-    )
+    let r = txn(Txn {
+        compare: vec![fence(b.fence + 1000)],
+        ..Txn::default()
+    })
     .await;
-    assert_eq!(txn_failed(&r), (true, vec![]), "{}", r.text);
+    assert_eq!((r.succeeded, r.failed), (true, vec![]));
     let after = h.get(&format!("/v1/ns/{NS}/changes?limit=1000")).await;
     let last = after.body["changes"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
-        last["revision"], r.body["revision"],
+        last["revision"],
+        json!(r.revision),
         "the fence-only txn committed at its own revision"
     );
     assert_eq!(
@@ -164,7 +179,7 @@ pub(super) async fn fencing(h: &Http, clock: &Clock) {
         (json!("fence"), json!("db"))
     );
     assert!(
-        r.u64("revision")
+        r.revision
             > before.body["changes"].as_array().unwrap().last().unwrap()["revision"]
                 .as_u64()
                 .unwrap()
