@@ -150,8 +150,8 @@ pub enum LeaseOp {
     Release {
         /// The lease name.
         name: String,
-        /// The owner token.
-        #[arg(long)]
+        /// The owner token (URL-safe base64: it may begin with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         token: String,
     },
     /// Show who holds it.

@@ -109,10 +109,15 @@ fn story(url: &str) {
     assert_eq!(run(&["lease", "acquire", "settle"]).code, 3);
     let r = run(&["lease", "show", "settle"]);
     assert!(r.stdout.starts_with("settle held by ops"), "{}", r.stdout);
-    // `--token=…`: a token may begin with `-` (URL-safe base64).
+    // A token may begin with `-` (URL-safe base64): both forms take it.
+    assert_eq!(run(&["lease", "release", "settle", "--token", &token]).code, 0);
     let token_arg = format!("--token={token}");
-    assert_eq!(run(&["lease", "release", "settle", &token_arg]).code, 0);
     assert_eq!(run(&["lease", "release", "settle", &token_arg]).code, 3);
+    // A token that looks like a flag is still a token.
+    assert_eq!(
+        run(&["lease", "release", "settle", "--token", "-AAAAAAAAAAAAAAAAAAAAA"]).code,
+        3
+    );
     // Gates.
     let r = run(&["gate", "create", "upload-1"]);
     assert!(
