@@ -258,6 +258,17 @@ pub fn client(url: &str) -> lockstep_client::Client {
         .expect("cannot build a lockstep client")
 }
 
+/// As [`client`], sending `Authorization: Bearer <token>` (an API token or a
+/// gate capability).
+pub fn client_with_token(url: &str, token: &str) -> lockstep_client::Client {
+    lockstep_client::Client::builder(url)
+        .token(token)
+        .retry(lockstep_client::Retry::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("cannot build a lockstep client")
+}
+
 /// Namespace `name` of the server at `url`, through [`client`].
 pub fn ns(url: &str, name: &str) -> lockstep_client::Ns {
     client(url).ns(name)

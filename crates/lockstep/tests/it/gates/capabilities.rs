@@ -1,6 +1,9 @@
-//! Capabilities racing a revoke.
+//! Capabilities racing a revoke, through `lockstep_client` (the uploaders hold
+//! the capability as their bearer token).
 
 use super::*;
+use lockstep_client::api::changes::{Change, ChangesQuery};
+use lockstep_client::api::gates::MintBody;
 
 // ---------------------------------------------------------------------------
 // Capabilities racing a revoke (SPEC §11, seeds/001): 32 anonymous uploaders
@@ -11,33 +14,30 @@ use super::*;
 
 const CAP_UPLOADERS: usize = 32;
 
-async fn cap_post(h: &Http, cap: &str, path: &str, body: Value) -> Resp {
-    h.send(
-        h.req("POST", path)
-            .header("authorization", format!("Bearer {cap}"))
-            .json(&body),
-    )
-    .await
-}
-
 async fn capabilities_race_revoke(cl: &Cluster) {
     let label = cl.label;
-    let owner = cl.http(0);
+    let owner = cl.ns(0, NS);
     let g = "cap-race";
-    put_gate(&owner, g, "reject").await;
-    let r = post(
-        &owner,
-        &format!("/v1/ns/{NS}/gates/{g}/capabilities"),
-        Some(&json!({"ttl_ms": 600_000})),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let cap = r.body["capability"].as_str().unwrap().to_owned();
+    open_gate(&owner, g, Pending::Reject).await;
+    let minted = owner
+        .mint_capability(
+            g,
+            &MintBody {
+                ttl_ms: 600_000,
+                ops: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((minted.gate.as_str(), minted.epoch), (g, 1), "{minted:?}");
+    let cap = minted.capability;
     let ops_done = Arc::new(AtomicUsize::new(0));
     let barrier = Arc::new(Barrier::new(CAP_UPLOADERS + 1));
     let mut tasks = Vec::new();
     for i in 0..CAP_UPLOADERS {
-        let (h, cap, barrier, done) = (cl.http(i), cap.clone(), barrier.clone(), ops_done.clone());
+        let url = &cl.urls[i % cl.urls.len()];
+        let app = common::client_with_token(url, &cap).ns(NS);
+        let (barrier, done) = (barrier.clone(), ops_done.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             // Each success: (op, revision it committed at or names).
@@ -45,29 +45,42 @@ async fn capabilities_race_revoke(cl: &Cluster) {
             let mut closed = 0;
             'uploads: for n in 0..40 {
                 let t = format!("u{i}-{n}");
-                let base = format!("/v1/ns/{NS}/gates/{g}/tickets");
-                let steps: [(&'static str, String, Value); 4] = [
-                    ("admit", base.clone(), json!({"ticket_id": t})),
-                    ("check", format!("{base}/{t}/check"), json!({})),
-                    ("commit", format!("{base}/{t}/commit"), json!({})),
-                    ("finalize", format!("{base}/{t}/finalize"), json!({})),
-                ];
-                for (op, path, body) in steps {
-                    let r = cap_post(&h, &cap, &path, body).await;
-                    match r.status {
-                        200 | 201 => {
-                            seen.push((op, r.u64("revision")));
+                for op in [
+                    None,
+                    Some(TicketOp::Check),
+                    Some(TicketOp::Commit),
+                    Some(TicketOp::Finalize),
+                ] {
+                    let answer = match op {
+                        None => {
+                            let body = AdmitBody {
+                                ticket_id: Some(t.clone()),
+                                meta: None,
+                            };
+                            app.admit(g, &body).await.map(|a| {
+                                assert!(a.created, "{a:?}");
+                                a.ticket
+                            })
+                        }
+                        Some(op) => app.ticket(g, &t, op, &FinalizeBody::default()).await,
+                    };
+                    let name = op.map_or("admit", |op| op.as_str());
+                    match answer {
+                        Ok(ticket) => {
+                            assert_eq!(ticket.ticket_id, t, "{ticket:?}");
+                            assert_eq!(ticket.epoch, 1, "{ticket:?}");
+                            seen.push((name, ticket.revision));
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        410 => {
-                            assert_eq!(r.code(), Some("gate_closed"), "{}", r.text);
+                        Err(e) if e.status() == Some(410) => {
+                            assert_eq!(e.code(), Some("gate_closed"), "{e:?}");
                             closed += 1;
                             if closed >= 3 {
                                 break 'uploads;
                             }
                             continue 'uploads;
                         }
-                        other => panic!("{op} {path}: unexpected {other} {}", r.text),
+                        Err(e) => panic!("{name} {t}: unexpected {e:?}"),
                     }
                 }
             }
@@ -81,9 +94,10 @@ async fn capabilities_race_revoke(cl: &Cluster) {
         async move { (done.load(Ordering::Relaxed) >= 60).then_some(()) }
     })
     .await;
-    let revoked = transition(&owner, g, "revoke").await;
-    assert_eq!(revoked.status, 200, "{}", revoked.text);
-    let r_revoke = revoked.u64("revision");
+    let revoked = owner.transition(g, Transition::Revoke).await.unwrap();
+    assert!(revoked.changed, "{revoked:?}");
+    assert_eq!(revoked.gate.state, GateState::Revoked, "{revoked:?}");
+    let r_revoke = revoked.gate.revision;
     let mut successes = Vec::new();
     let mut refused = 0;
     for t in tasks {
@@ -101,17 +115,22 @@ async fn capabilities_race_revoke(cl: &Cluster) {
             "[{label}] {op} at revision {rev} after the revoke at {r_revoke}"
         );
     }
-    // The log agrees: nothing by the capability after the revoke's revision.
-    let log = owner
-        .get(&format!("/v1/ns/{NS}/changes?kind=gate&prefix={g}&limit=1000"))
-        .await;
+    // The log agrees: nothing by the capability after the revoke's revision
+    // (every page of it).
+    let q = ChangesQuery {
+        kind: Some("gate".into()),
+        prefix: Some(g.into()),
+        limit: Some(1000),
+        ..ChangesQuery::default()
+    };
+    let log: Vec<Change> = owner.changes(q).try_collect().await.unwrap();
     let mut by_cap = 0;
-    for c in log.body["changes"].as_array().unwrap() {
-        if c["actor"] == json!(format!("capability:{g}")) {
+    for c in &log {
+        if c.actor == format!("capability:{g}") {
             by_cap += 1;
             assert!(
-                c["revision"].as_u64().unwrap() < r_revoke,
-                "[{label}] {c} after the revoke at {r_revoke}"
+                c.revision < r_revoke,
+                "[{label}] {c:?} after the revoke at {r_revoke}"
             );
         }
     }

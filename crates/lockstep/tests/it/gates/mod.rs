@@ -33,6 +33,13 @@
 use crate::common;
 
 use common::{pg_cluster, poll, sqlite_cluster, Cluster, Disk, Http, Resp};
+use futures_util::TryStreamExt;
+use lockstep_client::api::feeds::{EntriesQuery, Entry};
+use lockstep_client::api::gates::{
+    AdmitBody, AppendSpec, FinalizeBody, Gate, PutGateBody, Ticket, TicketAdmitted, TicketsQuery,
+};
+use lockstep_client::api::{GateState, Pending, Policy, TicketState};
+use lockstep_client::{Error as ClientError, Ns, TicketOp, Transition};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -147,6 +154,23 @@ async fn put_gate(h: &Http, gate: &str, pending: &str) -> Resp {
     r
 }
 
+/// As [`put_gate`], through `lockstep_client`.
+async fn open_gate(app: &Ns, gate: &str, pending: Pending) -> Gate {
+    let body = PutGateBody {
+        policy: Some(Policy { pending }),
+        meta: Some(json!({"owner": "owner@example.com"})),
+    };
+    let g = app
+        .put_gate(gate, &body)
+        .await
+        .unwrap_or_else(|e| panic!("PUT gate {gate}: {e:?}"));
+    assert_eq!(g.state, GateState::Open, "{g:?}");
+    assert_eq!(g.epoch, 1, "{g:?}");
+    assert_eq!(g.policy.pending, pending, "{g:?}");
+    assert_eq!(g.meta, json!({"owner": "owner@example.com"}), "{g:?}");
+    g
+}
+
 async fn transition(h: &Http, gate: &str, t: &str) -> Resp {
     post(h, &format!("{}/{t}", gate_path(gate)), None).await
 }
@@ -210,6 +234,68 @@ async fn feed_entries(h: &Http, feed: &str) -> Vec<Value> {
             other => panic!("next_cursor {other}"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The same, through `lockstep_client` (one attempt per call).
+
+/// Admits `ticket` as [`admit`] does.
+async fn admit_ticket(app: &Ns, gate: &str, ticket: &str) -> Result<TicketAdmitted, ClientError> {
+    let body = AdmitBody {
+        ticket_id: Some(ticket.to_owned()),
+        meta: Some(json!({"file": format!("{ticket}.bin")})),
+    };
+    app.admit(gate, &body).await
+}
+
+/// Runs `op` on a ticket, without a body.
+async fn on_ticket(app: &Ns, gate: &str, ticket: &str, op: TicketOp) -> Result<Ticket, ClientError> {
+    app.ticket(gate, ticket, op, &FinalizeBody::default()).await
+}
+
+/// Finalizes with an append to the gate's feed, as [`finalize_append`] does.
+async fn finalize_appending(app: &Ns, gate: &str, ticket: &str) -> Result<Ticket, ClientError> {
+    let body = FinalizeBody {
+        append: Some(AppendSpec {
+            feed: feed_of(gate),
+            data: json!({"ticket": ticket, "size": 1234}),
+        }),
+    };
+    app.ticket(gate, ticket, TicketOp::Finalize, &body).await
+}
+
+/// Asserts a ticket answer in `state`.
+#[track_caller]
+fn ticket_in(r: Result<Ticket, ClientError>, state: TicketState, what: &str) -> Ticket {
+    let t = r.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    assert_eq!(t.state, state, "{what}: {t:?}");
+    t
+}
+
+/// Every ticket of a gate by id, paged 25 at a time.
+async fn tickets_of(app: &Ns, gate: &str) -> BTreeMap<String, Ticket> {
+    let q = TicketsQuery {
+        limit: Some(25),
+        ..TicketsQuery::default()
+    };
+    let all: Vec<Ticket> = app.tickets(gate, q).try_collect().await.unwrap();
+    let mut out = BTreeMap::new();
+    for t in all {
+        let id = t.ticket_id.clone();
+        assert!(out.insert(id.clone(), t).is_none(), "{id} listed twice");
+    }
+    out
+}
+
+/// The ids of every entry of a feed, oldest first.
+async fn feed_ids(app: &Ns, feed: &str) -> Vec<String> {
+    let q = EntriesQuery {
+        limit: Some(100),
+        cursor: None,
+        order: Some("asc".into()),
+    };
+    let all: Vec<Entry> = app.entries(feed, q).try_collect().await.unwrap();
+    all.into_iter().map(|e| e.id).collect()
 }
 
 #[track_caller]

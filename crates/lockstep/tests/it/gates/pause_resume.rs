@@ -1,5 +1,7 @@
 //! A ticket admitted before a pause commits after resume; during the pause its
-//! steps and new admissions answer 423.
+//! steps and new admissions answer 423. Driven through `lockstep_client`; the
+//! refusals (423, 409) and the keyed retry (`Idempotent-Replayed`, the
+//! replayed body) are checked on the wire.
 
 use super::*;
 
@@ -9,47 +11,46 @@ use super::*;
 async fn pause_resume(cl: &Cluster) {
     let label = cl.label;
     let hs: Vec<Http> = (0..3).map(|i| cl.http(i)).collect();
+    let apps: Vec<Ns> = (0..3).map(|i| cl.ns(i, NS)).collect();
     let g = "upload-session";
-    put_gate(&hs[0], g, "reject").await;
+    open_gate(&apps[0], g, Pending::Reject).await;
     for (i, t) in ["before", "committed", "finalized", "given-up"]
         .iter()
         .enumerate()
     {
-        let r = admit(&hs[i % 3], g, t).await;
-        expect(&r, 201, None, t);
-        assert_eq!(r.body["created"], json!(true));
+        let a = admit_ticket(&apps[i % 3], g, t)
+            .await
+            .unwrap_or_else(|e| panic!("admit {t}: {e:?}"));
+        assert!(a.created, "{a:?}");
+        assert_eq!((a.ticket.state, a.ticket.epoch), (TicketState::Open, 1), "{a:?}");
     }
-    expect_ticket(
-        &ticket_op(&hs[1], g, "committed", "commit").await,
-        "committed",
+    ticket_in(
+        on_ticket(&apps[1], g, "committed", TicketOp::Commit).await,
+        TicketState::Committed,
         "commit",
     );
-    expect_ticket(
-        &ticket_op(&hs[2], g, "finalized", "commit").await,
-        "committed",
+    ticket_in(
+        on_ticket(&apps[2], g, "finalized", TicketOp::Commit).await,
+        TicketState::Committed,
         "commit",
     );
-    expect_ticket(
-        &finalize_append(&hs[0], g, "finalized").await,
-        "finalized",
+    ticket_in(
+        finalize_appending(&apps[0], g, "finalized").await,
+        TicketState::Finalized,
         "finalize",
     );
-    let before = list_tickets(&hs[0], g).await;
+    let before = tickets_of(&apps[0], g).await;
 
-    let p = transition(&hs[1], g, "pause").await;
-    expect(&p, 200, None, "pause");
-    assert_eq!(
-        (p.body["state"].clone(), p.body["epoch"].clone()),
-        (json!("paused"), json!(1))
-    );
-    assert_eq!(p.body["changed"], json!(true));
+    let p = apps[1].transition(g, Transition::Pause).await.unwrap();
+    assert_eq!((p.gate.state, p.gate.epoch), (GateState::Paused, 1), "{p:?}");
+    assert!(p.changed, "{p:?}");
     // Repeated pause: a no-op.
-    let again = transition(&hs[2], g, "pause").await;
-    expect(&again, 200, None, "pause again");
-    assert_eq!(again.body["changed"], json!(false), "{}", again.text);
-    let gate = hs[0].get(&gate_path(g)).await;
-    assert_eq!(gate.body["state"], json!("paused"));
+    let again = apps[2].transition(g, Transition::Pause).await.unwrap();
+    assert!(!again.changed, "pause again: {again:?}");
+    assert_eq!(again.gate.revision, p.gate.revision, "pause again wrote nothing");
+    assert_eq!(apps[0].gate(g).await.unwrap().state, GateState::Paused);
 
+    // The refusals while paused, on the wire: status, problem+json, code.
     for (i, (t, op)) in [
         ("before", "check"),
         ("before", "commit"),
@@ -82,14 +83,14 @@ async fn pause_resume(cl: &Cluster) {
     expect(&r, 200, None, "re-admit while paused");
     assert_eq!(r.body["created"], json!(false));
     // A finalized ticket answers as finalized; abort still works while paused.
-    expect_ticket(
-        &ticket_op(&hs[0], g, "finalized", "finalize").await,
-        "finalized",
+    ticket_in(
+        on_ticket(&apps[0], g, "finalized", TicketOp::Finalize).await,
+        TicketState::Finalized,
         "finalize finalized",
     );
-    expect_ticket(
-        &ticket_op(&hs[1], g, "given-up", "abort").await,
-        "aborted",
+    ticket_in(
+        on_ticket(&apps[1], g, "given-up", TicketOp::Abort).await,
+        TicketState::Aborted,
         "abort while paused",
     );
     // Reopen while paused is invalid.
@@ -100,12 +101,13 @@ async fn pause_resume(cl: &Cluster) {
         "reopen while paused",
     );
     // Nothing but the abort changed.
-    let during = list_tickets(&hs[0], g).await;
+    let during = tickets_of(&apps[0], g).await;
     for (id, t) in &before {
         if id != "given-up" {
             assert_eq!(&during[id], t, "[{label}] {id} survives the pause unchanged");
         }
     }
+    assert_eq!(during["given-up"].state, TicketState::Aborted);
 
     // A client retrying a 423 with the same Idempotency-Key (§14): the 423 is
     // not stored, so the retry after resume runs (§15 "Idempotency").
@@ -129,16 +131,17 @@ async fn pause_resume(cl: &Cluster) {
     );
     assert_eq!(r.header("idempotent-replayed"), None, "a 423 is not replayed");
 
-    let r = transition(&hs[0], g, "resume").await;
-    expect(&r, 200, None, "resume");
+    let r = apps[0].transition(g, Transition::Resume).await.unwrap();
     assert_eq!(
-        (r.body["state"].clone(), r.body["epoch"].clone()),
-        (json!("open"), json!(1))
+        (r.gate.state, r.gate.epoch),
+        (GateState::Open, 1),
+        "resume: {r:?}"
     );
+    assert!(r.changed, "{r:?}");
     // The ticket admitted before the pause goes on, same epoch.
-    expect_ticket(
-        &ticket_op(&hs[1], g, "before", "check").await,
-        "open",
+    ticket_in(
+        on_ticket(&apps[1], g, "before", TicketOp::Check).await,
+        TicketState::Open,
         "check after resume",
     );
     let c = hs[2].send(keyed(&hs[2])).await;
@@ -149,29 +152,31 @@ async fn pause_resume(cl: &Cluster) {
     expect_ticket(&replay, "committed", "keyed commit replayed");
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
     assert_eq!(replay.body, c.body);
-    let f = finalize_append(&hs[0], g, "before").await;
-    expect_ticket(&f, "finalized", "finalize after resume");
-    assert_eq!(f.body["recovered"], json!(false));
-    expect_ticket(
-        &finalize_append(&hs[1], g, "committed").await,
-        "finalized",
+    let f = ticket_in(
+        finalize_appending(&apps[0], g, "before").await,
+        TicketState::Finalized,
         "finalize after resume",
     );
-    let r = admit(&hs[2], g, "after").await;
-    expect(&r, 201, None, "admit after resume");
+    assert!(!f.recovered, "{f:?}");
+    assert_eq!(f.epoch, 1, "{f:?}");
+    ticket_in(
+        finalize_appending(&apps[1], g, "committed").await,
+        TicketState::Finalized,
+        "finalize after resume",
+    );
+    let a = admit_ticket(&apps[2], g, "after").await.unwrap();
+    assert!(a.created, "admit after resume: {a:?}");
     // Feed: one entry per finalized ticket.
-    let ids: BTreeSet<String> = feed_entries(&hs[0], &feed_of(g))
-        .await
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = feed_ids(&apps[0], &feed_of(g)).await;
     assert_eq!(
-        ids,
+        ids.iter().cloned().collect::<BTreeSet<String>>(),
         ["before", "committed", "finalized"]
             .into_iter()
             .map(String::from)
-            .collect()
+            .collect(),
+        "[{label}] {ids:?}"
     );
+    assert_eq!(ids.len(), 3, "[{label}] one entry each: {ids:?}");
     // The log: pause and resume once each (the repeats wrote nothing).
     let ops: Vec<String> = gate_changes(&cl.disk, g)
         .await
