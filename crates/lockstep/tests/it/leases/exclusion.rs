@@ -5,28 +5,10 @@
 
 use super::*;
 use futures_util::TryStreamExt;
-use lockstep_client::api::leases::{AcquireBody, Lease};
+use lockstep_client::api::leases::AcquireBody;
 use lockstep_client::api::records::{ListQuery, TxnOpResult};
 use lockstep_client::api::{Compare, Op, Txn};
 use lockstep_client::Ns;
-
-/// Checks a granted lease as `granted` checks the raw answer: its name,
-/// holder, a URL-safe token of at least 128 bits, the TTL, and that an
-/// acquire commits at its fence.
-#[track_caller]
-fn granted_lease(l: &Lease, name: &str, holder: &str, ttl_ms: u64) -> Held {
-    assert_eq!(
-        (l.name.as_str(), l.holder.as_deref()),
-        (name, Some(holder)),
-        "{l:?}"
-    );
-    assert_eq!(l.revision, l.fence, "an acquire commits at its fence: {l:?}");
-    let token = l
-        .token
-        .clone()
-        .unwrap_or_else(|| panic!("a granted lease has a token: {l:?}"));
-    held(token, l.fence, serde_json::to_value(l).unwrap(), ttl_ms)
-}
 
 /// Fewer acquisitions than this say nothing about exclusion.
 const MIN_ACQUISITIONS: usize = 20;
@@ -101,7 +83,7 @@ pub(super) async fn mutual_exclusion(servers: &[Ns], clients: usize, run_for: Du
                     }
                     Err(e) => panic!("acquire {name}: {e:?}"),
                 };
-                let held = granted_lease(&lease, name, &holder, 2000);
+                let held = granted_lease(&lease, name, Some(&holder), 2000);
                 logs.lock().unwrap().events.push(Event::Acquired(held.fence));
                 let t = app
                     .txn(&Txn {

@@ -24,6 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lockstep_client::api::leases::{AcquireBody, Lease};
+use lockstep_client::Ns;
+
 mod bad_input;
 mod exclusion;
 mod story;
@@ -147,6 +150,45 @@ fn held(token: String, fence: u64, body: Value, ttl_ms: u64) -> Held {
     }
 }
 
+/// Checks a granted lease as [`granted`] checks the raw answer: its name,
+/// holder, a URL-safe token of at least 128 bits, the TTL, and that an
+/// acquire commits at its fence.
+#[track_caller]
+fn granted_lease(l: &Lease, name: &str, holder: Option<&str>, ttl_ms: u64) -> Held {
+    assert_eq!((l.name.as_str(), l.holder.as_deref()), (name, holder), "{l:?}");
+    assert_eq!(l.revision, l.fence, "an acquire commits at its fence: {l:?}");
+    let token = l
+        .token
+        .clone()
+        .unwrap_or_else(|| panic!("a granted lease has a token: {l:?}"));
+    held(token, l.fence, serde_json::to_value(l).unwrap(), ttl_ms)
+}
+
+/// An acquire through `lockstep_client`: `ttl_ms`, the `holder` label, and
+/// `wait_ms` (0: no wait).
+async fn try_acquire(
+    app: &Ns,
+    name: &str,
+    ttl_ms: u64,
+    holder: Option<&str>,
+    wait_ms: u64,
+) -> Result<Lease, lockstep_client::Error> {
+    let body = AcquireBody {
+        ttl_ms,
+        holder: holder.map(str::to_owned),
+        wait_ms,
+    };
+    app.acquire_lease(name, &body).await
+}
+
+/// Releases through `lockstep_client`; answers `released`.
+async fn release_lease(app: &Ns, name: &str, token: &str) -> bool {
+    app.release_lease(name, token)
+        .await
+        .unwrap_or_else(|e| panic!("release {name}: {e:?}"))
+        .released
+}
+
 /// Acquires without waiting; it must be granted.
 async fn acquire(h: &Http, name: &str, ttl_ms: u64, holder: Option<&str>) -> Held {
     let mut body = json!({"ttl_ms": ttl_ms});
@@ -236,10 +278,11 @@ async fn mutual_exclusion_postgres_three_processes() {
 /// The waiting cases of one server, its store on a manual clock.
 async fn waiting(server: &Server) {
     let h = Http::new(&server.url);
-    fifo(std::slice::from_ref(&h), "fifo").await;
-    wait_timeout(&h).await;
-    waiter_gets_lapsed_lease(&h, &server.clock).await;
-    disconnected_waiter(&h).await;
+    let app = common::ns(&server.url, NS);
+    fifo(std::slice::from_ref(&app), &h, "fifo").await;
+    wait_timeout(&app, &h).await;
+    waiter_gets_lapsed_lease(&app, &h, &server.clock).await;
+    disconnected_waiter(&app, &h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -260,9 +303,10 @@ async fn waiting_postgres_three_processes() {
     let Some(pg) = fresh_pg().await else { return };
     let mut servers: Vec<Process> = (0..3).map(|_| Process::start(&pg.url)).collect();
     let https: Vec<Http> = servers.iter().map(|s| Http::new(&s.url)).collect();
+    let apps: Vec<Ns> = servers.iter().map(|s| common::ns(&s.url, NS)).collect();
     // Waiters spread over three processes still acquire in arrival order.
-    fifo(&https, "fifo-across").await;
-    crashed_waiter(&mut servers, &https).await;
+    fifo(&apps, &https[0], "fifo-across").await;
+    crashed_waiter(&mut servers, &apps, &https[0]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

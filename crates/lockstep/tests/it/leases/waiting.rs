@@ -1,32 +1,51 @@
-//! Waiting: first come, first served; timeouts; lapsed leases; crashed and disconnected waiters.
+//! Waiting: first come, first served; timeouts; lapsed leases; crashed and
+//! disconnected waiters. The waiters, holders and releases go through
+//! `lockstep_client`; the probes that count the queue read the raw 409.
 
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use lockstep_client::api::problem::Extensions;
+
+/// Acquires through `app` without waiting; it must be granted.
+async fn hold(app: &Ns, name: &str, ttl_ms: u64, holder: &str) -> Held {
+    let l = try_acquire(app, name, ttl_ms, Some(holder), 0)
+        .await
+        .unwrap_or_else(|e| panic!("acquire {name}: {e:?}"));
+    granted_lease(&l, name, Some(holder), ttl_ms)
+}
+
+/// A waiting acquire through `app`; it must be granted.
+async fn wait_for(app: &Ns, name: &str, ttl_ms: u64, holder: &str, wait_ms: u64) -> Held {
+    let l = try_acquire(app, name, ttl_ms, Some(holder), wait_ms)
+        .await
+        .unwrap_or_else(|e| panic!("waiting acquire {name} as {holder}: {e:?}"));
+    granted_lease(&l, name, Some(holder), ttl_ms)
+}
 
 /// One holder, 10 waiters arriving one after another (each confirmed queued
-/// before the next starts), spread over `servers`: they acquire in arrival order.
-pub(super) async fn fifo(servers: &[Http], name: &str) {
+/// before the next starts), spread over `apps`' servers: they acquire in
+/// arrival order. `h0` (the first server) probes the queue.
+pub(super) async fn fifo(apps: &[Ns], h0: &Http, name: &str) {
     const WAITERS: usize = 10;
-    let h0 = &servers[0];
-    let holder = acquire(h0, name, 30_000, Some("holder")).await;
+    let holder = hold(&apps[0], name, 30_000, "holder").await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for i in 0..WAITERS {
-        let h = servers[i % servers.len()].clone();
+        let app = apps[i % apps.len()].clone();
         let order = order.clone();
         let lease = name.to_owned();
         tasks.push(tokio::spawn(async move {
             let holder = format!("waiter-{i}");
-            let body = json!({"ttl_ms": 10_000, "wait_ms": 20_000, "holder": holder});
-            let r = post(&h, &lease, "acquire", body).await;
-            let held = granted(&r, &lease, Some(&holder), 10_000);
+            let held = wait_for(&app, &lease, 10_000, &holder, 20_000).await;
             order.lock().unwrap().push((i, held.fence));
             // Holds the lease a moment, as a worker would (the next waiter
             // is woken by the release, not by this time).
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let (released, _) = release(&h, &lease, &held.token).await;
-            assert!(released, "waiter {i} held its lease until it released");
+            assert!(
+                release_lease(&app, &lease, &held.token).await,
+                "waiter {i} held its lease until it released"
+            );
         }));
         poll(Duration::from_secs(5), "the waiter to be queued", || async {
             let n = probe_waiters(h0, name).await;
@@ -36,7 +55,7 @@ pub(super) async fn fifo(servers: &[Http], name: &str) {
         .await;
     }
     let released_at = Instant::now();
-    assert!(release(h0, name, &holder.token).await.0);
+    assert!(release_lease(&apps[0], name, &holder.token).await);
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(30), t)
             .await
@@ -56,23 +75,23 @@ pub(super) async fn fifo(servers: &[Http], name: &str) {
     );
     println!(
         "{} servers: {WAITERS} waiters served in {:?}",
-        servers.len(),
+        apps.len(),
         released_at.elapsed()
     );
-    let g = get_lease(h0, name).await;
-    assert_eq!(g.body["held"], json!(false));
-    assert_eq!(g.body["fence"], json!(order[WAITERS - 1].1));
+    let g = apps[0].lease(name).await.unwrap();
+    assert!(!g.held, "{g:?}");
+    assert_eq!(g.fence, Some(order[WAITERS - 1].1), "{g:?}");
 }
 
 /// A waiter with wait_ms 200 on a lease held for 5 s gets 409 after ≈200 ms.
-pub(super) async fn wait_timeout(h: &Http) {
+pub(super) async fn wait_timeout(app: &Ns, h: &Http) {
     let name = "slow";
-    let holder = acquire(h, name, 5_000, Some("slow-holder")).await;
+    let holder = hold(app, name, 5_000, "slow-holder").await;
     let waiter = {
-        let h = h.clone();
+        let app = app.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let r = post(&h, name, "acquire", json!({"ttl_ms": 1000, "wait_ms": 200})).await;
+            let r = try_acquire(&app, name, 1000, None, 200).await;
             (r, started.elapsed())
         })
     };
@@ -86,47 +105,57 @@ pub(super) async fn wait_timeout(h: &Http) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (r, elapsed) = waiter.await.unwrap();
-    assert_problem(&r, 409, "lease_held", "a waiting acquire that timed out");
+    let e = r.expect_err("a waiting acquire that timed out is refused");
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(409), Some("lease_held")),
+        "a waiting acquire that timed out: {e:?}"
+    );
     assert!(
         elapsed >= Duration::from_millis(180) && elapsed <= Duration::from_secs(10),
         "the wait lasted {elapsed:?}"
     );
-    assert_eq!(r.body["holder"], json!("slow-holder"), "{}", r.text);
-    assert_eq!(r.body["expires_at"], holder.body["expires_at"], "{}", r.text);
-    assert!(
-        r.body["waiters"].as_u64().is_some_and(|n| n >= 1),
-        "the final 409 counts the waiter: {}",
-        r.text
-    );
+    // The members of the server's own problem document (a problem made up
+    // by the client has none).
+    let p = e.problem().unwrap();
+    assert_eq!(p.status, 409, "{p:?}");
+    let Some(Extensions::LeaseHeld {
+        holder: by,
+        expires_at,
+        waiters,
+    }) = &p.extensions
+    else {
+        panic!("a lease_held problem names the holder: {p:?}")
+    };
+    assert_eq!(by.as_deref(), Some("slow-holder"), "{p:?}");
+    assert_eq!(expires_at.as_deref(), holder.body["expires_at"].as_str(), "{p:?}");
+    assert!(*waiters >= 1, "the final 409 counts the waiter: {p:?}");
     assert_eq!(seen, 1, "the waiter was queued while it waited");
     assert_eq!(
         probe_waiters(h, name).await,
         0,
         "a waiter that timed out left the queue"
     );
-    assert!(release(h, name, &holder.token).await.0);
+    assert!(release_lease(app, name, &holder.token).await);
     // Free and nobody waiting: a waiting acquire is granted at once.
     let started = Instant::now();
-    let r = post(h, name, "acquire", json!({"ttl_ms": 1000, "wait_ms": 60_000})).await;
-    let c = granted(&r, name, None, 1000);
+    let l = try_acquire(app, name, 1000, None, 60_000).await.unwrap();
+    let c = granted_lease(&l, name, None, 1000);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "granted at once, not after the wait"
     );
-    assert!(release(h, name, &c.token).await.0);
+    assert!(release_lease(app, name, &c.token).await);
 }
 
 /// A waiter is granted a lease that lapses (nobody releases it) once the
 /// store's clock (manual here) reaches its expiry, at its next retry.
-pub(super) async fn waiter_gets_lapsed_lease(h: &Http, clock: &Clock) {
+pub(super) async fn waiter_gets_lapsed_lease(app: &Ns, h: &Http, clock: &Clock) {
     let name = "lapsing";
-    let holder = acquire(h, name, 300, Some("stalled")).await;
+    let holder = hold(app, name, 300, "stalled").await;
     let waiter = {
-        let h = h.clone();
-        tokio::spawn(async move {
-            let body = json!({"ttl_ms": 1000, "wait_ms": 10_000, "holder": "next"});
-            post(&h, name, "acquire", body).await
-        })
+        let app = app.clone();
+        tokio::spawn(async move { wait_for(&app, name, 1000, "next", 10_000).await })
     };
     poll(Duration::from_secs(5), "the waiter to be queued", || async {
         (probe_waiters(h, name).await == 1).then_some(())
@@ -136,37 +165,30 @@ pub(super) async fn waiter_gets_lapsed_lease(h: &Http, clock: &Clock) {
     assert_eq!(probe_waiters(h, name).await, 1, "held until its expiry");
     assert!(!waiter.is_finished(), "the waiter waits while the lease is held");
     clock.set(holder.expires_at);
-    let r = tokio::time::timeout(Duration::from_secs(30), waiter)
+    let next = tokio::time::timeout(Duration::from_secs(30), waiter)
         .await
         .expect("the waiter did not finish within 30 s")
         .unwrap();
-    let next = granted(&r, name, Some("next"), 1000);
     assert!(next.fence > holder.fence);
     assert_eq!(
         next.acquired_at, holder.expires_at,
         "granted at the holder's expiry (the clock stands there)"
     );
-    assert!(!release(h, name, &holder.token).await.0);
-    assert!(release(h, name, &next.token).await.0);
+    assert!(!release_lease(app, name, &holder.token).await);
+    assert!(release_lease(app, name, &next.token).await);
 }
 
 /// A queued waiter whose server process dies stops blocking the queue once
 /// its alive window (3 s) lapses: the next waiter, on another process, gets
-/// the lease.
-pub(super) async fn crashed_waiter(servers: &mut [Process], https: &[Http]) {
+/// the lease. `apps[i]` is a client of `servers[i]`; `h0` probes server 0.
+pub(super) async fn crashed_waiter(servers: &mut [Process], apps: &[Ns], h0: &Http) {
     let name = "crash";
-    let (h0, h2) = (&https[0], &https[2]);
-    let holder = acquire(h0, name, 30_000, Some("holder")).await;
+    let holder = hold(&apps[0], name, 30_000, "holder").await;
     let doomed = {
-        let h = h2.clone();
+        let app = apps[2].clone();
         tokio::spawn(async move {
-            let body = json!({"ttl_ms": 10_000, "wait_ms": 20_000, "holder": "crashed"});
-            let _ = common::try_send(
-                h.req("POST", &action_path(name, "acquire"))
-                    .header("content-type", "application/json")
-                    .body(body.to_string()),
-            )
-            .await;
+            // Its server dies under it: whatever it answers is not the point.
+            let _ = try_acquire(&app, name, 10_000, Some("crashed"), 20_000).await;
         })
     };
     poll(
@@ -176,11 +198,8 @@ pub(super) async fn crashed_waiter(servers: &mut [Process], https: &[Http]) {
     )
     .await;
     let survivor = {
-        let h = h0.clone();
-        tokio::spawn(async move {
-            let body = json!({"ttl_ms": 10_000, "wait_ms": 20_000, "holder": "survivor"});
-            post(&h, name, "acquire", body).await
-        })
+        let app = apps[0].clone();
+        tokio::spawn(async move { wait_for(&app, name, 10_000, "survivor", 20_000).await })
     };
     poll(Duration::from_secs(5), "the survivor to be queued", || async {
         (probe_waiters(h0, name).await == 2).then_some(())
@@ -189,13 +208,12 @@ pub(super) async fn crashed_waiter(servers: &mut [Process], https: &[Http]) {
     servers[2].kill9();
     let _ = doomed.await;
     let released_at = Instant::now();
-    assert!(release(h0, name, &holder.token).await.0);
-    let r = tokio::time::timeout(Duration::from_secs(30), survivor)
+    assert!(release_lease(&apps[0], name, &holder.token).await);
+    let s = tokio::time::timeout(Duration::from_secs(30), survivor)
         .await
         .expect("the survivor did not finish within 30 s")
         .unwrap();
     let waited = released_at.elapsed();
-    let s = granted(&r, name, Some("survivor"), 10_000);
     assert!(
         // The dead waiter's alive window is 3 s; far less than the survivor's
         // 30 s wait, so a waiter that never lapsed fails this.
@@ -203,20 +221,17 @@ pub(super) async fn crashed_waiter(servers: &mut [Process], https: &[Http]) {
         "the survivor waited {waited:?} after the release for a dead waiter"
     );
     println!("the survivor got the lease {waited:?} after the release");
-    assert!(release(h0, name, &s.token).await.0);
+    assert!(release_lease(&apps[0], name, &s.token).await);
 }
 
 /// A waiter whose client goes away stops waiting: it leaves the queue, and
 /// the next waiter gets the lease right after the release.
-pub(super) async fn disconnected_waiter(h: &Http) {
+pub(super) async fn disconnected_waiter(app: &Ns, h: &Http) {
     let name = "disc";
-    let holder = acquire(h, name, 30_000, Some("holder")).await;
+    let holder = hold(app, name, 30_000, "holder").await;
     let gone = {
-        let h = h.clone();
-        tokio::spawn(async move {
-            let body = json!({"ttl_ms": 10_000, "wait_ms": 20_000, "holder": "disconnected"});
-            post(&h, name, "acquire", body).await
-        })
+        let app = app.clone();
+        tokio::spawn(async move { try_acquire(&app, name, 10_000, Some("disconnected"), 20_000).await })
     };
     poll(
         Duration::from_secs(5),
@@ -237,11 +252,10 @@ pub(super) async fn disconnected_waiter(h: &Http) {
     .await;
 
     let later = {
-        let h = h.clone();
+        let app = app.clone();
         tokio::spawn(async move {
-            let body = json!({"ttl_ms": 10_000, "wait_ms": 20_000, "holder": "later"});
-            let r = post(&h, name, "acquire", body).await;
-            (r, Instant::now())
+            let l = wait_for(&app, name, 10_000, "later", 20_000).await;
+            (l, Instant::now())
         })
     };
     poll(
@@ -251,18 +265,17 @@ pub(super) async fn disconnected_waiter(h: &Http) {
     )
     .await;
     let released_at = Instant::now();
-    assert!(release(h, name, &holder.token).await.0);
-    let (r, got_at) = tokio::time::timeout(Duration::from_secs(30), later)
+    assert!(release_lease(app, name, &holder.token).await);
+    let (l, got_at) = tokio::time::timeout(Duration::from_secs(30), later)
         .await
         .expect("the later waiter did not finish within 30 s")
         .unwrap();
-    let l = granted(&r, name, Some("later"), 10_000);
     let waited = got_at.duration_since(released_at);
     assert!(
         waited < Duration::from_secs(1),
         "the later waiter got the lease {waited:?} after the release"
     );
-    let g = get_lease(h, name).await;
-    assert_eq!(g.body["holder"], json!("later"), "{}", g.text);
-    assert!(release(h, name, &l.token).await.0);
+    let g = app.lease(name).await.unwrap();
+    assert_eq!(g.holder.as_deref(), Some("later"), "{g:?}");
+    assert!(release_lease(app, name, &l.token).await);
 }
