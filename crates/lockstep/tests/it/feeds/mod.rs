@@ -33,6 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Barrier;
 
+use lockstep_client::api::feeds::{AppendBody, EntriesQuery, Entry, EntryAppended};
+use lockstep_client::api::FeedConfig;
+use lockstep_client::Ns;
+
 mod bad_input;
 mod legacy_import;
 mod marks;
@@ -137,14 +141,6 @@ async fn append_new(h: &Http, feed: &str, body: Value) -> Resp {
     r
 }
 
-async fn configure(h: &Http, feed: &str, config: Value) {
-    let r = h.json("PUT", &feed_path(feed), &config).await;
-    assert_eq!(r.status, 200, "PUT config {config} on {feed}: {}", r.text);
-    assert_eq!(r.body["feed"], json!(feed), "{}", r.text);
-    assert_eq!(r.body["config"], config, "{}", r.text);
-    assert!(r.body["revision"].as_u64().is_some(), "{}", r.text);
-}
-
 async fn mark_read(h: &Http, feed: &str, body: Value) {
     let r = h.json("POST", &format!("{}/read", feed_path(feed)), &body).await;
     assert_eq!(r.status, 200, "mark {body} read on {feed}: {}", r.text);
@@ -185,12 +181,68 @@ async fn page_all(hs: &[Http], feed: &str, order: &str, limit: usize) -> (Vec<Va
     unreachable!()
 }
 
-fn id_of(e: &Value) -> String {
-    e["id"].as_str().unwrap().to_owned()
+// ---------------------------------------------------------------------------
+// The same, through `lockstep_client` (one attempt per call).
+
+/// Every visible entry of `feed`, paged `limit` at a time through the
+/// servers in turn; with the last page's `unread_count`.
+async fn all_entries(apps: &[Ns], feed: &str, order: &str, limit: usize) -> (Vec<Entry>, u64) {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for n in 0.. {
+        let q = EntriesQuery {
+            limit: Some(limit),
+            cursor: cursor.take(),
+            order: Some(order.to_owned()),
+        };
+        let p = apps[n % apps.len()].entries_page(feed, &q).await.unwrap();
+        let got = p.items.entries.len();
+        assert!(got <= limit, "at most `limit` entries: {got}");
+        out.extend(p.items.entries);
+        match p.next_cursor {
+            Some(c) => {
+                assert!(got > 0, "a page with a next_cursor is not empty");
+                cursor = Some(c);
+            }
+            None => return (out, p.items.unread_count),
+        }
+        assert!(n < 10_000, "paging does not end");
+    }
+    unreachable!()
 }
 
-fn at_of(e: &Value) -> Millis {
-    Millis::parse_rfc3339(e["at"].as_str().unwrap()).unwrap_or_else(|err| panic!("bad at in {e}: {err}"))
+/// Appends `{id, data, at}` through `app`; it must be created.
+async fn add_new(app: &Ns, feed: &str, id: &str, data: Value, at: Option<String>) -> EntryAppended {
+    let body = AppendBody {
+        id: id.to_owned(),
+        data,
+        at,
+    };
+    let r = app
+        .append(feed, &body)
+        .await
+        .unwrap_or_else(|e| panic!("append {body:?} to {feed}: {e:?}"));
+    assert!(r.created, "append {id} to {feed}: {r:?}");
+    assert_eq!(r.entry.id, id, "{r:?}");
+    r
+}
+
+/// Configures `feed` through `app`; the answer names it and its config.
+async fn set_config(app: &Ns, feed: &str, config: FeedConfig) {
+    let r = app
+        .configure_feed(feed, &config)
+        .await
+        .unwrap_or_else(|e| panic!("PUT config {config:?} on {feed}: {e:?}"));
+    assert_eq!((r.feed.as_str(), &r.config), (feed, &config), "{r:?}");
+}
+
+/// An entry's `data` as a JSON value.
+fn data_of(e: &Entry) -> Value {
+    Value::Object(e.data.clone())
+}
+
+fn id_of(e: &Value) -> String {
+    e["id"].as_str().unwrap().to_owned()
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -1,6 +1,8 @@
-//! Paging by cursor, stable while other clients keep appending.
+//! Paging by cursor, stable while other clients keep appending. Through
+//! `lockstep_client`.
 
 use super::*;
+use lockstep_client::api::feeds::ImportQuery;
 
 // ---------------------------------------------------------------------------
 // 3. Paging 1,000 entries 37 at a time, both orders, while other clients keep
@@ -13,7 +15,7 @@ const WRITERS: usize = 4;
 
 async fn paging_under_appends(cl: &Cluster) {
     let label = cl.label;
-    let clients = cl.clients();
+    let apps: Vec<Ns> = (0..cl.urls.len()).map(|i| cl.ns(i, NS)).collect();
     let feed = "paged/owner@example.com";
     let base = system_now().0 - 3_600_000;
     let pre_at = |i: usize| base + 4 * i as i64;
@@ -21,35 +23,29 @@ async fn paging_under_appends(cl: &Cluster) {
         let items: Vec<Value> = (chunk * 500..(chunk + 1) * 500)
             .map(|i| json!({"id": format!("p{i:04}"), "at": rfc3339(pre_at(i)), "i": i}))
             .collect();
-        let r = clients[0]
-            .json(
-                "POST",
-                &format!("{}/import", feed_path(feed)),
-                &Value::Array(items),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!((r.u64("imported"), r.u64("skipped")), (500, 0));
+        let r = apps[0]
+            .import(feed, &ImportQuery::default(), &items)
+            .await
+            .unwrap();
+        assert_eq!((r.imported, r.skipped), (500, 0), "{r:?}");
     }
 
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
-        let (h, stop, written) = (cl.http(w), stop.clone(), written.clone());
+        let (app, stop, written) = (cl.ns(w, NS), stop.clone(), written.clone());
         writers.push(tokio::spawn(async move {
             let mut n = 0usize;
             let mut between = false;
             while !stop.load(Ordering::Relaxed) {
                 // In turn: now, and between two pre-existing entries.
                 between = !between;
-                let body = if !between {
-                    json!({"id": format!("w{w}-{n}"), "data": {}})
-                } else {
+                let at = between.then(|| {
                     let k = (n * 37 + w * 101) % PRE;
-                    json!({"id": format!("w{w}-{n}"), "data": {}, "at": rfc3339(base + 4 * k as i64 + 2)})
-                };
-                append_new(&h, feed, body).await;
+                    rfc3339(base + 4 * k as i64 + 2)
+                });
+                add_new(&app, feed, &format!("w{w}-{n}"), json!({}), at).await;
                 written.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
@@ -63,18 +59,22 @@ async fn paging_under_appends(cl: &Cluster) {
     let started = written.load(Ordering::Relaxed);
     let mut readers = Vec::new();
     for order in ["desc", "asc"] {
-        let clients = clients.clone();
+        let apps = apps.clone();
         readers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut cursor: Option<String> = None;
             for n in 0.. {
-                let r = get_page(&clients[n % clients.len()], feed, order, PAGE, cursor.as_deref()).await;
-                let entries = r.body["entries"].as_array().unwrap().clone();
-                assert!(entries.len() <= PAGE);
-                seen.extend(entries);
-                match &r.body["next_cursor"] {
-                    Value::String(c) => cursor = Some(c.clone()),
-                    _ => break,
+                let q = EntriesQuery {
+                    limit: Some(PAGE),
+                    cursor: cursor.take(),
+                    order: Some(order.to_owned()),
+                };
+                let p = apps[n % apps.len()].entries_page(feed, &q).await.unwrap();
+                assert!(p.items.entries.len() <= PAGE);
+                seen.extend(p.items.entries);
+                match p.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
                 }
                 // Give the writers room between pages.
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -97,7 +97,13 @@ async fn paging_under_appends(cl: &Cluster) {
     );
 
     for (order, seen) in results {
-        let keys: Vec<(Millis, String)> = seen.iter().map(|e| (at_of(e), id_of(e))).collect();
+        let keys: Vec<(Millis, String)> = seen
+            .iter()
+            .map(|e| {
+                let at = Millis::parse_rfc3339(&e.at).unwrap_or_else(|err| panic!("bad at in {e:?}: {err}"));
+                (at, e.id.clone())
+            })
+            .collect();
         let unique: BTreeSet<&String> = keys.iter().map(|(_, id)| id).collect();
         assert_eq!(
             unique.len(),
@@ -133,7 +139,7 @@ async fn paging_under_appends(cl: &Cluster) {
         );
     }
     // Everything written is there in the end.
-    let (entries, unread) = page_all(&clients, feed, "asc", 1000).await;
+    let (entries, unread) = all_entries(&apps, feed, "asc", 1000).await;
     let total = PRE + written.load(Ordering::Relaxed);
     assert_eq!(entries.len(), total, "[{label}] nothing lost");
     assert_eq!(unread, total as u64);

@@ -3,7 +3,7 @@
 
 use super::*;
 use futures_util::TryStreamExt;
-use lockstep_client::api::feeds::{AppendBody, EntriesQuery, Entry, EntryAppended, FeedsQuery, ReadBody};
+use lockstep_client::api::feeds::{AppendBody, EntryAppended, FeedsQuery, ReadBody};
 use lockstep_client::Ns;
 
 /// Appends through `app`; the answer must come.
@@ -27,33 +27,6 @@ async fn mark(app: &Ns, ids: &[String]) {
     app.mark_read(RECEIVES, &body)
         .await
         .unwrap_or_else(|e| panic!("mark {ids:?} read: {e:?}"));
-}
-
-/// Every visible entry, paged `limit` at a time through the servers in turn;
-/// with the last page's `unread_count`.
-async fn all_entries(apps: &[Ns], order: &str, limit: usize) -> (Vec<Entry>, u64) {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    for n in 0.. {
-        let q = EntriesQuery {
-            limit: Some(limit),
-            cursor: cursor.take(),
-            order: Some(order.to_owned()),
-        };
-        let p = apps[n % apps.len()].entries_page(RECEIVES, &q).await.unwrap();
-        let got = p.items.entries.len();
-        assert!(got <= limit, "at most `limit` entries: {got}");
-        out.extend(p.items.entries);
-        match p.next_cursor {
-            Some(c) => {
-                assert!(got > 0, "a page with a next_cursor is not empty");
-                cursor = Some(c);
-            }
-            None => return (out, p.items.unread_count),
-        }
-        assert!(n < 10_000, "paging does not end");
-    }
-    unreachable!()
 }
 
 // ---------------------------------------------------------------------------
@@ -98,7 +71,7 @@ async fn receives(cl: &Cluster) {
     }
     let want: BTreeSet<String> = (0..CLIENTS).map(|i| format!("reservation:{i:02}")).collect();
     for order in ["desc", "asc"] {
-        let (entries, unread) = all_entries(&apps, order, 10).await;
+        let (entries, unread) = all_entries(&apps, RECEIVES, order, 10).await;
         let got: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let unique: BTreeSet<String> = got.iter().cloned().collect();
         assert_eq!(
@@ -152,7 +125,7 @@ async fn receives(cl: &Cluster) {
                 "[{label}] every duplicate answers the original entry (same at, revision, data)"
             );
         }
-        let (entries, _) = all_entries(&apps, "desc", 1000).await;
+        let (entries, _) = all_entries(&apps, RECEIVES, "desc", 1000).await;
         let same: Vec<&Entry> = entries.iter().filter(|e| e.id == id).collect();
         assert_eq!(same.len(), 1, "[{label}] listed once");
         assert_eq!(same[0], won, "[{label}] the listing shows the original");
@@ -197,7 +170,7 @@ async fn receives(cl: &Cluster) {
     let total = CLIENTS + DUP_ROUNDS + LATE;
     let expected_unread = (total - subset.len()) as u64;
     for (k, app) in apps.iter().enumerate() {
-        let (entries, unread) = all_entries(std::slice::from_ref(app), "desc", 25).await;
+        let (entries, unread) = all_entries(std::slice::from_ref(app), RECEIVES, "desc", 25).await;
         assert_eq!(entries.len(), total, "[{label}] all entries visible (server {k})");
         let read: BTreeSet<String> = entries.iter().filter(|e| e.read).map(|e| e.id.clone()).collect();
         let want_read: BTreeSet<String> = subset.iter().cloned().collect();

@@ -1,50 +1,74 @@
 //! Retention and IP scrubbing: in reads at once, on disk once the sweeper ran,
-//! and in the entry a duplicate append answers.
+//! and in the entry a duplicate append answers. Through `lockstep_client`.
 
 use super::*;
+use futures_util::TryStreamExt;
+use lockstep_client::api::feeds::{FeedSummary, FeedsQuery};
+use lockstep_client::api::Scrub;
 
 // ---------------------------------------------------------------------------
 // 4. Retention and scrubbing: in reads at once, on disk once the sweeper ran.
 
+/// `{max_entries}`.
+fn cap(n: u64) -> FeedConfig {
+    FeedConfig {
+        max_entries: Some(n),
+        ..FeedConfig::default()
+    }
+}
+
+/// Scrub `ip` after a minute.
+fn scrub_ip() -> FeedConfig {
+    FeedConfig {
+        scrub: Some(Scrub {
+            fields: vec!["ip".into()],
+            after_ms: 60_000,
+        }),
+        ..FeedConfig::default()
+    }
+}
+
 async fn retention(cl: &Cluster) {
     let label = cl.label;
-    let clients = cl.clients();
-    let h = &clients[0];
+    let apps: Vec<Ns> = (0..cl.urls.len()).map(|i| cl.ns(i, NS)).collect();
+    let app = &apps[0];
     let now = system_now().0;
 
     // Cap: 150 appends under max_entries 100.
     let capped = "capped";
-    configure(h, capped, json!({"max_entries": 100})).await;
+    set_config(app, capped, cap(100)).await;
     let mut tasks = Vec::new();
     for c in 0..10 {
-        let h = cl.http(c);
+        let app = cl.ns(c, NS);
         tasks.push(tokio::spawn(async move {
             for k in 0..15 {
                 let i = c * 15 + k;
-                append_new(&h, capped, json!({"id": format!("c{i:03}"), "data": {"i": i}})).await;
+                add_new(&app, capped, &format!("c{i:03}"), json!({"i": i}), None).await;
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    for hh in &clients {
-        let r = get_page(hh, capped, "desc", 1000, None).await;
-        let entries = r.body["entries"].as_array().unwrap();
-        assert_eq!(entries.len(), 100, "[{label}] the cap shows 100");
-        assert!(
-            r.u64("unread_count") <= 100,
-            "[{label}] {}",
-            r.u64("unread_count")
-        );
-        assert_eq!(r.u64("unread_count"), 100);
-        assert_eq!(r.body["next_cursor"], Value::Null);
+    let one_page = EntriesQuery {
+        limit: Some(1000),
+        cursor: None,
+        order: Some("desc".into()),
+    };
+    for a in &apps {
+        let p = a.entries_page(capped, &one_page).await.unwrap();
+        assert_eq!(p.items.entries.len(), 100, "[{label}] the cap shows 100");
+        assert_eq!(p.items.unread_count, 100, "[{label}]");
+        assert_eq!(p.next_cursor, None, "[{label}]");
     }
-    let visible: BTreeSet<String> = get_page(h, capped, "desc", 1000, None).await.body["entries"]
-        .as_array()
+    let visible: BTreeSet<String> = app
+        .entries_page(capped, &one_page)
+        .await
         .unwrap()
-        .iter()
-        .map(id_of)
+        .items
+        .entries
+        .into_iter()
+        .map(|e| e.id)
         .collect();
     let rows = until_on_disk(&cl.disk, capped, "the sweeper to apply the cap on disk", |r| {
         r.len() == 100
@@ -59,18 +83,18 @@ async fn retention(cl: &Cluster) {
     // Age: old entries hidden at once, deleted by the sweeper.
     let aged = "aged";
     for i in 0..5 {
-        append_new(
-            h,
-            aged,
-            json!({"id": format!("old{i}"), "data": {}, "at": rfc3339(now - OLD_MS - i)}),
-        )
-        .await;
-        append_new(h, aged, json!({"id": format!("new{i}"), "data": {}})).await;
+        let at = rfc3339(now - OLD_MS - i);
+        add_new(app, aged, &format!("old{i}"), json!({}), Some(at)).await;
+        add_new(app, aged, &format!("new{i}"), json!({}), None).await;
     }
-    assert_eq!(page_all(&clients, aged, "desc", 100).await.0.len(), 10);
-    configure(h, aged, json!({"max_age_ms": 60_000})).await;
-    let (entries, unread) = page_all(&clients, aged, "desc", 3).await;
-    let got: BTreeSet<String> = entries.iter().map(id_of).collect();
+    assert_eq!(all_entries(&apps, aged, "desc", 100).await.0.len(), 10);
+    let by_age = FeedConfig {
+        max_age_ms: Some(60_000),
+        ..FeedConfig::default()
+    };
+    set_config(app, aged, by_age).await;
+    let (entries, unread) = all_entries(&apps, aged, "desc", 3).await;
+    let got: BTreeSet<String> = entries.iter().map(|e| e.id.clone()).collect();
     let new_ids: BTreeSet<String> = (0..5).map(|i| format!("new{i}")).collect();
     assert_eq!(got, new_ids, "[{label}] old entries are hidden at once");
     assert_eq!(unread, 5);
@@ -79,45 +103,37 @@ async fn retention(cl: &Cluster) {
     })
     .await;
     // A purged id may be appended again, as new.
-    let r = append(h, aged, json!({"id": "old0", "data": {"again": true}})).await;
-    assert_eq!(
-        r.status, 201,
-        "[{label}] a purged id is appended again as new: {}",
-        r.text
-    );
+    let again = AppendBody {
+        id: "old0".into(),
+        data: json!({"again": true}),
+        at: None,
+    };
+    let r = app.append(aged, &again).await.unwrap();
+    assert!(r.created, "[{label}] a purged id is appended again as new: {r:?}");
 
     // Scrub: `ip` removed from entries older than the window.
     let scrubbed = "scrubbed";
     for i in 0..5 {
         let data = json!({"ip": format!("10.0.0.{i}"), "amount": i});
-        append_new(
-            h,
-            scrubbed,
-            json!({"id": format!("old{i}"), "data": data, "at": rfc3339(now - OLD_MS + i)}),
-        )
-        .await;
-        append_new(h, scrubbed, json!({"id": format!("new{i}"), "data": data})).await;
+        let at = rfc3339(now - OLD_MS + i);
+        add_new(app, scrubbed, &format!("old{i}"), data.clone(), Some(at)).await;
+        add_new(app, scrubbed, &format!("new{i}"), data, None).await;
     }
-    let check = |entries: &[Value], what: &str| {
+    let check = |entries: &[Entry], what: &str| {
         assert_eq!(entries.len(), 10, "[{label}] {what}: scrubbing hides no entry");
         for e in entries {
-            let i = e["data"]["amount"].as_u64().unwrap();
-            let want = if id_of(e).starts_with("old") {
+            let i = e.data["amount"].as_u64().unwrap();
+            let want = if e.id.starts_with("old") {
                 json!({"amount": i})
             } else {
                 json!({"amount": i, "ip": format!("10.0.0.{i}")})
             };
-            assert_eq!(e["data"], want, "[{label}] {what}: {}", id_of(e));
+            assert_eq!(data_of(e), want, "[{label}] {what}: {}", e.id);
         }
     };
-    configure(
-        h,
-        scrubbed,
-        json!({"scrub": {"fields": ["ip"], "after_ms": 60_000}}),
-    )
-    .await;
+    set_config(app, scrubbed, scrub_ip()).await;
     check(
-        &page_all(&clients, scrubbed, "desc", 4).await.0,
+        &all_entries(&apps, scrubbed, "desc", 4).await.0,
         "in reads at once",
     );
     let rows = until_on_disk(&cl.disk, scrubbed, "the sweeper to scrub ip on disk", |r| {
@@ -134,40 +150,29 @@ async fn retention(cl: &Cluster) {
         );
     }
     // Scrubbing off: the field stays gone from the old entries.
-    configure(h, scrubbed, json!({})).await;
+    set_config(app, scrubbed, FeedConfig::default()).await;
     check(
-        &page_all(&clients, scrubbed, "desc", 4).await.0,
+        &all_entries(&apps, scrubbed, "desc", 4).await.0,
         "with scrubbing off",
     );
 
     // The namespace default applies to feeds without their own configuration.
-    let r = h
-        .json(
-            "PUT",
-            &format!("/v1/ns/{NS}/feed-defaults"),
-            &json!({"max_entries": 2}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["feed"], json!(""));
+    let r = app.configure_feed_defaults(&cap(2)).await.unwrap();
+    assert_eq!((r.feed.as_str(), &r.config), ("", &cap(2)), "{r:?}");
     let defaulted = "defaulted";
     for i in 0..4 {
-        append_new(
-            h,
-            defaulted,
-            json!({"id": format!("d{i}"), "data": {}, "at": rfc3339(now - 1000 + i)}),
-        )
-        .await;
+        let at = rfc3339(now - 1000 + i);
+        add_new(app, defaulted, &format!("d{i}"), json!({}), Some(at)).await;
     }
-    let (entries, unread) = page_all(&clients, defaulted, "asc", 10).await;
+    let (entries, unread) = all_entries(&apps, defaulted, "asc", 10).await;
     assert_eq!(
-        entries.iter().map(id_of).collect::<Vec<_>>(),
+        entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
         ["d2", "d3"],
         "[{label}] default cap"
     );
     assert_eq!(unread, 2);
     assert_eq!(
-        page_all(&clients, scrubbed, "asc", 100).await.0.len(),
+        all_entries(&apps, scrubbed, "asc", 100).await.0.len(),
         10,
         "own config wins"
     );
@@ -176,19 +181,10 @@ async fn retention(cl: &Cluster) {
     })
     .await;
 
-    let r = h.get(&format!("/v1/ns/{NS}/feeds")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let listed: BTreeMap<String, (u64, u64)> = r.body["feeds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let n = |k: &str| f[k].as_u64().unwrap();
-            (
-                f["feed"].as_str().unwrap().to_owned(),
-                (n("entries"), n("unread_count")),
-            )
-        })
+    let feeds: Vec<FeedSummary> = app.feeds(FeedsQuery::default()).try_collect().await.unwrap();
+    let listed: BTreeMap<String, (u64, u64)> = feeds
+        .into_iter()
+        .map(|f| (f.feed, (f.entries, f.unread_count)))
         .collect();
     let want: BTreeMap<String, (u64, u64)> = [
         (aged, (6, 6)),
@@ -221,29 +217,34 @@ async fn retention_postgres_three_processes() {
 
 async fn duplicate_answer_scrubbed(cl: &Cluster) {
     let label = cl.label;
-    let h = cl.http(0);
+    let app = cl.ns(0, NS);
     let feed = "dup-scrub";
     let old = rfc3339(system_now().0 - OLD_MS);
-    append_new(
-        &h,
-        feed,
-        json!({"id": "r1", "data": {"ip": "10.0.0.1", "n": 1}, "at": old}),
-    )
-    .await;
-    configure(&h, feed, json!({"scrub": {"fields": ["ip"], "after_ms": 60_000}})).await;
-    let r = append(&h, feed, json!({"id": "r1", "data": {"ip": "10.9.9.9", "n": 2}})).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let listed = get_page(&h, feed, "desc", 10, None).await;
+    add_new(&app, feed, "r1", json!({"ip": "10.0.0.1", "n": 1}), Some(old)).await;
+    set_config(&app, feed, scrub_ip()).await;
+    let dup = AppendBody {
+        id: "r1".into(),
+        data: json!({"ip": "10.9.9.9", "n": 2}),
+        at: None,
+    };
+    let r = app.append(feed, &dup).await.unwrap();
+    assert!(!r.created, "[{label}] a duplicate: {r:?}");
+    let q = EntriesQuery {
+        limit: Some(10),
+        cursor: None,
+        order: Some("desc".into()),
+    };
+    let listed = app.entries_page(feed, &q).await.unwrap().items.entries;
+    assert_eq!(data_of(&listed[0]), json!({"n": 1}), "[{label}] {listed:?}");
     assert_eq!(
-        listed.body["entries"][0]["data"],
-        json!({"n": 1}),
-        "[{label}] {}",
-        listed.text
-    );
-    assert_eq!(
-        r.body["data"],
+        data_of(&r.entry),
         json!({"n": 1}),
         "[{label}] a duplicate append answers the original entry as readers see it, without the scrubbed ip"
+    );
+    assert_eq!(
+        (&r.entry.id, &r.entry.at, r.entry.revision),
+        (&listed[0].id, &listed[0].at, listed[0].revision),
+        "[{label}] the duplicate answers the entry as listed"
     );
 }
 
