@@ -6,8 +6,9 @@
 //!   SQLite server, or three `lockstep serve` processes over one PostgreSQL
 //!   schema) receives every revision exactly once, in strictly increasing order;
 //!   a watcher that disconnects mid-run and resumes with `Last-Event-ID` (on
-//!   another process) misses nothing. The watch latency (write acknowledged →
-//!   event received) is printed, not asserted.
+//!   another process) misses nothing; so does `lockstep_client`'s watch
+//!   stream. The writers go through `lockstep_client`; the watch latency
+//!   (write acknowledged → event received) is printed, not asserted.
 //! - `prefix` and `kind` filter both endpoints; bad input is a 400.
 //! - With `--changes-keep-count` the sweeper compacts the log, and reading from
 //!   before what is kept is a 410 `compacted`, also for a watch.
@@ -19,6 +20,11 @@ use crate::common;
 
 use common::{fresh_pg, sqlite_db, tempdir, Http, Process, Resp, Server};
 use futures_util::StreamExt;
+use lockstep_client::api::changes::WatchEvent;
+use lockstep_client::api::changes::WatchQuery;
+use lockstep_client::api::records::PutRecordBody;
+use lockstep_client::api::{Op, Txn};
+use lockstep_client::Ns;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -285,34 +291,78 @@ async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T 
 /// changes the write made).
 type Acks = Vec<(u64, Instant, usize)>;
 
-/// One client's share of the writes: PUTs of a few keys of its own, every
-/// seventh a two-key transaction.
-async fn writer(h: Http, client: usize, n: usize) -> Acks {
+/// One client's share of the writes, through `lockstep_client`: PUTs of a
+/// few keys of its own, every seventh a two-key transaction.
+async fn writer(app: Ns, client: usize, n: usize) -> Acks {
     let mut acks = Vec::with_capacity(n);
     for i in 0..n {
-        let r = if i % 7 == 6 {
-            h.json(
-                "POST",
-                &format!("/v1/ns/{NS}/txn"),
-                &json!({"success": [
-                    {"put": {"key": format!("c{client}/t"), "value": i}},
-                    {"put": {"key": format!("c{client}/u"), "value": i}}]}),
-            )
-            .await
-        } else {
-            h.json("PUT", &rec(&format!("c{client}/{}", i % 5)), &json!({"value": i}))
+        let (revision, changes) = if i % 7 == 6 {
+            let txn = Txn {
+                success: vec![
+                    Op::put(format!("c{client}/t"), json!(i)),
+                    Op::put(format!("c{client}/u"), json!(i)),
+                ],
+                ..Txn::default()
+            };
+            let r = app
+                .txn(&txn)
                 .await
+                .unwrap_or_else(|e| panic!("txn {i} of client {client}: {e:?}"));
+            assert!(r.succeeded, "{r:?}");
+            (r.revision, 2)
+        } else {
+            let key = format!("c{client}/{}", i % 5);
+            let w = app
+                .put(&key, &PutRecordBody::new(json!(i)))
+                .await
+                .unwrap_or_else(|e| panic!("PUT {key}: {e:?}"));
+            assert!(!w.replayed, "{w:?}");
+            (w.put.revision, 1)
         };
-        assert!(
-            r.status == 200 || r.status == 201,
-            "write answered {}: {}",
-            r.status,
-            r.text
-        );
-        let changes = if i % 7 == 6 { 2 } else { 1 };
-        acks.push((r.u64("revision"), Instant::now(), changes));
+        acks.push((revision, Instant::now(), changes));
     }
     acks
+}
+
+/// Reads the client's watch stream until an event at or past `target` (once
+/// it is set), checking each event's changes as [`change_event`] does.
+async fn collect_client(mut events: lockstep_client::Pager<WatchEvent>, target: Arc<AtomicU64>) -> Vec<Got> {
+    let mut got: Vec<Got> = Vec::new();
+    let deadline = Instant::now() + SCENARIO_TIMEOUT;
+    loop {
+        let t = target.load(Ordering::SeqCst);
+        if t > 0 && got.last().is_some_and(|g| g.revision >= t) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client's watch stalled at {:?}",
+            got.last()
+        );
+        match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+            Ok(Some(Ok(ev))) => {
+                assert!(
+                    !ev.changes.is_empty(),
+                    "an event holds at least one change: {ev:?}"
+                );
+                for (i, c) in ev.changes.iter().enumerate() {
+                    assert_eq!(c.revision, ev.revision, "{ev:?}");
+                    if i > 0 {
+                        assert!(c.index > ev.changes[i - 1].index, "{ev:?}");
+                    }
+                }
+                got.push(Got {
+                    revision: ev.revision,
+                    keys: ev.changes.into_iter().map(|c| c.key).collect(),
+                    at: Instant::now(),
+                });
+            }
+            Ok(Some(Err(e))) => panic!("the client's watch failed after {:?}: {e:?}", got.last()),
+            Ok(None) => panic!("the client's watch ended early, after {:?}", got.last()),
+            // A quiet interval: loop to re-check the target.
+            Err(_) => {}
+        }
+    }
 }
 
 /// Reads `change` events until one at or past `target` (once it is set) and
@@ -357,12 +407,19 @@ async fn watch_every_revision(urls: &[String], label: &str) {
     let b = Sse::open(&urls[1 % urls.len()], &watch_path, None).await.unwrap();
     let watcher_a = tokio::spawn(collect(a, target.clone(), None));
     let watcher_b = tokio::spawn(collect(b, target.clone(), Some(WRITES / 3)));
+    // C: `lockstep_client`'s watch stream, from the start of the (fresh) log.
+    let from_start = WatchQuery {
+        after: Some("0".into()),
+        ..WatchQuery::default()
+    };
+    let c = common::ns(&urls[1 % urls.len()], NS).watch(from_start);
+    let watcher_c = tokio::spawn(collect_client(c, target.clone()));
 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let n = WRITES / CLIENTS + usize::from(c < WRITES % CLIENTS);
-        tasks.push(tokio::spawn(writer(Http::new(&urls[c % urls.len()]), c, n)));
+        tasks.push(tokio::spawn(writer(common::ns(&urls[c % urls.len()], NS), c, n)));
     }
     // B disconnects mid-run and resumes where it left off, on another process.
     let b_first = watcher_b.await.unwrap();
@@ -386,6 +443,7 @@ async fn watch_every_revision(urls: &[String], label: &str) {
     target.store(*committed.last().unwrap(), Ordering::SeqCst);
     let got_a = watcher_a.await.unwrap();
     let got_b2 = watcher_b2.await.unwrap();
+    let got_c = watcher_c.await.unwrap();
 
     // A: every revision exactly once, strictly increasing.
     let revs_a: Vec<u64> = got_a.iter().map(|g| g.revision).collect();
@@ -418,6 +476,27 @@ async fn watch_every_revision(urls: &[String], label: &str) {
     );
     let seen_b: BTreeSet<u64> = revs_b.iter().copied().collect();
     assert_eq!(seen_b, committed, "[{label}] B missed nothing across its resume");
+
+    // C (the client's stream): every revision exactly once, in order, each
+    // with every change of its revision.
+    let revs_c: Vec<u64> = got_c.iter().map(|g| g.revision).collect();
+    assert!(
+        revs_c.windows(2).all(|w| w[0] < w[1]),
+        "[{label}] the client's watch yields strictly increasing revisions"
+    );
+    let seen_c: BTreeSet<u64> = revs_c.iter().copied().collect();
+    assert_eq!(
+        seen_c, committed,
+        "[{label}] the client's watch saw exactly the committed revisions"
+    );
+    for g in &got_c {
+        assert_eq!(
+            g.keys.len(),
+            sizes[&g.revision],
+            "[{label}] the client's watch: changes of {}",
+            g.revision
+        );
+    }
 
     // Latency: write acknowledged → event received by A.
     let arrived: std::collections::HashMap<u64, Instant> = got_a.iter().map(|g| (g.revision, g.at)).collect();
