@@ -12,6 +12,10 @@
 //!   the answer had been lost), and nothing acknowledged is lost or applied
 //!   twice.
 //!
+//! The load itself is raw HTTP: its point is the wire (503 `unavailable` with
+//! `Retry-After`, and one `Idempotency-Key` resent to other instances); the
+//! checks afterwards read through `lockstep_client`.
+//!
 //! Without PostgreSQL (no `initdb`, or no `LOCKSTEP_TEST_DATABASE_URL`) they are
 //! skipped, except when PostgreSQL is required (`CI`, `LOCKSTEP_REQUIRE_PG=1`),
 //! where that fails.
@@ -28,6 +32,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use lockstep_client::api::changes::{Change, ChangesQuery};
+use lockstep_client::api::feeds::{EntriesQuery, Entry};
+use lockstep_client::api::records::Record;
+use lockstep_client::Ns;
 
 const NS: &str = "faults";
 /// Longest time one answer may take, outage or not (the store's query and
@@ -229,27 +239,29 @@ fn assert_unavailable(r: &Resp, what: &str) {
     assert!(ra.parse::<u64>().is_ok(), "{what}: Retry-After {ra:?}");
 }
 
-/// Every revision of the change log that touched `key` (record changes).
-async fn logged_revisions(h: &Http, key: &str) -> BTreeSet<u64> {
-    let mut out = BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/ns/{NS}/changes?kind=record&prefix={key}&limit=1000");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let r = h.get(&path).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        for c in r.body["changes"].as_array().unwrap() {
-            if c["key"] == key {
-                out.insert(c["revision"].as_u64().unwrap());
-            }
-        }
-        match r.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
+/// Every revision of the change log that touched `key` (record changes),
+/// read through `lockstep_client`'s pager.
+async fn logged_revisions(app: &Ns, key: &str) -> BTreeSet<u64> {
+    let q = ChangesQuery {
+        kind: Some("record".into()),
+        prefix: Some(key.to_owned()),
+        limit: Some(1000),
+        ..ChangesQuery::default()
+    };
+    let changes: Vec<Change> = app.changes(q).try_collect().await.unwrap();
+    changes
+        .into_iter()
+        .filter(|c| c.key == key)
+        .map(|c| c.revision)
+        .collect()
+}
+
+/// The record `key`, read through `lockstep_client`; it must exist.
+async fn record(app: &Ns, key: &str) -> Record {
+    app.get(key)
+        .await
+        .unwrap_or_else(|e| panic!("GET {key}: {e:?}"))
+        .unwrap_or_else(|| panic!("{key} is absent"))
 }
 
 // ---------------------------------------------------------------------------
@@ -439,6 +451,7 @@ async fn postgres_stopped_during_writes() {
     // Every acknowledged write is there: its version is in the change log of
     // its key, values and versions only grow, and the final state holds the
     // last acknowledged one (or a later write whose answer was lost).
+    let app = common::ns(&server.url, NS);
     let mut total_acks = 0;
     for (i, log) in logs.iter().enumerate() {
         let key = format!("c{i}");
@@ -450,16 +463,15 @@ async fn postgres_stopped_during_writes() {
                 "{key}: acks out of order {w:?}"
             );
         }
-        let revisions = logged_revisions(&h, &key).await;
+        let revisions = logged_revisions(&app, &key).await;
         let lost: Vec<_> = log.acks.iter().filter(|(_, v)| !revisions.contains(v)).collect();
         assert!(
             lost.is_empty(),
             "{key}: acknowledged writes missing from the change log: {lost:?}"
         );
-        let r = h.get(&rec(&key)).await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        let r = record(&app, &key).await;
         let (last_value, last_version) = *log.acks.last().unwrap();
-        let (value, version) = (r.body["value"].as_u64().unwrap(), r.u64("version"));
+        let (value, version) = (r.value.as_u64().unwrap(), r.version);
         assert!(
             (value, version) == (last_value, last_version) || (value > last_value && version > last_version),
             "{key}: final ({value}, v{version}) behind the last acknowledged ({last_value}, v{last_version})"
@@ -617,31 +629,23 @@ async fn instance_killed_during_writes() {
         logs.push(t.await.unwrap());
     }
 
-    let h = &clients[1];
+    // The checks read through `lockstep_client`, on a surviving instance.
+    let app = common::ns(&servers[1].url, NS);
     let incr_acks: u64 = logs.iter().map(|l| l.incr_acks).sum();
-    let r = h.get(&rec("n")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let counter = r.body["value"].as_u64().unwrap();
+    let counter = record(&app, "n").await.value.as_u64().unwrap();
     let failovers: u64 = logs.iter().map(|l| l.failovers).sum();
     let replayed: u64 = logs.iter().map(|l| l.replayed).sum();
 
     // Every acknowledged entry is in the feed exactly once, and nothing else is.
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/ns/{NS}/feeds/f/entries?order=asc&limit=1000");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let r = h.get(&path).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        for e in r.body["entries"].as_array().unwrap() {
-            *seen.entry(e["id"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
-        match r.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
+    let q = EntriesQuery {
+        limit: Some(1000),
+        cursor: None,
+        order: Some("asc".into()),
+    };
+    let entries: Vec<Entry> = app.entries("f", q).try_collect().await.unwrap();
+    for e in entries {
+        *seen.entry(e.id).or_default() += 1;
     }
     let acked: BTreeSet<String> = logs.iter().flat_map(|l| l.appended.iter().cloned()).collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
