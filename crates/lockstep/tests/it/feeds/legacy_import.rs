@@ -1,17 +1,29 @@
 //! The legacy array: imported once per id, also under concurrent imports.
+//! Through `lockstep_client`; the refused batch (400) is checked on the wire.
 
 use super::*;
+use lockstep_client::api::feeds::{FeedImported, ImportQuery};
 
 // ---------------------------------------------------------------------------
 // 2. The legacy array: imported once per id; importing again changes nothing;
 //    concurrent imports of the same array import each id once in all.
 
+/// Imports `items` into `feed` through `app` with `q`.
+async fn import(app: &Ns, feed: &str, q: &ImportQuery, items: &Value) -> FeedImported {
+    app.import(feed, q, items.as_array().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("import into {feed}: {e:?}"))
+}
+
 async fn legacy_import(cl: &Cluster) {
     let label = cl.label;
     let clients = cl.clients();
     let h = &clients[0];
+    let apps: Vec<Ns> = (0..cl.urls.len()).map(|i| cl.ns(i, NS)).collect();
+    let app = &apps[0];
+    let plain = ImportQuery::default();
     let feed = "legacy:owner@example.com";
-    let live = append_new(h, feed, json!({"id": "r2", "data": {"live": true}})).await;
+    let live = add_new(app, feed, "r2", json!({"live": true}), None).await;
     let legacy = json!([
         {"id": "r1", "at": "2026-01-01T00:00:01Z", "ip": "10.0.0.1", "amount": 1},
         {"id": "r2", "at": "2026-01-01T00:00:02Z", "amount": 2},
@@ -21,94 +33,78 @@ async fn legacy_import(cl: &Cluster) {
         {"id": "r3", "data": {"amount": 300}},
         {"id": "r5", "data": {}}
     ]);
-    let import = format!("{}/import", feed_path(feed));
-    let r = h.json("POST", &import, &legacy).await;
-    assert_eq!(r.status, 200, "[{label}] {}", r.text);
-    assert_eq!(
-        (r.u64("imported"), r.u64("skipped")),
-        (4, 3),
-        "[{label}] {}",
-        r.text
-    );
-    let rev = r.u64("revision");
-    let (before, unread) = page_all(&clients, feed, "asc", 2).await;
+    let r = import(app, feed, &plain, &legacy).await;
+    assert_eq!((r.imported, r.skipped), (4, 3), "[{label}] {r:?}");
+    let rev = r.revision;
+    let (before, unread) = all_entries(&apps, feed, "asc", 2).await;
     assert_eq!(unread, 5);
-    let by: BTreeMap<String, Value> = before.iter().map(|e| (id_of(e), e.clone())).collect();
+    let by: BTreeMap<String, Entry> = before.iter().map(|e| (e.id.clone(), e.clone())).collect();
     assert_eq!(by.len(), 5);
     assert_eq!(
-        by["r1"]["data"],
+        data_of(&by["r1"]),
         json!({"ip": "10.0.0.1", "amount": 1}),
         "first occurrence wins"
     );
-    assert_eq!(by["r1"]["at"], json!("2026-01-01T00:00:01.000Z"));
-    assert_eq!(by["r1"]["revision"], json!(rev));
+    assert_eq!(by["r1"].at, "2026-01-01T00:00:01.000Z");
+    assert_eq!(by["r1"].revision, rev);
     assert_eq!(
-        by["r2"]["data"],
+        data_of(&by["r2"]),
         json!({"live": true}),
         "a present id keeps its entry"
     );
-    assert_eq!(by["r2"]["revision"], live.body["revision"]);
-    assert_eq!(by["r3"]["data"], json!({"amount": 3}));
-    assert_eq!(by["r3"]["at"], json!("2026-01-01T00:00:03.250Z"));
-    assert_eq!(by["r4"]["data"], json!({"amount": 4}));
-    assert_eq!(by["r5"]["data"], json!({}));
-    let order: Vec<String> = before.iter().map(id_of).collect();
+    assert_eq!(by["r2"].revision, live.entry.revision);
+    assert_eq!(data_of(&by["r3"]), json!({"amount": 3}));
+    assert_eq!(by["r3"].at, "2026-01-01T00:00:03.250Z");
+    assert_eq!(data_of(&by["r4"]), json!({"amount": 4}));
+    assert_eq!(data_of(&by["r5"]), json!({}));
+    let order: Vec<&str> = before.iter().map(|e| e.id.as_str()).collect();
     // r2 was appended (now) before the import; r4 and r5 got the import's time.
     assert_eq!(order, ["r1", "r3", "r2", "r4", "r5"], "ordered by (at, id)");
 
-    for (i, c) in clients.iter().enumerate() {
-        let r = c.json("POST", &import, &legacy).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(
-            (r.u64("imported"), r.u64("skipped")),
-            (0, 7),
-            "[{label}] again via {i}"
-        );
+    for (i, a) in apps.iter().enumerate() {
+        let r = import(a, feed, &plain, &legacy).await;
+        assert_eq!((r.imported, r.skipped), (0, 7), "[{label}] again via {i}");
     }
-    let (after, _) = page_all(&clients, feed, "asc", 2).await;
+    let (after, _) = all_entries(&apps, feed, "asc", 2).await;
     assert_eq!(after, before, "[{label}] importing twice changes nothing");
 
     // The same array imported by 6 clients at once into a fresh feed.
     let feed2 = "legacy:concurrent";
-    let import2 = format!("{}/import", feed_path(feed2));
     let barrier = Arc::new(Barrier::new(6));
     let mut tasks = Vec::new();
     for i in 0..6 {
-        let (h, barrier, path, body) = (cl.http(i), barrier.clone(), import2.clone(), legacy.clone());
+        let (app, barrier, body) = (cl.ns(i, NS), barrier.clone(), legacy.clone());
         tasks.push(tokio::spawn(async move {
-            assert_eq!(h.get("/healthz").await.status, 200);
+            app.client().server_info().await.unwrap();
             barrier.wait().await;
-            h.json("POST", &path, &body).await
+            import(&app, feed2, &ImportQuery::default(), &body).await
         }));
     }
     let mut imported = 0;
     for t in tasks {
         let r = t.await.unwrap();
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.u64("imported") + r.u64("skipped"), 7);
-        imported += r.u64("imported");
+        assert_eq!(r.imported + r.skipped, 7, "{r:?}");
+        imported += r.imported;
     }
     assert_eq!(
         imported, 5,
         "[{label}] concurrent imports import each id once in all"
     );
-    let (entries, unread) = page_all(&clients, feed2, "desc", 100).await;
+    let (entries, unread) = all_entries(&apps, feed2, "desc", 100).await;
     assert_eq!(entries.len(), 5);
     assert_eq!(unread, 5);
 
     // The documented shape: with a `data` member, the entry's data is `data`.
     let feed3 = "legacy:documented";
-    let import3 = format!("{}/import", feed_path(feed3));
-    let r = h
-        .json(
-            "POST",
-            &import3,
-            &json!([{"id": "c", "at": "2026-01-01T00:00:00Z", "data": {"file": "z"}, "extra": 1}]),
-        )
-        .await;
-    assert_eq!(r.u64("imported"), 1, "{}", r.text);
-    let (entries, _) = page_all(&clients, feed3, "asc", 10).await;
-    assert_eq!(entries[0]["data"], json!({"file": "z"}), "[{label}] {entries:?}");
+    let documented = json!([{"id": "c", "at": "2026-01-01T00:00:00Z", "data": {"file": "z"}, "extra": 1}]);
+    let r = import(app, feed3, &plain, &documented).await;
+    assert_eq!(r.imported, 1, "{r:?}");
+    let (entries, _) = all_entries(&apps, feed3, "asc", 10).await;
+    assert_eq!(
+        data_of(&entries[0]),
+        json!({"file": "z"}),
+        "[{label}] {entries:?}"
+    );
 
     // The seed's array, as the Worker kept it: named members, epoch milliseconds
     // and RFC 3339 mixed, the payload beside them.
@@ -117,44 +113,31 @@ async fn legacy_import(cl: &Cluster) {
         {"reservationId": "res-1", "createdAt": 1_767_225_600_000_i64, "file": "a.pdf", "ip": "10.0.0.1"},
         {"reservationId": "res-2", "createdAt": "2026-01-01T00:00:01Z", "file": "b.pdf"},
     ]);
-    let named = format!(
-        "{}/import?id_field=reservationId&at_field=createdAt",
-        feed_path(feed4)
-    );
-    let r = h.json("POST", &named, &seed).await;
-    assert_eq!((r.status, r.u64("imported")), (200, 2), "[{label}] {}", r.text);
-    let (entries, _) = page_all(&clients, feed4, "asc", 10).await;
-    assert_eq!(entries[0]["id"], json!("res-1"));
-    assert_eq!(entries[0]["at"], json!("2026-01-01T00:00:00.000Z"));
-    assert_eq!(entries[0]["data"], json!({"file": "a.pdf", "ip": "10.0.0.1"}));
-    assert_eq!(entries[1]["at"], json!("2026-01-01T00:00:01.000Z"));
+    let named = ImportQuery {
+        id_field: Some("reservationId".into()),
+        at_field: Some("createdAt".into()),
+        ..ImportQuery::default()
+    };
+    let r = import(app, feed4, &named, &seed).await;
+    assert_eq!(r.imported, 2, "[{label}] {r:?}");
+    let (entries, _) = all_entries(&apps, feed4, "asc", 10).await;
+    assert_eq!(entries[0].id, "res-1");
+    assert_eq!(entries[0].at, "2026-01-01T00:00:00.000Z");
+    assert_eq!(data_of(&entries[0]), json!({"file": "a.pdf", "ip": "10.0.0.1"}));
+    assert_eq!(entries[1].at, "2026-01-01T00:00:01.000Z");
 
     // GET /feeds/{feed}: the configuration in force and the counts.
-    let path4 = feed_path(feed4);
-    let r = h.get(&path4).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        (&r.body["entries"], &r.body["unread_count"], &r.body["own_config"]),
-        (&json!(2), &json!(2), &json!(false)),
-        "{}",
-        r.text
-    );
-    let r = h.json("PUT", &path4, &json!({"max_entries": 10})).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = h.get(&path4).await;
-    assert_eq!(
-        (&r.body["config"], &r.body["own_config"]),
-        (&json!({"max_entries": 10}), &json!(true)),
-        "{}",
-        r.text
-    );
-    let r = h.get(&feed_path("legacy:never-used")).await;
-    assert_eq!(
-        (r.status, &r.body["entries"]),
-        (200, &json!(0)),
-        "a feed never used reads empty: {}",
-        r.text
-    );
+    let f = app.feed(feed4).await.unwrap();
+    assert_eq!((f.entries, f.unread_count, f.own_config), (2, 2, false), "{f:?}");
+    let ten = FeedConfig {
+        max_entries: Some(10),
+        ..FeedConfig::default()
+    };
+    set_config(app, feed4, ten.clone()).await;
+    let f = app.feed(feed4).await.unwrap();
+    assert_eq!((&f.config, f.own_config), (&ten, true), "{f:?}");
+    let f = app.feed("legacy:never-used").await.unwrap();
+    assert_eq!(f.entries, 0, "a feed never used reads empty: {f:?}");
 
     // A bad element refuses the whole batch, naming its index; nothing of it lands.
     let feed5 = "legacy:bad";
@@ -172,7 +155,7 @@ async fn legacy_import(cl: &Cluster) {
         "{}",
         r.text
     );
-    let (entries, _) = page_all(&clients, feed5, "asc", 10).await;
+    let (entries, _) = all_entries(&apps, feed5, "asc", 10).await;
     assert!(
         entries.is_empty(),
         "[{label}] nothing of a refused batch: {entries:?}"
