@@ -86,6 +86,7 @@ pub fn run(dir: &Path, clients: usize, warmup: Duration, measure: Duration) -> R
         p50_us: percentile(&lat, 0.50),
         p99_us: percentile(&lat, 0.99),
         cpu_us_per_op: None,
+        rss_peak_kb: None,
         retries: 0,
         errors: 0,
         first_error: None,

@@ -2,8 +2,8 @@
 
 use crate::error::Error;
 use crate::http::{segment, Conn};
-use crate::target::{Cell, Client, Target};
-use crate::workload::{Workload, LEASE_NAMES, LEASE_TTL_MS};
+use crate::target::{Cell, Client, PageRead, Target};
+use crate::workload::{self, Workload, LEASE_NAMES, LEASE_TTL_MS};
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -98,6 +98,17 @@ impl Page for Feeds {
 }
 
 #[derive(Deserialize)]
+struct Entries {
+    entries: Vec<EntryItem>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EntryItem {
+    id: String,
+}
+
+#[derive(Deserialize)]
 struct Record {
     value: u64,
     version: u64,
@@ -131,6 +142,21 @@ impl Target for Lockstep {
     }
 
     async fn prepare(&self, cell: &Cell) -> Result<(), Error> {
+        if cell.workload == Workload::FeedPage {
+            let mut conn = Conn::connect(self.addr).await?;
+            let data: serde_json::Value = serde_json::from_str(&workload::entry_data())?;
+            for f in 0..workload::PAGE_FEEDS {
+                let entries: Vec<_> = (0..workload::PAGE_FEED_ENTRIES)
+                    .map(|i| serde_json::json!({ "id": format!("e{i}"), "data": data }))
+                    .collect();
+                let path = format!("/v1/ns/{}/feeds/p{f}/import", self.ns(cell));
+                let body = serde_json::to_string(&entries)?;
+                let a = conn.send(Method::POST, &path, Some(body), &[]).await?;
+                if !a.status.is_success() {
+                    return Err(a.unexpected(&path));
+                }
+            }
+        }
         if cell.workload == Workload::GateCycle {
             let mut conn = Conn::connect(self.addr).await?;
             for i in 0..cell.clients {
@@ -166,11 +192,11 @@ impl Target for Lockstep {
                 })
                 .await?;
             }
-            Workload::FeedAppend | Workload::GateCycle => {
-                let prefix = if cell.workload == Workload::FeedAppend {
-                    "f"
-                } else {
-                    "gate-out-"
+            Workload::FeedAppend | Workload::FeedPage | Workload::GateCycle => {
+                let prefix = match cell.workload {
+                    Workload::FeedAppend => "f",
+                    Workload::FeedPage => "p",
+                    _ => "gate-out-",
                 };
                 self.page(cell, "feeds", prefix, |p: &Feeds| {
                     total += p.feeds.iter().map(|f| f.entries).sum::<u64>();
@@ -254,6 +280,22 @@ impl Client for LockstepClient {
             StatusCode::OK => Ok(false),
             _ => Err(a.unexpected("append")),
         }
+    }
+
+    async fn page(&mut self, feed: &str, cursor: Option<&str>) -> Result<PageRead, Error> {
+        let mut path = format!("{}/feeds/{feed}/entries?limit={}", self.base, workload::PAGE_SIZE);
+        if let Some(c) = cursor {
+            path = format!("{path}&cursor={}", segment(c));
+        }
+        let a = self.conn.send(Method::GET, &path, None, &[]).await?;
+        if a.status != StatusCode::OK {
+            return Err(a.unexpected("GET entries"));
+        }
+        let page: Entries = a.json()?;
+        Ok(PageRead {
+            ids: page.entries.into_iter().map(|e| e.id).collect(),
+            next: page.next_cursor,
+        })
     }
 
     async fn gate_cycle(&mut self, gate: &str, ticket: &str, feed: &str) -> Result<bool, Error> {

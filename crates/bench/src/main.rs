@@ -12,6 +12,7 @@ mod lockstep;
 mod noop;
 #[cfg(feature = "peers")]
 mod peers;
+mod preload;
 mod report;
 mod runner;
 mod target;
@@ -115,14 +116,40 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
-    /// Print the markdown of a results file: the table or the targets.
+    /// Print the markdown of a results file: the table, the targets, or the
+    /// scale comparison (targets `lockstep-empty` and `lockstep-loaded`).
     Report {
         /// The JSON lines written by `run --out`.
         #[arg(long)]
         results: PathBuf,
-        /// `table` or `targets`.
+        /// `table`, `targets` or `scale`.
         #[arg(long, default_value = "table")]
         section: String,
+    },
+    /// Fill a lockstep namespace with records and feed entries through its
+    /// API (transactions of puts, feed imports), for the scale run.
+    Preload {
+        /// The lockstep server (`http://HOST:PORT`).
+        #[arg(long)]
+        url: String,
+        /// The namespace to fill.
+        #[arg(long, default_value = "scale")]
+        ns: String,
+        /// Records to store.
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+        /// Feed entries (200 bytes each) to store.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Feeds the entries are spread over.
+        #[arg(long, default_value_t = 100)]
+        feeds: u64,
+        /// Puts per transaction (at most the server's `txn_items_max`).
+        #[arg(long, default_value_t = 64)]
+        batch: u64,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
     },
     /// Print a free TCP port of 127.0.0.1.
     FreePort,
@@ -239,9 +266,33 @@ async fn run(cmd: Cmd) -> Result<bool, Error> {
             match section.as_str() {
                 "table" => print!("{}", report::table(&results)),
                 "targets" => print!("{}", report::targets(&results)),
-                other => return Err(Error::Usage(format!("--section {other:?}: table or targets"))),
+                "scale" => print!("{}", report::scale(&results)),
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--section {other:?}: table, targets or scale"
+                    )))
+                }
             }
             Ok(true)
+        }
+        Cmd::Preload {
+            url,
+            ns,
+            records,
+            entries,
+            feeds,
+            batch,
+            clients,
+        } => {
+            let p = preload::Preload {
+                ns,
+                records,
+                entries,
+                feeds,
+                batch,
+                clients,
+            };
+            preload::run(http::parse_base(&url)?, p).await.map(|()| true)
         }
         Cmd::FreePort => {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;

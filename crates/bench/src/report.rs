@@ -30,6 +30,10 @@ pub struct CellResult {
     /// Server CPU (user + system, all its processes) per operation; None when
     /// not measured.
     pub cpu_us_per_op: Option<f64>,
+    /// Peak resident set of the server's processes (summed) in the measured
+    /// window, KiB; None when not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_peak_kb: Option<u64>,
     /// CAS conflicts retried, or held leases skipped.
     pub retries: u64,
     /// Failed operations (each client stops after 50).
@@ -49,7 +53,7 @@ impl CellResult {
     /// The line printed while the bench runs.
     pub fn line(&self) -> String {
         format!(
-            "{:<18} {:<12} C={:<3} {:>9.0} ops/s  p50 {:>6} us  p99 {:>7} us  cpu {:>7} us/op  retries {}  errors {}  invariant {}{}",
+            "{:<18} {:<12} C={:<3} {:>9.0} ops/s  p50 {:>6} us  p99 {:>7} us  cpu {:>7} us/op  rss {:>5} MB  retries {}  errors {}  invariant {}{}",
             self.target,
             self.workload,
             self.clients,
@@ -57,6 +61,7 @@ impl CellResult {
             self.p50_us,
             self.p99_us,
             self.cpu_us_per_op.map_or("-".into(), |c| format!("{c:.0}")),
+            self.rss_peak_kb.map_or("-".into(), |kb| format!("{:.0}", kb as f64 / 1024.0)),
             self.retries,
             self.errors,
             self.invariant,
@@ -82,8 +87,10 @@ pub fn load(path: &Path) -> Result<Vec<CellResult>, Error> {
 }
 
 /// Target ids in the order of the table, with what they are.
-pub const TARGETS: [(&str, &str); 8] = [
+pub const TARGETS: [(&str, &str); 10] = [
     ("lockstep-embedded", "lockstep, embedded (SQLite)"),
+    ("lockstep-empty", "lockstep embedded, empty store"),
+    ("lockstep-loaded", "lockstep embedded, large store"),
     ("lockstep-pg", "lockstep over PostgreSQL"),
     ("redis-always", "Redis, appendfsync always"),
     ("redis-default", "Redis, defaults (not durable)"),
@@ -202,6 +209,87 @@ pub fn targets(results: &[CellResult]) -> String {
     out
 }
 
+/// The cell of median throughput among the rounds of `target` × `w` (the
+/// lower middle one of an even count).
+fn median_cell<'a>(results: &'a [CellResult], target: &str, w: &str) -> Option<&'a CellResult> {
+    let mut rounds: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| r.target == target && r.workload == w && r.ops > 0)
+        .collect();
+    rounds.sort_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s));
+    rounds.get(rounds.len().saturating_sub(1) / 2).copied()
+}
+
+/// The scale run: each workload on the empty and on the large store (the
+/// median of its rounds), and the issue #15 targets (within 20% of the empty
+/// figures; peak RSS, the largest of any round, within 1.2×).
+pub fn scale(results: &[CellResult]) -> String {
+    let find = |target: &str, w: &str| median_cell(results, target, w);
+    let rss_of = |target: &str| {
+        results
+            .iter()
+            .filter(|r| r.target == target)
+            .filter_map(|r| r.rss_peak_kb)
+            .max()
+            .unwrap_or(0)
+    };
+    let mut out = String::from(
+        "| workload | C | empty: ops/s | large: ops/s | large / empty | p50 µs (empty → large) | p99 µs | CPU µs/op | peak RSS MB | invariant |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
+    );
+    let mb = |r: &CellResult| {
+        r.rss_peak_kb
+            .map_or("–".into(), |kb| format!("{:.0}", kb as f64 / 1024.0))
+    };
+    let cpu = |r: &CellResult| r.cpu_us_per_op.map_or("–".into(), |c| format!("{c:.0}"));
+    let mut targets = String::new();
+    for w in ["cas_spread", "feed_append", "feed_page"] {
+        let (Some(e), Some(l)) = (find("lockstep-empty", w), find("lockstep-loaded", w)) else {
+            let _ = writeln!(targets, "- `{w}` large / empty: not measured (goal ≥ 0.8×)");
+            continue;
+        };
+        let ratio = l.ops_per_s / e.ops_per_s.max(1e-9);
+        let _ = writeln!(
+            out,
+            "| {w} | {} | {:.0} | {:.0} | {ratio:.2}× | {} → {} | {} → {} | {} → {} | {} → {} | {} / {} |",
+            l.clients,
+            e.ops_per_s,
+            l.ops_per_s,
+            e.p50_us,
+            l.p50_us,
+            e.p99_us,
+            l.p99_us,
+            cpu(e),
+            cpu(l),
+            mb(e),
+            mb(l),
+            e.invariant.replace('|', "/"),
+            l.invariant.replace('|', "/"),
+        );
+        let met = if ratio >= 0.8 { "met" } else { "**not met**" };
+        let _ = writeln!(targets, "- `{w}` large / empty: {ratio:.2}× (goal ≥ 0.8×): {met}");
+    }
+    let rss = (rss_of("lockstep-empty"), rss_of("lockstep-loaded"));
+    let verdict = if rss.0 == 0 || rss.1 == 0 {
+        "not measured (goal ≤ 1.2×)".to_owned()
+    } else {
+        let ratio = rss.1 as f64 / rss.0 as f64;
+        let met = if ratio <= 1.2 { "met" } else { "**not met**" };
+        format!(
+            "{ratio:.2}× ({:.0} MB → {:.0} MB; goal ≤ 1.2×): {met}",
+            rss.0 as f64 / 1024.0,
+            rss.1 as f64 / 1024.0
+        )
+    };
+    let _ = writeln!(
+        targets,
+        "- peak RSS under the C=32 load, large / empty: {verdict}"
+    );
+    out.push('\n');
+    out.push_str(&targets);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +305,7 @@ mod tests {
             p50_us: 1,
             p99_us: 2,
             cpu_us_per_op: Some(3.0),
+            rss_peak_kb: Some(4096),
             retries: 0,
             errors: 0,
             first_error: None,
@@ -235,6 +324,35 @@ mod tests {
         assert!(lines[0].starts_with("| cas_hot | 1 | lockstep"));
         assert!(lines[1].starts_with("| cas_spread | 32 | lockstep"));
         assert!(lines[2].starts_with("| cas_spread | 32 | etcd"));
+    }
+
+    #[test]
+    fn the_scale_report_takes_the_median_round() {
+        let rounds = [
+            cell("lockstep-empty", "feed_page", 32, 300.0),
+            cell("lockstep-empty", "feed_page", 32, 100.0),
+            cell("lockstep-empty", "feed_page", 32, 200.0),
+        ];
+        assert_eq!(
+            median_cell(&rounds, "lockstep-empty", "feed_page").map(|r| r.ops),
+            Some(200)
+        );
+        assert_eq!(
+            median_cell(&rounds[..2], "lockstep-empty", "feed_page").map(|r| r.ops),
+            Some(100)
+        );
+        assert!(median_cell(&rounds, "lockstep-loaded", "feed_page").is_none());
+    }
+
+    #[test]
+    fn the_scale_report_compares_the_large_store_with_the_empty_one() {
+        let mut big = cell("lockstep-loaded", "cas_spread", 32, 90.0);
+        big.rss_peak_kb = Some(8192);
+        let s = scale(&[cell("lockstep-empty", "cas_spread", 32, 100.0), big]);
+        assert!(s.contains("| cas_spread | 32 | 100 | 90 | 0.90× |"), "{s}");
+        assert!(s.contains("`cas_spread` large / empty: 0.90× (goal ≥ 0.8×): met"));
+        assert!(s.contains("`feed_page` large / empty: not measured"));
+        assert!(s.contains("large / empty: 2.00× (4 MB → 8 MB; goal ≤ 1.2×): **not met**"));
     }
 
     #[test]

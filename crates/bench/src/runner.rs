@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::report::CellResult;
 use crate::target::{Cell, Client, Target};
 use crate::workload::{self, Rng, Workload};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +39,8 @@ struct Seen {
     retries: u64,
     errors: u64,
     first_error: Option<String>,
-    /// Times a lease was seen with two holders or a release did not hold it.
+    /// Times a lease was seen with two holders or a release did not hold it,
+    /// or a feed pass did not see every entry exactly once.
     violations: u64,
     latencies_us: Vec<u32>,
 }
@@ -67,16 +69,7 @@ pub async fn run_cell<T: Target>(target: Arc<T>, cell: Cell, plan: &Plan) -> Res
     });
     let pids = plan.pids.clone();
     let w = window.clone();
-    let sampler = tokio::spawn(async move {
-        tokio::time::sleep_until(w.from.into()).await;
-        let before = cpu::tree_ticks(&pids);
-        tokio::time::sleep_until(w.until.into()).await;
-        let after = cpu::tree_ticks(&pids);
-        match (before, after) {
-            (Ok(b), Ok(a)) => Ok(a.saturating_sub(b)),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        }
-    });
+    let sampler = tokio::spawn(async move { sample(&pids, &w).await });
     let mut tasks = Vec::with_capacity(cell.clients);
     for (index, client) in clients.into_iter().enumerate() {
         let (window, holders, tag) = (window.clone(), holders.clone(), cell.tag.clone());
@@ -98,7 +91,7 @@ pub async fn run_cell<T: Target>(target: Arc<T>, cell: Cell, plan: &Plan) -> Res
         all.first_error = all.first_error.or(s.first_error);
         all.latencies_us.extend(s.latencies_us);
     }
-    let ticks = sampler
+    let (ticks, rss_peak_kb) = sampler
         .await
         .map_err(|e| Error::Unexpected(format!("the CPU sampler panicked: {e}")))?;
     let invariant = check(&*target, &cell, &all).await;
@@ -121,11 +114,40 @@ pub async fn run_cell<T: Target>(target: Arc<T>, cell: Cell, plan: &Plan) -> Res
         p50_us: percentile(&all.latencies_us, 0.50),
         p99_us: percentile(&all.latencies_us, 0.99),
         cpu_us_per_op,
+        rss_peak_kb,
         retries: all.retries,
         errors: all.errors,
         first_error: all.first_error,
         invariant,
     })
+}
+
+/// How often the resident set is read during the measured window.
+const RSS_EVERY: Duration = Duration::from_millis(100);
+
+/// The servers' CPU ticks over the measured window, and the peak of their
+/// resident set in it (None without pids or when it could not be read).
+async fn sample(pids: &[u32], w: &Window) -> (Result<u64, Error>, Option<u64>) {
+    tokio::time::sleep_until(w.from.into()).await;
+    let before = cpu::tree_ticks(pids);
+    let mut rss_peak: Option<u64> = None;
+    loop {
+        if !pids.is_empty() {
+            if let Ok(kb) = cpu::tree_rss_kb(pids) {
+                rss_peak = Some(rss_peak.unwrap_or(0).max(kb));
+            }
+        }
+        let now = Instant::now();
+        if now >= w.until {
+            break;
+        }
+        tokio::time::sleep_until((now + RSS_EVERY).min(w.until).into()).await;
+    }
+    let ticks = match (before, cpu::tree_ticks(pids)) {
+        (Ok(b), Ok(a)) => Ok(a.saturating_sub(b)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    (ticks, rss_peak)
 }
 
 /// The `p` quantile of sorted latencies (0 when empty).
@@ -140,10 +162,12 @@ pub fn percentile(sorted: &[u32], p: f64) -> u64 {
 /// The invariant of the cell: `ok`, `n/a`, or what broke.
 async fn check<T: Target>(target: &T, cell: &Cell, seen: &Seen) -> String {
     if seen.violations > 0 {
-        return format!(
-            "FAILED: {} lease violations (two holders or a release that did not hold)",
-            seen.violations
-        );
+        let what = if cell.workload == Workload::FeedPage {
+            "feed passes that did not see every entry exactly once"
+        } else {
+            "lease violations (two holders or a release that did not hold)"
+        };
+        return format!("FAILED: {} {what}", seen.violations);
     }
     if cell.workload == Workload::Noop {
         return "n/a".into();
@@ -156,6 +180,10 @@ async fn check<T: Target>(target: &T, cell: &Cell, seen: &Seen) -> String {
         Workload::LeaseCycle => (0, "leases still held"),
         Workload::CasHot | Workload::CasSpread => (seen.successes, "counter sum vs successes"),
         Workload::FeedAppend | Workload::GateCycle => (seen.successes, "entries vs appends"),
+        Workload::FeedPage => (
+            (workload::PAGE_FEEDS * workload::PAGE_FEED_ENTRIES) as u64,
+            "entries vs imported",
+        ),
         Workload::KeyedWrite | Workload::Noop => (seen.successes, "records vs writes"),
     };
     if tally == expected {
@@ -178,6 +206,7 @@ async fn drive<C: Client>(
     let mut rng = Rng::new(index);
     let data = workload::entry_data();
     let mut n: u64 = 0;
+    let mut pager = Pager::new(index);
     loop {
         let t0 = Instant::now();
         if t0 >= window.until || seen.errors >= CLIENT_ERRORS_MAX {
@@ -198,6 +227,7 @@ async fn drive<C: Client>(
                 let feed = format!("f{}", rng.below(workload::FEEDS));
                 client.append(&feed, &format!("{index}-{n}"), &data).await
             }
+            Workload::FeedPage => pager.next(&mut client, &mut seen).await,
             Workload::GateCycle => {
                 let ticket = format!("t{index}-{n}");
                 client
@@ -232,6 +262,47 @@ async fn drive<C: Client>(
         }
     }
     seen
+}
+
+/// A client's place in `feed_page`: the feed it pages, the cursor, and the
+/// ids its current pass saw.
+struct Pager {
+    feed: usize,
+    cursor: Option<String>,
+    ids: HashSet<String>,
+}
+
+impl Pager {
+    fn new(client: usize) -> Self {
+        Pager {
+            feed: client % workload::PAGE_FEEDS,
+            cursor: None,
+            ids: HashSet::with_capacity(workload::PAGE_FEED_ENTRIES),
+        }
+    }
+
+    /// Reads the next page; at the end of a pass, checks it saw every entry
+    /// once and moves on to the next feed.
+    async fn next<C: Client>(&mut self, client: &mut C, seen: &mut Seen) -> Result<bool, Error> {
+        let page = client
+            .page(&format!("p{}", self.feed), self.cursor.as_deref())
+            .await?;
+        let (before, fresh) = (self.ids.len(), page.ids.len());
+        self.ids.extend(page.ids);
+        let repeated = self.ids.len() != before + fresh;
+        if repeated || (page.next.is_some() && fresh != workload::PAGE_SIZE) {
+            seen.violations += 1;
+        }
+        self.cursor = page.next;
+        if self.cursor.is_none() {
+            if self.ids.len() != workload::PAGE_FEED_ENTRIES {
+                seen.violations += 1;
+            }
+            self.ids.clear();
+            self.feed = (self.feed + 1) % workload::PAGE_FEEDS;
+        }
+        Ok(true)
+    }
 }
 
 /// CAS until it applies.

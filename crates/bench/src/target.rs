@@ -16,6 +16,14 @@ pub struct Cell {
     pub tag: String,
 }
 
+/// One page of a feed as `feed_page` reads it.
+pub struct PageRead {
+    /// The ids of its entries, in order.
+    pub ids: Vec<String>,
+    /// Where the next page starts; None after the last page.
+    pub next: Option<String>,
+}
+
 /// One client's connection to a target.
 pub trait Client: Send + 'static {
     /// One compare-and-set attempt: read `key`'s counter, write counter+1 only
@@ -53,6 +61,16 @@ pub trait Client: Send + 'static {
         async { Err(Error::Unsupported("gate_cycle")) }
     }
 
+    /// Read one page of `feed` (newest first) after `cursor` (None: the first
+    /// page).
+    fn page(
+        &mut self,
+        _feed: &str,
+        _cursor: Option<&str>,
+    ) -> impl Future<Output = Result<PageRead, Error>> + Send {
+        async { Err(Error::Unsupported("feed_page")) }
+    }
+
     /// Write record `key` with `Idempotency-Key: idem`: true once created.
     fn keyed_write(&mut self, _key: &str, _idem: &str) -> impl Future<Output = Result<bool, Error>> + Send {
         async { Err(Error::Unsupported("keyed_write")) }
@@ -81,6 +99,7 @@ pub trait Target: Send + Sync + 'static {
 
     /// The number the invariant compares with the client-side count of
     /// successes: the sum of the counters (CAS), the entries (feeds, gates),
-    /// the records written (keyed writes), the leases still held (0).
+    /// the records written (keyed writes), the leases still held (0), the
+    /// entries of the paged feeds.
     fn tally(&self, cell: &Cell) -> impl Future<Output = Result<u64, Error>> + Send;
 }

@@ -13,6 +13,12 @@ pub const FEEDS: u64 = 100;
 pub const ENTRY_BYTES: usize = 200;
 /// TTL of a lease in `lease_cycle` (far longer than a cycle: never expires).
 pub const LEASE_TTL_MS: u64 = 10_000;
+/// Feeds of `feed_page`, each filled before the cell starts.
+pub const PAGE_FEEDS: usize = 10;
+/// Entries of each `feed_page` feed (imported in one request each).
+pub const PAGE_FEED_ENTRIES: usize = 1_000;
+/// Entries per page read by `feed_page`.
+pub const PAGE_SIZE: usize = 100;
 
 /// One closed-loop workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +31,9 @@ pub enum Workload {
     LeaseCycle,
     /// Append a 200-byte entry with a unique id to one of 100 feeds.
     FeedAppend,
+    /// lockstep only: read one page of 100 entries of a 1,000-entry feed,
+    /// following the cursor; a pass must see every entry exactly once.
+    FeedPage,
     /// lockstep only: admit, commit, finalize with append.
     GateCycle,
     /// lockstep only: a record write with an `Idempotency-Key`.
@@ -35,11 +44,12 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order of the report.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::CasHot,
         Workload::CasSpread,
         Workload::LeaseCycle,
         Workload::FeedAppend,
+        Workload::FeedPage,
         Workload::GateCycle,
         Workload::KeyedWrite,
         Workload::Noop,
@@ -52,6 +62,7 @@ impl Workload {
             Workload::CasSpread => "cas_spread",
             Workload::LeaseCycle => "lease_cycle",
             Workload::FeedAppend => "feed_append",
+            Workload::FeedPage => "feed_page",
             Workload::GateCycle => "gate_cycle",
             Workload::KeyedWrite => "keyed_write",
             Workload::Noop => "noop",

@@ -32,7 +32,7 @@ pub async fn append(
     let scope_ns = ns.clone();
     let answer = render(move |Appended { entry, created }, _| {
         let body = lockstep_api::feeds::EntryAppended {
-            entry: wire::feeds::entry(&scope_ns, &entry),
+            entry: wire::feeds::entry(&scope_ns, entry),
             created,
         };
         Reply::created(created, body)
@@ -72,7 +72,7 @@ pub async fn entries(
         .await?;
     let (entries, next_cursor) = page.cut(fetched.entries, |e| feed::position(e.at, &e.id));
     let items = lockstep_api::feeds::Entries {
-        entries: entries.iter().map(|e| wire::feeds::entry(&ns, e)).collect(),
+        entries: entries.into_iter().map(|e| wire::feeds::entry(&ns, e)).collect(),
         unread_count: fetched.unread_count,
     };
     Ok(axum::Json(wire::Page { items, next_cursor }).into_response())

@@ -6,14 +6,14 @@ use lockstep_core::feed::{self, Entry};
 use lockstep_store::FeedSummary;
 
 /// An entry of namespace `ns` as read, with its cursor.
-pub fn entry(ns: &str, e: &Entry) -> EntryBody {
+pub fn entry(ns: &str, e: Entry) -> EntryBody {
     EntryBody {
-        id: e.id.clone(),
+        cursor: cursor::encode(&feed::cursor_scope(ns, &e.feed), &feed::position(e.at, &e.id)),
         at: e.at.to_rfc3339(),
-        data: e.data.clone(),
+        id: e.id,
+        data: e.data,
         read: e.read,
         revision: e.revision,
-        cursor: cursor::encode(&feed::cursor_scope(ns, &e.feed), &feed::position(e.at, &e.id)),
     }
 }
 

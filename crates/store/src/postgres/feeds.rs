@@ -168,22 +168,48 @@ async fn cap_boundary(
     )
 }
 
-async fn counts(c: &impl GenericClient, ns: &str, feed: &str, w: &Window) -> Result<(u64, u64), Failure> {
-    let (b_at, b_id) = cap_boundary(c, ns, feed, w).await?;
+/// Visible entries (at or after the window's age cut and cap boundary),
+/// counted in the order index.
+async fn visible_count(
+    c: &impl GenericClient,
+    ns: &str,
+    feed: &str,
+    cut: i64,
+    (b_at, b_id): &(i64, String),
+) -> Result<u64, Failure> {
     let stmt = c
         .prepare_cached(
-            "SELECT count(*), count(*) FILTER (WHERE NOT read) FROM feed_entries
+            "SELECT count(*) FROM feed_entries
              WHERE ns = $1 AND feed = $2 AND at > $3 AND (at, id) >= ($4, $5::text)",
         )
         .await?;
-    let r = c
-        .query_one(&stmt, &[&ns, &feed, &w.age_cut.0, &b_at, &b_id])
+    let n: i64 = c
+        .query_one(&stmt, &[&ns, &feed, &cut, b_at, b_id])
+        .await?
+        .try_get(0)?;
+    Ok(crate::stored_u64("count", n)?)
+}
+
+/// Visible unread entries, counted in the partial index of unread entries
+/// (`feed_entries_unread`): a page costs the unread entries, not the feed.
+async fn unread_count(
+    c: &impl GenericClient,
+    ns: &str,
+    feed: &str,
+    cut: i64,
+    (b_at, b_id): &(i64, String),
+) -> Result<u64, Failure> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT count(*) FROM feed_entries
+             WHERE ns = $1 AND feed = $2 AND NOT read AND at > $3 AND (at, id) >= ($4, $5::text)",
+        )
         .await?;
-    let (n, unread): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
-    Ok((
-        crate::stored_u64("count", n)?,
-        crate::stored_u64("count", unread)?,
-    ))
+    let n: i64 = c
+        .query_one(&stmt, &[&ns, &feed, &cut, b_at, b_id])
+        .await?
+        .try_get(0)?;
+    Ok(crate::stored_u64("count", n)?)
 }
 
 /// The storage clock's time (`fixed`: a manual clock's).
@@ -236,7 +262,7 @@ pub async fn list_entries(
     for r in &rows {
         entries.push(feed::present(entry_from_row(feed, r)?, &config, now));
     }
-    let (_, unread_count) = counts(&tx, ns, feed, &w).await?;
+    let unread_count = unread_count(&tx, ns, feed, w.age_cut.0, &(b_at, b_id)).await?;
     tx.commit().await?;
     Ok(FeedPage {
         entries,
@@ -275,11 +301,11 @@ pub async fn list_feeds(
     let mut out = Vec::new();
     for feed in names {
         let w = feed::window(&effective_config(&tx, ns, &feed).await?, now);
-        let (entries, unread_count) = counts(&tx, ns, &feed, &w).await?;
+        let boundary = cap_boundary(&tx, ns, &feed, &w).await?;
         out.push(FeedSummary {
+            entries: visible_count(&tx, ns, &feed, w.age_cut.0, &boundary).await?,
+            unread_count: unread_count(&tx, ns, &feed, w.age_cut.0, &boundary).await?,
             feed,
-            entries,
-            unread_count,
         });
     }
     tx.commit().await?;

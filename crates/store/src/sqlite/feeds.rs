@@ -124,20 +124,35 @@ fn cap_boundary(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<Opti
     .optional()?)
 }
 
-fn counts(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<(u64, u64), Error> {
-    let (b_at, b_id) = cap_boundary(c, ns, feed, w)?.unwrap_or((i64::MIN, String::new()));
-    let (n, unread): (i64, i64) = c
+/// The window's lower edge: its age cut and the cap's boundary.
+type Edge = (i64, (i64, String));
+
+fn edge(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<Edge, Error> {
+    let boundary = cap_boundary(c, ns, feed, w)?.unwrap_or((i64::MIN, String::new()));
+    Ok((w.age_cut.0, boundary))
+}
+
+/// Visible entries, counted in the order index alone (no table lookups).
+fn visible_count(c: &Connection, ns: &str, feed: &str, (cut, (b_at, b_id)): &Edge) -> Result<u64, Error> {
+    let n: i64 = c
         .prepare_cached(
-            "SELECT count(*), coalesce(sum(read = 0), 0) FROM feed_entries
+            "SELECT count(*) FROM feed_entries
              WHERE ns = ?1 AND feed = ?2 AND at > ?3 AND (at, id) >= (?4, ?5)",
         )?
-        .query_row(params![ns, feed, w.age_cut.0, b_at, b_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    Ok((
-        crate::stored_u64("count", n)?,
-        crate::stored_u64("count", unread)?,
-    ))
+        .query_row(params![ns, feed, cut, b_at, b_id], |r| r.get(0))?;
+    crate::stored_u64("count", n)
+}
+
+/// Visible unread entries, counted in the partial index of unread entries
+/// (`feed_entries_unread`): a page costs the unread entries, not the feed.
+fn unread_count(c: &Connection, ns: &str, feed: &str, (cut, (b_at, b_id)): &Edge) -> Result<u64, Error> {
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM feed_entries
+             WHERE ns = ?1 AND feed = ?2 AND read = 0 AND at > ?3 AND (at, id) >= (?4, ?5)",
+        )?
+        .query_row(params![ns, feed, cut, b_at, b_id], |r| r.get(0))?;
+    crate::stored_u64("count", n)
 }
 
 /// One page of visible entries after `after` in the given order, with the
@@ -147,7 +162,8 @@ pub fn list_entries(c: &Connection, q: &EntryPage, now: Millis) -> Result<FeedPa
     let tx = c.unchecked_transaction()?;
     let config = effective_config(&tx, ns, feed)?;
     let w = feed::window(&config, now);
-    let (b_at, b_id) = cap_boundary(&tx, ns, feed, &w)?.unwrap_or((i64::MIN, String::new()));
+    let edge = edge(&tx, ns, feed, &w)?;
+    let (cut, (b_at, b_id)) = &edge;
     let (cmp, order, (c_at, c_id)) = q.cursor();
     let sql = format!(
         "SELECT {ENTRY_COLUMNS} FROM feed_entries
@@ -156,7 +172,7 @@ pub fn list_entries(c: &Connection, q: &EntryPage, now: Millis) -> Result<FeedPa
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(
-        params![ns, feed, w.age_cut.0, b_at, b_id, c_at, c_id, q.sql_limit()],
+        params![ns, feed, cut, b_at, b_id, c_at, c_id, q.sql_limit()],
         entry_parts,
     )?;
     let mut entries = Vec::new();
@@ -164,7 +180,7 @@ pub fn list_entries(c: &Connection, q: &EntryPage, now: Millis) -> Result<FeedPa
         entries.push(feed::present(entry_from(feed, row?)?, &config, now));
     }
     drop(stmt);
-    let (_, unread_count) = counts(&tx, ns, feed, &w)?;
+    let unread_count = unread_count(&tx, ns, feed, &edge)?;
     tx.commit()?;
     Ok(FeedPage {
         entries,
@@ -189,11 +205,11 @@ pub fn list_feeds(c: &Connection, q: &NamePage, now: Millis) -> Result<Vec<FeedS
     let mut out = Vec::new();
     for feed in names {
         let w = feed::window(&effective_config(&tx, ns, &feed)?, now);
-        let (entries, unread_count) = counts(&tx, ns, &feed, &w)?;
+        let edge = edge(&tx, ns, &feed, &w)?;
         out.push(FeedSummary {
+            entries: visible_count(&tx, ns, &feed, &edge)?,
+            unread_count: unread_count(&tx, ns, &feed, &edge)?,
             feed,
-            entries,
-            unread_count,
         });
     }
     tx.commit()?;

@@ -28,7 +28,14 @@ mod writer;
 use rows::{load, load_row, parts_to_record, row_parts};
 use writer::{Job, Writer};
 
-const READERS_MAX: usize = 8;
+/// Reads that scan (listings, the sweeper's queries) running at once on the
+/// blocking pool; more wait for a turn. Each needs a connection of its own, so
+/// without a bound a burst of listings opened (and closed) a connection per
+/// request, and ran more SQLite threads than there are cores.
+const SCANS_MAX: usize = 4;
+/// Reader connections kept: the scans', plus the point reads running inline
+/// on the async workers.
+const READERS_MAX: usize = 16;
 /// Prepared statements kept per connection.
 const STATEMENTS_CACHED: usize = 256;
 
@@ -46,6 +53,8 @@ struct Inner {
     closed: std::sync::atomic::AtomicBool,
     clock: Clock,
     readers: Mutex<Vec<Connection>>,
+    /// Turns of the reads that scan ([`SCANS_MAX`]).
+    scans: Arc<tokio::sync::Semaphore>,
     path: PathBuf,
     metrics: Arc<StoreMetrics>,
 }
@@ -93,6 +102,7 @@ impl SqliteStore {
                 closed: std::sync::atomic::AtomicBool::new(false),
                 clock: opts.clock,
                 readers: Mutex::new(Vec::new()),
+                scans: Arc::new(tokio::sync::Semaphore::new(SCANS_MAX)),
                 path: path.to_owned(),
                 metrics,
             }),
@@ -203,13 +213,24 @@ impl SqliteStore {
     }
 
     /// Runs a read that may scan many rows (listings, the sweeper's queries)
-    /// on the blocking pool, so it never stalls the async workers.
+    /// on the blocking pool, so it never stalls the async workers; at most
+    /// [`SCANS_MAX`] at once.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
+        // The turn moves into the task: a caller that gives up (a timeout)
+        // does not free it while the read still runs.
+        let turn = self
+            .inner
+            .scans
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("the SQLite store is closed".into()))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let conn = Self::checkout(&inner)?;
             let out = f(&conn);
             Self::checkin(&inner, conn);
