@@ -150,11 +150,7 @@ pub const TABLES: &[Table] = &[
             c("scrubbed", Bool),
         ],
         key: &["ns", "feed", "id"],
-        indexes: &[
-            ("feed_entries_order", &["ns", "feed", "at", "id"]),
-            // Partial: only entries not read (`WHERE read = 0` / `WHERE NOT read`).
-            ("feed_entries_unread", &["ns", "feed", "at", "id", "read"]),
-        ],
+        indexes: &[("feed_entries_order", &["ns", "feed", "at", "id", "read"])],
         namespaced: true,
     },
     Table {

@@ -190,8 +190,8 @@ async fn visible_count(
     Ok(crate::stored_u64("count", n)?)
 }
 
-/// Visible unread entries, counted in the partial index of unread entries
-/// (`feed_entries_unread`): a page costs the unread entries, not the feed.
+/// Visible unread entries, counted in the order index (it holds `read`, so
+/// PostgreSQL can answer from the index alone).
 async fn unread_count(
     c: &impl GenericClient,
     ns: &str,

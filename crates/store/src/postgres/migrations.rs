@@ -67,9 +67,10 @@ const MIGRATIONS: &[&str] = &[
     r#"CREATE TABLE settings (name text COLLATE "C" PRIMARY KEY, value text NOT NULL);"#,
     // 9: the last waiter id handed out per lease, so none is handed out twice.
     r#"ALTER TABLE leases ADD COLUMN last_waiter bigint NOT NULL DEFAULT 0;"#,
-    // 10: unread entries, so a feed page counts them without reading the feed
-    // (the same columns as SQLite's index, whose count needs `read` in it).
-    r#"CREATE INDEX feed_entries_unread ON feed_entries (ns, feed, at, id, read) WHERE NOT read;"#,
+    // 10: `read` in the order index, so a page's unread count can read the
+    // index alone (an index-only scan), never the entries.
+    r#"DROP INDEX feed_entries_order;
+       CREATE INDEX feed_entries_order ON feed_entries (ns, feed, at, id, read);"#,
 ];
 
 /// Session advisory lock held while migrating, so concurrent starts apply each

@@ -143,8 +143,8 @@ fn visible_count(c: &Connection, ns: &str, feed: &str, (cut, (b_at, b_id)): &Edg
     crate::stored_u64("count", n)
 }
 
-/// Visible unread entries, counted in the partial index of unread entries
-/// (`feed_entries_unread`): a page costs the unread entries, not the feed.
+/// Visible unread entries, counted in the order index alone (it holds
+/// `read`): no entry is read from the table.
 fn unread_count(c: &Connection, ns: &str, feed: &str, (cut, (b_at, b_id)): &Edge) -> Result<u64, Error> {
     let n: i64 = c
         .prepare_cached(

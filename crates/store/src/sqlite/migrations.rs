@@ -67,9 +67,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
     // 9: the last waiter id handed out per lease, so none is handed out twice.
     "ALTER TABLE leases ADD COLUMN last_waiter INTEGER NOT NULL DEFAULT 0;",
-    // 10: unread entries, so a feed page counts them without reading the feed
-    // (`read` is a column too: SQLite then answers the count from the index alone).
-    "CREATE INDEX feed_entries_unread ON feed_entries (ns, feed, at, id, read) WHERE read = 0;",
+    // 10: `read` in the order index, so a page's unread count reads the index
+    // alone, never the entries.
+    "DROP INDEX feed_entries_order;
+     CREATE INDEX feed_entries_order ON feed_entries (ns, feed, at, id, read);",
 ];
 
 /// Applies every pending migration.
