@@ -3,7 +3,8 @@
 //! queued command (up to `batch_max`), runs each in its own savepoint inside one
 //! `BEGIN IMMEDIATE` transaction, commits once (one fsync), then answers them
 //! all. A refused command rolls back its savepoint only. Readers use their own
-//! connections, so reads never wait for the writer.
+//! connections, so reads never wait for the writer. WAL checkpoints run on a
+//! thread of their own (`checkpoint`), beside the writer's commits.
 
 use crate::clock::Clock;
 use crate::kernel;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 mod changes;
+mod checkpoint;
 mod feeds;
 mod gates;
 mod idempotency;
@@ -83,7 +85,9 @@ impl SqliteStore {
             conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |r| r.get(0))?;
         let revision = u64::try_from(revision).map_err(|_| Error::Internal("negative revision".into()))?;
         let (tx, rx) = mpsc::channel(16 * 1024);
+        let checkpoints = checkpoint::Checkpoints::start(&conn, path)?;
         let writer = Writer {
+            checkpoints,
             conn,
             revision,
             limits: opts.limits,

@@ -2,6 +2,7 @@
 //! through the kernel in a savepoint of one `BEGIN IMMEDIATE` transaction, and
 //! commits the batch once.
 
+use super::checkpoint::Checkpoints;
 use super::rows::{load_row, persist, persist_mutation};
 use crate::clock::Clock;
 use crate::kernel::{self, WriteTx};
@@ -32,6 +33,8 @@ pub(super) struct Writer {
     pub(super) clock: Clock,
     pub(super) batch_max: usize,
     pub(super) metrics: Arc<StoreMetrics>,
+    /// Wakes the checkpointer as the WAL grows.
+    pub(super) checkpoints: Checkpoints,
 }
 
 enum Reply {
@@ -162,6 +165,7 @@ impl Writer {
             Ok(()) => {
                 assert!(revision >= self.revision, "the revision only grows");
                 self.revision = revision;
+                self.checkpoints.committed(&self.conn);
                 Ok(replies)
             }
             Err(e) => Err((e, replies)),
