@@ -132,24 +132,8 @@ enum Cmd {
         /// The lockstep server (`http://HOST:PORT`).
         #[arg(long)]
         url: String,
-        /// The namespace to fill.
-        #[arg(long, default_value = "scale")]
-        ns: String,
-        /// Records to store.
-        #[arg(long, default_value_t = 10_000_000)]
-        records: u64,
-        /// Feed entries (200 bytes each) to store.
-        #[arg(long, default_value_t = 1_000_000)]
-        entries: u64,
-        /// Feeds the entries are spread over.
-        #[arg(long, default_value_t = 100)]
-        feeds: u64,
-        /// Puts per transaction (at most the server's `txn_items_max`).
-        #[arg(long, default_value_t = 64)]
-        batch: u64,
-        /// Requests in flight.
-        #[arg(long, default_value_t = 4)]
-        clients: usize,
+        #[command(flatten)]
+        what: preload::Plan,
     },
     /// Print a free TCP port of 127.0.0.1.
     FreePort,
@@ -275,25 +259,7 @@ async fn run(cmd: Cmd) -> Result<bool, Error> {
             }
             Ok(true)
         }
-        Cmd::Preload {
-            url,
-            ns,
-            records,
-            entries,
-            feeds,
-            batch,
-            clients,
-        } => {
-            let p = preload::Preload {
-                ns,
-                records,
-                entries,
-                feeds,
-                batch,
-                clients,
-            };
-            preload::run(http::parse_base(&url)?, p).await.map(|()| true)
-        }
+        Cmd::Preload { url, what } => preload::run(http::parse_base(&url)?, what).await.map(|()| true),
         Cmd::FreePort => {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             println!("{}", l.local_addr()?.port());
@@ -314,5 +280,16 @@ async fn main() -> ExitCode {
             eprintln!("lockstep-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

@@ -13,18 +13,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What to store, and how.
-pub struct Preload {
-    /// The namespace written.
+#[derive(clap::Args)]
+pub struct Plan {
+    /// The namespace to fill.
+    #[arg(long, default_value = "scale")]
     pub ns: String,
     /// Records `r/00000000`… with small integer values.
+    #[arg(long, default_value_t = 10_000_000)]
     pub records: u64,
     /// Feed entries of 200 bytes, spread evenly over `feeds` feeds `s0`….
+    #[arg(long, default_value_t = 1_000_000)]
     pub entries: u64,
     /// Feeds the entries go to.
+    #[arg(long, default_value_t = 100)]
     pub feeds: u64,
     /// Puts per transaction (at most the server's `txn_items_max`).
+    #[arg(long, default_value_t = 64)]
     pub batch: u64,
     /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
     pub clients: usize,
 }
 
@@ -32,7 +39,7 @@ pub struct Preload {
 const IMPORT_BATCH: u64 = 1_000;
 
 /// Stores everything `p` asks for; prints progress to stderr.
-pub async fn run(addr: SocketAddr, p: Preload) -> Result<(), Error> {
+pub async fn run(addr: SocketAddr, p: Plan) -> Result<(), Error> {
     if p.batch == 0 || p.clients == 0 || (p.entries > 0 && p.feeds == 0) {
         return Err(Error::Usage(
             "--batch, --clients and --feeds must be positive".into(),
@@ -97,7 +104,7 @@ pub async fn run(addr: SocketAddr, p: Preload) -> Result<(), Error> {
 }
 
 /// The body of transaction `job`: puts of its slice of the records.
-fn puts(job: u64, p: &Preload) -> String {
+fn puts(job: u64, p: &Plan) -> String {
     let from = job * p.batch;
     let until = (from + p.batch).min(p.records);
     let mut body = String::from(r#"{"success":["#);
@@ -130,7 +137,7 @@ mod tests {
 
     #[test]
     fn bodies_are_json_of_the_right_size() {
-        let p = Preload {
+        let p = Plan {
             ns: "n".into(),
             records: 10,
             entries: 0,

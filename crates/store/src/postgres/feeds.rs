@@ -168,43 +168,25 @@ async fn cap_boundary(
     )
 }
 
-/// Visible entries (at or after the window's age cut and cap boundary),
-/// counted in the order index.
-async fn visible_count(
-    c: &impl GenericClient,
-    ns: &str,
-    feed: &str,
-    cut: i64,
-    (b_at, b_id): &(i64, String),
-) -> Result<u64, Failure> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT count(*) FROM feed_entries
-             WHERE ns = $1 AND feed = $2 AND at > $3 AND (at, id) >= ($4, $5::text)",
-        )
-        .await?;
-    let n: i64 = c
-        .query_one(&stmt, &[&ns, &feed, &cut, b_at, b_id])
-        .await?
-        .try_get(0)?;
-    Ok(crate::stored_u64("count", n)?)
-}
-
-/// Visible unread entries, counted in the order index (it holds `read`, so
+/// Visible entries (at or after the window's age cut and cap boundary), or
+/// only the unread ones, counted in the order index (it holds `read`, so
 /// PostgreSQL can answer from the index alone).
-async fn unread_count(
+async fn count(
     c: &impl GenericClient,
     ns: &str,
     feed: &str,
     cut: i64,
     (b_at, b_id): &(i64, String),
+    unread_only: bool,
 ) -> Result<u64, Failure> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT count(*) FROM feed_entries
-             WHERE ns = $1 AND feed = $2 AND NOT read AND at > $3 AND (at, id) >= ($4, $5::text)",
-        )
-        .await?;
+    let sql = if unread_only {
+        "SELECT count(*) FROM feed_entries
+         WHERE ns = $1 AND feed = $2 AND NOT read AND at > $3 AND (at, id) >= ($4, $5::text)"
+    } else {
+        "SELECT count(*) FROM feed_entries
+         WHERE ns = $1 AND feed = $2 AND at > $3 AND (at, id) >= ($4, $5::text)"
+    };
+    let stmt = c.prepare_cached(sql).await?;
     let n: i64 = c
         .query_one(&stmt, &[&ns, &feed, &cut, b_at, b_id])
         .await?
@@ -262,7 +244,7 @@ pub async fn list_entries(
     for r in &rows {
         entries.push(feed::present(entry_from_row(feed, r)?, &config, now));
     }
-    let unread_count = unread_count(&tx, ns, feed, w.age_cut.0, &(b_at, b_id)).await?;
+    let unread_count = count(&tx, ns, feed, w.age_cut.0, &(b_at, b_id), true).await?;
     tx.commit().await?;
     Ok(FeedPage {
         entries,
@@ -303,8 +285,8 @@ pub async fn list_feeds(
         let w = feed::window(&effective_config(&tx, ns, &feed).await?, now);
         let boundary = cap_boundary(&tx, ns, &feed, &w).await?;
         out.push(FeedSummary {
-            entries: visible_count(&tx, ns, &feed, w.age_cut.0, &boundary).await?,
-            unread_count: unread_count(&tx, ns, &feed, w.age_cut.0, &boundary).await?,
+            entries: count(&tx, ns, &feed, w.age_cut.0, &boundary, false).await?,
+            unread_count: count(&tx, ns, &feed, w.age_cut.0, &boundary, true).await?,
             feed,
         });
     }

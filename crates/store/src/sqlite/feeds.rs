@@ -132,25 +132,24 @@ fn edge(c: &Connection, ns: &str, feed: &str, w: &Window) -> Result<Edge, Error>
     Ok((w.age_cut.0, boundary))
 }
 
-/// Visible entries, counted in the order index alone (no table lookups).
-fn visible_count(c: &Connection, ns: &str, feed: &str, (cut, (b_at, b_id)): &Edge) -> Result<u64, Error> {
+/// Visible entries, or only the unread ones, counted in the order index
+/// alone (it holds `read`): no entry is read from the table.
+fn count(
+    c: &Connection,
+    ns: &str,
+    feed: &str,
+    (cut, (b_at, b_id)): &Edge,
+    unread_only: bool,
+) -> Result<u64, Error> {
+    let sql = if unread_only {
+        "SELECT count(*) FROM feed_entries
+         WHERE ns = ?1 AND feed = ?2 AND read = 0 AND at > ?3 AND (at, id) >= (?4, ?5)"
+    } else {
+        "SELECT count(*) FROM feed_entries
+         WHERE ns = ?1 AND feed = ?2 AND at > ?3 AND (at, id) >= (?4, ?5)"
+    };
     let n: i64 = c
-        .prepare_cached(
-            "SELECT count(*) FROM feed_entries
-             WHERE ns = ?1 AND feed = ?2 AND at > ?3 AND (at, id) >= (?4, ?5)",
-        )?
-        .query_row(params![ns, feed, cut, b_at, b_id], |r| r.get(0))?;
-    crate::stored_u64("count", n)
-}
-
-/// Visible unread entries, counted in the order index alone (it holds
-/// `read`): no entry is read from the table.
-fn unread_count(c: &Connection, ns: &str, feed: &str, (cut, (b_at, b_id)): &Edge) -> Result<u64, Error> {
-    let n: i64 = c
-        .prepare_cached(
-            "SELECT count(*) FROM feed_entries
-             WHERE ns = ?1 AND feed = ?2 AND read = 0 AND at > ?3 AND (at, id) >= (?4, ?5)",
-        )?
+        .prepare_cached(sql)?
         .query_row(params![ns, feed, cut, b_at, b_id], |r| r.get(0))?;
     crate::stored_u64("count", n)
 }
@@ -180,7 +179,7 @@ pub fn list_entries(c: &Connection, q: &EntryPage, now: Millis) -> Result<FeedPa
         entries.push(feed::present(entry_from(feed, row?)?, &config, now));
     }
     drop(stmt);
-    let unread_count = unread_count(&tx, ns, feed, &edge)?;
+    let unread_count = count(&tx, ns, feed, &edge, true)?;
     tx.commit()?;
     Ok(FeedPage {
         entries,
@@ -207,8 +206,8 @@ pub fn list_feeds(c: &Connection, q: &NamePage, now: Millis) -> Result<Vec<FeedS
         let w = feed::window(&effective_config(&tx, ns, &feed)?, now);
         let edge = edge(&tx, ns, &feed, &w)?;
         out.push(FeedSummary {
-            entries: visible_count(&tx, ns, &feed, &edge)?,
-            unread_count: unread_count(&tx, ns, &feed, &edge)?,
+            entries: count(&tx, ns, &feed, &edge, false)?,
+            unread_count: count(&tx, ns, &feed, &edge, true)?,
             feed,
         });
     }
